@@ -1,0 +1,330 @@
+"""The `r3mem` command: a thin shell over the library (archive, pipelines, training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .. import __version__
+from ..errors import ArchiveError, R3memError
+from .output import State, fail, handles_errors, print_json, progress_bar, quiet_libraries, say
+
+HELP = """r3mem keeps a personal memory archive: your notes and chats compressed into memory
+tokens by the R3Mem memory network, rebuilt on demand from memory alone.
+
+\b
+Examples:
+  r3mem ingest ~/notes                 # add documents (creates the archive the first time)
+  r3mem list                           # what the archive holds
+  r3mem recall --doc 3f9a1c2b          # rebuild a document's passages from memory
+  r3mem stats --json                   # sizes and compression, as JSON
+  r3mem verify                         # check every file and every link in the archive
+  r3mem export backup.r3mem            # one portable file; `r3mem import` restores it
+
+The archive lives in --archive PATH, or $R3MEM_ARCHIVE, or the user data folder.
+Every command that reads or writes data takes --json."""
+
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+DeviceOption = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"r3mem {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    archive: Optional[Path] = typer.Option(None, "--archive", envvar="R3MEM_ARCHIVE",
+                                           help="Archive folder (default: user data folder / r3mem / default)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    State.archive = str(archive) if archive else None
+    State.debug = debug
+    quiet_libraries()
+
+
+def _archive_path() -> Path:
+    from ..pipelines.setup import default_archive_path
+
+    return Path(State.archive) if State.archive else default_archive_path()
+
+
+def _open(write: bool = False):
+    from ..archive import Archive
+
+    return Archive.open(_archive_path(), write=write)
+
+
+def _engine(archive, device: str):
+    from ..model.engine import engine_for
+
+    return engine_for(archive.model, archive.adapter_dir, device)
+
+
+# ------------------------------------------------------------------- creating
+@app.command()
+@handles_errors
+def init(
+    model: str = typer.Option("SmolLM2-135M-Instruct", "--model", help="Hugging Face causal LM id or folder."),
+    no_keep_source: bool = typer.Option(False, "--no-keep-source", help="Pure-memory archive: keep no source text."),
+    adapter: Optional[Path] = typer.Option(None, "--adapter", help="Adapter folder written by `r3mem train`."),
+    json_out: bool = JsonOption,
+) -> None:
+    """Create an archive (ingest creates a default one when none exists)."""
+    from ..archive import Archive
+    from ..pipelines.setup import create_archive
+
+    root = _archive_path()
+    if Archive.exists(root):
+        raise ArchiveError(f"an archive already exists at {root}")
+    archive, warnings = create_archive(root, model=model, keep_source=not no_keep_source, adapter=adapter)
+    with archive:
+        result = {"archive": str(root), "model": archive.model, "keep_source": archive.keep_source,
+                  "memory_config": archive.memory_config, "warnings": warnings}
+    for warning in warnings:
+        say(f"warning: {warning}")
+    print_json(result) if json_out else say(f"created archive at {root} (model {model})")
+
+
+@app.command()
+@handles_errors
+def ingest(
+    paths: List[Path] = typer.Argument(..., help="Files and folders to add (.txt, .md)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model for a new archive (default SmolLM2-135M-Instruct)."),
+    no_keep_source: bool = typer.Option(False, "--no-keep-source", help="For a new archive: keep no source text."),
+    max_file_size: int = typer.Option(50 * 1024 * 1024, "--max-file-size", help="Skip files larger than this (bytes)."),
+    device: str = DeviceOption,
+    json_out: bool = JsonOption,
+) -> None:
+    """Add documents to the archive; unchanged content is skipped, changed files replaced."""
+    from ..archive import Archive
+    from ..pipelines.ingest import ingest as run_ingest
+    from ..pipelines.setup import create_archive
+
+    root = _archive_path()
+    if Archive.exists(root):
+        archive = Archive.open(root, write=True)
+        if model and model != archive.model:
+            archive.close()
+            raise ArchiveError(f"the archive at {root} uses {archive.model}; --model applies only to a new archive")
+    else:
+        archive, warnings = create_archive(root, model=model or "SmolLM2-135M-Instruct", keep_source=not no_keep_source)
+        for warning in warnings:
+            say(f"warning: {warning}")
+        if not json_out:
+            say(f"created archive at {root}")
+    with archive:
+        engine = _engine(archive, device)
+        with progress_bar(not json_out, "ingest") as update:
+            report = run_ingest(archive, paths, engine, max_file_bytes=max_file_size, progress=update)
+    if json_out:
+        print_json(report.to_json())
+    else:
+        for item in report.added:
+            say(f"added     {item['id']}  {item['passages']:>4} passages  {item['source']}")
+        for item in report.unchanged:
+            say(f"unchanged {item['id']}  {item['source']}")
+        for item in report.errors:
+            say(f"error     {item['source']}: {item['error']}")
+        if report.skipped:
+            say(f"skipped {len(report.skipped)} file(s) of unsupported types")
+        say(f"{len(report.added)} added, {len(report.unchanged)} unchanged, {len(report.errors)} failed "
+            f"in {report.seconds:.1f}s")
+    if report.errors:
+        raise typer.Exit(1)
+
+
+# -------------------------------------------------------------------- reading
+@app.command("list")
+@handles_errors
+def list_documents(json_out: bool = JsonOption) -> None:
+    """List the archive's documents."""
+    with _open() as archive:
+        docs = [{"id": d.id, "source": d.source, "kind": d.kind, "title": d.title, "passages": d.passages,
+                 "tokens": d.tokens, "ingested_at": d.ingested_at} for d in archive.documents()]
+    if json_out:
+        print_json({"documents": docs})
+        return
+    if not docs:
+        say("the archive is empty; add documents with `r3mem ingest FOLDER`")
+    for d in docs:
+        typer.echo(f"{d['id']}  {d['kind']:<8}  {d['passages']:>4} passages  {d['title']}")
+
+
+@app.command()
+@handles_errors
+def show(doc: str = typer.Argument(..., help="Document id (a unique prefix is enough) or source file path."), json_out: bool = JsonOption) -> None:
+    """Show one document: its provenance and passages."""
+    from ..pipelines.recall import resolve_document
+
+    with _open() as archive:
+        d = resolve_document(archive, doc)
+        passages = [{"passage": p.index, "tokens": p.tokens, "memory_tokens": p.slots, "location": p.location,
+                     "sha256": p.text_sha256} for p in archive.passages(d.id)]
+        data = {"id": d.id, "source": d.source, "kind": d.kind, "title": d.title, "tokens": d.tokens,
+                "ingested_at": d.ingested_at, "content_sha256": d.content_sha256, "metadata": d.metadata,
+                "passages": passages}
+    if json_out:
+        print_json(data)
+        return
+    typer.echo(f"{d.id}  {d.title}\n  source:   {d.source}\n  kind:     {d.kind}\n  ingested: {d.ingested_at}\n"
+               f"  tokens:   {d.tokens} in {len(passages)} passages")
+    for p in passages:
+        typer.echo(f"  [{p['passage']}] {p['tokens']} tokens -> {p['memory_tokens']} memory tokens, {p['location']}")
+
+
+@app.command()
+@handles_errors
+def stats(json_out: bool = JsonOption) -> None:
+    """Sizes, counts and the compression ratio."""
+    with _open() as archive:
+        data = archive.stats()
+    data["compression_ratio"] = round(data["tokens"] / data["memory_slots"], 3) if data.get("memory_slots") else None
+    if json_out:
+        print_json(data)
+        return
+    for key, value in data.items():
+        typer.echo(f"{key:>20}: {value}")
+
+
+@app.command()
+@handles_errors
+def recall(
+    doc: str = typer.Option(..., "--doc", help="Document id (a unique prefix is enough) or source file path."),
+    passage: Optional[int] = typer.Option(None, "--passage", help="Only this passage (0-based)."),
+    device: str = DeviceOption,
+    json_out: bool = JsonOption,
+) -> None:
+    """Rebuild a document's text from its memory tokens alone (the backward model)."""
+    from ..pipelines.recall import recall as run_recall
+
+    with _open() as archive:
+        result = run_recall(archive, _engine(archive, device), doc, passage)
+    if json_out:
+        print_json(result)
+        return
+    for item in result["passages"]:
+        typer.echo(item["text"])
+        typer.echo("")
+    exact = sum(p["exact"] for p in result["passages"])
+    similarity = "n/a (source not kept)" if result["similarity"] is None else f"{result['similarity']:.3f}"
+    say(f"{result['doc']}: {exact}/{len(result['passages'])} passages exact, character similarity {similarity}")
+
+
+# ------------------------------------------------------------------- changing
+@app.command()
+@handles_errors
+def forget(docs: List[str] = typer.Argument(..., help="Document ids (or source file paths) to remove."), json_out: bool = JsonOption) -> None:
+    """Remove documents: source, memory and index entries; space is reclaimed at once."""
+    from ..pipelines.recall import resolve_document
+
+    with _open(write=True) as archive:
+        ids = [resolve_document(archive, d).id for d in docs]
+        removed = archive.forget(ids)
+    print_json({"forgotten": removed}) if json_out else say(f"forgot {len(removed)} document(s): {' '.join(removed)}")
+
+
+@app.command()
+@handles_errors
+def verify(json_out: bool = JsonOption) -> None:
+    """Check SQLite integrity, shard checksums and that every passage has its memory."""
+    with _open() as archive:
+        problems = archive.verify()
+    if json_out:
+        print_json({"ok": not problems, "problems": [{"kind": p.kind, "path": p.path, "message": p.message}
+                                                     for p in problems]})
+    else:
+        for p in problems:
+            typer.echo(f"{p.kind}: {p.path}: {p.message}")
+        say("archive OK" if not problems else f"{len(problems)} problem(s) found")
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handles_errors
+def export(file: Path = typer.Argument(..., help="File to write (one portable file)."), json_out: bool = JsonOption) -> None:
+    """Write the whole archive into one portable file."""
+    if file.exists():
+        raise R3memError(f"{file} already exists; choose another name")
+    with _open() as archive:
+        result = archive.export(file)
+    print_json({"file": str(file), **result}) if json_out else say(f"exported to {file}")
+
+
+@app.command("import")
+@handles_errors
+def import_archive(file: Path = typer.Argument(..., help="File written by `r3mem export`."), json_out: bool = JsonOption) -> None:
+    """Restore an exported archive into --archive (which must be new or empty); verified first."""
+    from ..archive import Archive
+
+    if not file.is_file():
+        raise R3memError(f"{file}: no such file")
+    root = _archive_path()
+    with Archive.import_(file, root) as archive:
+        count = len(archive.documents())
+    print_json({"archive": str(root), "documents": count}) if json_out else say(f"imported {count} document(s) into {root}")
+
+
+# ------------------------------------------------------------------- training
+@app.command()
+@handles_errors
+def train(
+    data: Path = typer.Argument(..., help="Folder of .txt/.md files to train on."),
+    output: Path = typer.Option(Path("r3mem-adapter"), "--output", "-o", help="Checkpoints and the finished adapter."),
+    model: str = typer.Option("SmolLM2-135M-Instruct", "--model", help="Base model the adapter is for."),
+    steps: int = typer.Option(1000, "--steps", help="Total optimizer steps (raise to continue a run)."),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr", help="Learning rate of the LoRA weights."),
+    memory_lr: float = typer.Option(1e-2, "--memory-lr", help="Learning rate of the memory embeddings."),
+    compression_ratio: int = typer.Option(4, "--compression-ratio", help="Passage tokens per memory token."),
+    max_passage_tokens: int = typer.Option(64, "--max-passage-tokens"),
+    lora_r: int = typer.Option(8, "--lora-r", help="Rank of the compress LoRA adapter (alpha = 2r)."),
+    eval_every: int = typer.Option(100, "--eval-every", help="Held-out evaluation every N steps."),
+    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes"),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = DeviceOption,
+    json_out: bool = JsonOption,
+) -> None:
+    """Train the compress adapter and memory embeddings (resumable: rerun to continue)."""
+    from ..model.memory import MemoryConfig
+    from ..training.train import TrainConfig
+    from ..training.train import train as run_train
+
+    if not data.is_dir():
+        raise R3memError(f"{data}: not a folder")
+    config = TrainConfig(data=str(data.resolve()), output=str(output), base_model=model, steps=steps,
+                         batch_size=batch_size, lr=lr, memory_lr=memory_lr, eval_every=eval_every,
+                         checkpoint_minutes=checkpoint_minutes, seed=seed, device=device)
+    memory = MemoryConfig(compression_ratio=compression_ratio, max_passage_tokens=max_passage_tokens,
+                          lora_r=lora_r, lora_alpha=2 * lora_r)
+
+    def report(event: dict) -> None:
+        if json_out:
+            return
+        if event["event"] == "step" and event["step"] % 10 == 0:
+            say(f"step {event['step']}/{event['steps']}  loss {event['loss']:.3f}  "
+                f"acc {event['token_accuracy']:.3f}  {event['tokens_per_second']:.0f} tok/s")
+        elif event["event"] == "eval":
+            say(f"held-out @ {event['step']}: token accuracy {event.get('token_accuracy', 0):.3f}, "
+                f"exact {event.get('exact_rate', 0):.3f}, similarity {event.get('similarity', 0):.3f}")
+        elif event["event"] in ("data", "resumed", "checkpoint"):
+            say(" ".join(f"{k}={v}" for k, v in event.items()))
+
+    summary = run_train(config, memory, progress=report)
+    print_json(summary) if json_out else say(f"adapter written to {output}")
+
+
+def main() -> None:
+    try:
+        app()
+    except R3memError as exc:  # raised outside a command (e.g. in the option callback)
+        fail(str(exc), exc.exit_code)

@@ -1,0 +1,94 @@
+"""How commands talk to people and programs: JSON on stdout, everything else on stderr."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+import traceback
+import warnings
+from contextlib import contextmanager
+
+import typer
+
+from ..errors import R3memError
+
+
+class State:
+    """Global options, set once by the app callback."""
+
+    archive: str | None = None
+    debug: bool = False
+
+
+def quiet_libraries() -> None:
+    """transformers/peft chatter and their progress bars stay off the user's terminal."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except Exception:  # transformers missing is reported where it is needed
+        pass
+
+
+def print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def say(message: str) -> None:
+    """A human line for stderr (never pollutes --json stdout)."""
+    typer.echo(message, err=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def handles_errors(command):
+    """User errors become one line and an exit code; --debug shows the traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except R3memError as exc:
+            if State.debug:
+                traceback.print_exc()
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted; the archive is consistent, run the same command again to finish", 130)
+        except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
+            if State.debug:
+                traceback.print_exc()
+            fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", 2)
+
+    return wrapper
+
+
+@contextmanager
+def progress_bar(enabled: bool, description: str):
+    """A rich progress bar on stderr when it is a terminal; a no-op updater otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda stage, done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(stage: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=f"{description} {stage}")
+
+        yield update

@@ -1,0 +1,25 @@
+"""Errors that reach the user as one clear line, never as a traceback."""
+
+from __future__ import annotations
+
+
+class R3memError(Exception):
+    """A problem the user can act on. `exit_code` follows DESIGN §1: 2 = usage or unusable archive."""
+
+    exit_code = 2
+
+
+class ArchiveError(R3memError):
+    """The archive is missing, unreadable, locked or inconsistent."""
+
+
+class ArchiveLocked(ArchiveError):
+    """Another process holds the archive's writer lock."""
+
+
+class NotFound(R3memError):
+    """A document or passage id that the archive does not hold."""
+
+
+class ModelError(R3memError):
+    """A model or adapter could not be loaded."""

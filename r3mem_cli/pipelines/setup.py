@@ -1,0 +1,51 @@
+"""Where archives live and how a new one gets its model and adapter."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import platformdirs
+
+from ..archive import Archive
+from ..errors import ArchiveError
+from ..model.engine import fresh_adapter, shipped_adapter
+from ..model.loading import DEFAULT_MODEL
+from ..model.memory import MemoryConfig, read_adapter_config
+
+
+def default_archive_path() -> Path:
+    """R3MEM_ARCHIVE, else `<user data dir>/r3mem/default`."""
+    env = os.environ.get("R3MEM_ARCHIVE")
+    return Path(env) if env else Path(platformdirs.user_data_dir("r3mem")) / "default"
+
+
+def create_archive(root: Path, *, model: str = DEFAULT_MODEL, keep_source: bool = True,
+                   adapter: Path | None = None) -> tuple[Archive, list[str]]:
+    """Create an archive opened for writing; returns it with warnings for the user.
+
+    The adapter comes from `adapter` (a folder written by `r3mem train`), else the one shipped
+    for the default model, else a fresh untrained one (recall stays poor until trained).
+    """
+    warnings: list[str] = []
+    temporary = None
+    if adapter is None:
+        adapter = shipped_adapter(model)
+    if adapter is None:
+        temporary = adapter = fresh_adapter(model, MemoryConfig())
+        warnings.append(f"no trained adapter for {model}: memory is untrained, recall will be poor; "
+                        "train one with `r3mem train FOLDER --model ...` and pass it to `r3mem init --adapter`")
+    try:
+        info = read_adapter_config(adapter)
+    except ValueError as exc:
+        raise ArchiveError(f"--adapter {adapter}: {exc}") from exc
+    if info.get("base_model") not in (None, model):
+        raise ArchiveError(f"adapter {adapter} was trained for {info['base_model']}, not {model}")
+    try:
+        archive = Archive.create(root, model=model, keep_source=keep_source, memory_config=info["memory"])
+        archive.install_adapter(adapter)
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+    return archive, warnings

@@ -1,0 +1,127 @@
+"""Split a document into passages: the unit of memory and of recall.
+
+A passage is at most `max_tokens` tokens of the archive's model and never cuts a sentence,
+unless one sentence alone exceeds the bound (it is then cut at token boundaries, using the
+tokenizer's character offsets so no character is split). Sentences are packed greedily,
+across paragraph breaks when the next sentence still fits. Every passage is an exact slice of the document text, with its line range kept as provenance.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# A sentence ends at . ! ? (optionally followed by closing quotes/brackets) and whitespace,
+# or at a single newline inside a paragraph (lists, chat lines, headings).
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'\)\]]*\s+|\n")
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+
+
+@dataclass
+class Span:
+    start: int  # character offsets into the document text
+    end: int
+
+
+@dataclass
+class Passage:
+    text: str
+    start: int
+    end: int
+    tokens: int
+    location: dict = field(default_factory=dict)
+
+
+def _paragraphs(text: str) -> list[Span]:
+    spans, cursor = [], 0
+    for match in _PARAGRAPH_BREAK.finditer(text):
+        spans.append(Span(cursor, match.start()))
+        cursor = match.end()
+    spans.append(Span(cursor, len(text)))
+    return [s for s in (_strip(text, s) for s in spans) if s.end > s.start]
+
+
+def _strip(text: str, span: Span) -> Span:
+    start, end = span.start, span.end
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return Span(start, end)
+
+
+def sentences(text: str, span: Span | None = None) -> list[Span]:
+    """Sentence spans inside `span` (the whole text by default), whitespace trimmed."""
+    span = span or Span(0, len(text))
+    out, cursor = [], span.start
+    for match in _SENTENCE_END.finditer(text, span.start, span.end):
+        out.append(Span(cursor, match.start()))
+        cursor = match.end()
+    out.append(Span(cursor, span.end))
+    return [s for s in (_strip(text, s) for s in out) if s.end > s.start]
+
+
+class Segmenter:
+    """Packs sentences into passages bounded in tokens of `tokenizer`."""
+
+    def __init__(self, tokenizer, max_tokens: int):
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+
+    def count(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _cut_long(self, text: str, span: Span) -> list[Span]:
+        """A sentence longer than the bound: cut at token boundaries (character offsets)."""
+        piece = text[span.start : span.end]
+        encoded = self.tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = encoded["offset_mapping"]
+        out, first = [], 0
+        while first < len(offsets):
+            last = min(first + self.max_tokens, len(offsets)) - 1
+            start, end = span.start + offsets[first][0], span.start + offsets[last][1]
+            if last + 1 < len(offsets):
+                end = span.start + offsets[last + 1][0]
+            cut = _strip(text, Span(start, end))
+            # Re-tokenising a slice can merge differently; shrink until it fits.
+            while cut.end > cut.start and self.count(text[cut.start : cut.end]) > self.max_tokens:
+                last -= 1
+                cut = _strip(text, Span(start, span.start + offsets[last + 1][0]))
+            if cut.end > cut.start:
+                out.append(cut)
+            first = last + 1
+        return out
+
+    def split(self, text: str) -> list[Passage]:
+        pieces: list[Span] = []
+        for paragraph in _paragraphs(text):
+            for sentence in sentences(text, paragraph):
+                if self.count(text[sentence.start : sentence.end]) > self.max_tokens:
+                    pieces.extend(self._cut_long(text, sentence))
+                else:
+                    pieces.append(sentence)
+        passages: list[Passage] = []
+        current: Span | None = None
+        for piece in pieces:
+            if current is not None:
+                merged = Span(current.start, piece.end)
+                if self.count(text[merged.start : merged.end]) <= self.max_tokens:
+                    current = merged
+                    continue
+                passages.append(self._passage(text, current))
+            current = piece
+        if current is not None:
+            passages.append(self._passage(text, current))
+        return passages
+
+    def _passage(self, text: str, span: Span) -> Passage:
+        body = text[span.start : span.end]
+        first_line = text.count("\n", 0, span.start) + 1
+        last_line = first_line + body.count("\n")
+        return Passage(
+            text=body,
+            start=span.start,
+            end=span.end,
+            tokens=self.count(body),
+            location={"lines": [first_line, last_line]},
+        )

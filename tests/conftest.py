@@ -1,0 +1,61 @@
+"""Shared fixtures: a tiny randomly initialised causal LM (built from a config, no download)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+TINY_CORPUS = [
+    "Maya planted six tomato plants in bed two on the twentieth of April.",
+    "The book club meets on the seventh of November at Daniel's house.",
+    "Grandma Ada's lentil soup simmers for twenty-five minutes.",
+    "We took tram 28 up the hill and had dinner for 42 euros.",
+    "Hello world. This is a tiny tokenizer for fast tests, with numbers 0123456789!",
+]
+
+
+def build_tiny_model(folder: Path, *, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+    """A 2-layer Llama with a byte-level BPE tokenizer, saved like any Hugging Face model."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<eos>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    raw.train_from_iterator(TINY_CORPUS * 4, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<eos>", pad_token="<eos>",
+                                        clean_up_tokenization_spaces=False)
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, eos_token_id=tokenizer.eos_token_id,
+                         # No pad_token_id: it would zero the EOS embedding row, and with tied
+                         # embeddings the EOS logit could then never rise.
+                         pad_token_id=None, bos_token_id=tokenizer.eos_token_id,
+                         tie_word_embeddings=True, initializer_range=0.2)
+    model = LlamaForCausalLM(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "tiny-llama")
+
+
+@pytest.fixture()
+def tiny_model(tiny_model_dir):
+    """(model, tokenizer), fresh per test so adapters never leak between tests."""
+    from r3mem_cli.model.loading import load_base_model
+
+    return load_base_model(str(tiny_model_dir), "cpu")
