@@ -273,7 +273,7 @@ def train(
         loop_state["cursor"] += config.batch_size
         loop_state["tokens"] += int(mask.sum())
         elapsed = time.monotonic() - started
-        emit({"event": "step", "step": loop_state["step"], "steps": config.steps, "loss": float(out["loss"]),
+        emit({"event": "step", "step": loop_state["step"], "steps": config.steps, "loss": float(out["loss"].detach()),
               "token_accuracy": int(out["correct"]) / max(1, int(out["scored"])),
               "tokens_per_second": loop_state["tokens"] / max(elapsed, 1e-9)})
         if config.eval_every and loop_state["step"] % config.eval_every == 0 and heldout_passages:
