@@ -136,6 +136,6 @@ def ingest(
 
 def _forget_older_versions(archive: Archive, source: str, digest: str) -> None:
     """Finish a replacement that a killed run left half done: the old version goes."""
-    stale = [d.id for d in archive.documents() if d.source == source and d.content_sha256 != digest]
+    stale = [d.id for d in archive.documents_by_source(source) if d.content_sha256 != digest]
     if stale:
         archive.forget(stale)

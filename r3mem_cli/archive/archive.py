@@ -1,0 +1,865 @@
+"""The Archive: one folder holding a manifest, memory shards, source copies and the adapter.
+
+Layout (see docs/decisions/0003-archive-format.md):
+
+    root/manifest.sqlite   SQLite (WAL) — documents, passages, zstd sources, shard + file checksums
+    root/shards/mem-*.safetensors   append-only memory tensors, key "p<passage_id>"
+    root/adapter/          adapter weights + config, installed atomically by install_adapter()
+    root/lock              the single-writer flock
+
+Durability rule everywhere: files first (temp name, fsync, rename, fsync dir), then the manifest
+transaction that references them. A crash therefore leaves only unreferenced files, which the
+next writer deletes on open; readers only ever see committed manifest states.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import torch
+import zstandard
+
+from r3mem_cli.errors import ArchiveError, NotFound
+
+from . import manifest as mf
+from .lock import WriterLock
+from .manifest import MANIFEST_NAME, SCHEMA_VERSION, transaction, utc_now
+from .shards import ShardStore, fsync_dir, fsync_file, sha256_file
+
+ZSTD_LEVEL = 12
+MAX_SOURCE_BYTES = 1 << 30  # refuse to inflate a stored passage past this (corrupt/hostile blob)
+COMPACT_SHARD_BYTES = 256 << 20  # compaction output is split into shards of about this size
+SMALL_SHARD_BYTES = 4 << 20  # compaction merges shards smaller than this
+ID_MIN_LEN = 8
+PREFIX_MIN_LEN = 4
+ADAPTER_DIR = "adapter"
+_ADAPTER_NEW = ".adapter-new"
+_ADAPTER_OLD = ".adapter-old"
+_PENDING_COMPACT = "pending_compact"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX = re.compile(r"^[0-9a-f]+$")
+_FILE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
+
+
+# --- public records -----------------------------------------------------------------------
+
+
+@dataclass
+class NewPassage:
+    """One passage to store. `memory` is [slots, D] of any float dtype, stored bit-exactly."""
+
+    index: int
+    text: str
+    tokens: int
+    location: dict
+    memory: torch.Tensor
+
+
+@dataclass
+class NewDocument:
+    source: str
+    kind: str
+    title: str
+    content_sha256: str
+    tokens: int
+    metadata: dict
+    passages: list[NewPassage] = field(default_factory=list)
+
+
+@dataclass
+class DocumentInfo:
+    id: str
+    source: str
+    kind: str
+    title: str
+    content_sha256: str
+    passages: int  # passage count
+    tokens: int
+    ingested_at: str
+    metadata: dict
+
+
+@dataclass
+class PassageInfo:
+    id: int  # passage rowid, stable for the life of the archive (never reused)
+    doc_id: str
+    index: int
+    text_sha256: str
+    tokens: int
+    location: dict
+    slots: int | None  # memory slots; None only in a damaged archive (verify reports it)
+
+
+@dataclass
+class Problem:
+    """One thing `verify` found wrong: a short kind, the file it concerns, and what happened."""
+
+    kind: str
+    path: str
+    message: str
+
+
+def _doc(row) -> DocumentInfo:
+    return DocumentInfo(
+        id=row[0],
+        source=row[1],
+        kind=row[2],
+        title=row[3],
+        content_sha256=row[4],
+        passages=row[5],
+        tokens=row[6],
+        ingested_at=row[7],
+        metadata=json.loads(row[8]),
+    )
+
+
+def _passage(row) -> PassageInfo:
+    return PassageInfo(
+        id=row[0],
+        doc_id=row[1],
+        index=row[2],
+        text_sha256=row[3],
+        tokens=row[4],
+        location=json.loads(row[5]),
+        slots=row[6],
+    )
+
+
+def _json(value, what: str) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what} is not JSON-serialisable: {e}") from None
+
+
+def _rmtree(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _adapter_name_ok(rel: str) -> bool:
+    parts = PurePosixPath(rel).parts
+    return 0 < len(parts) <= 4 and all(_FILE_PART.match(p) for p in parts)
+
+
+def _list_files(d: Path) -> list[str]:
+    """Relative posix paths of every non-directory entry under `d` (symlinks included)."""
+    if not d.is_dir():
+        return []
+    return sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_symlink() or not p.is_dir())
+
+
+def _scan_dir(d: Path) -> dict[str, tuple[str, int]]:
+    """{relative posix path: (sha256, bytes)} of every entry under `d`; a symlink or other
+    non-regular entry gets an impossible checksum, so it never matches a record."""
+    return {
+        rel: (sha256_file(d / rel) if (d / rel).is_file() and not (d / rel).is_symlink() else ("-", -1))
+        for rel in _list_files(d)
+    }
+
+
+# --- the archive --------------------------------------------------------------------------
+
+
+class Archive:
+    """An open archive. Use `Archive.create`, `Archive.open` or `Archive.import_`.
+
+    Open read-only (the default), it never writes and never takes the lock; opened for writing it
+    holds `root/lock` until `close()`. One Archive object is meant for one thread at a time.
+    """
+
+    def __init__(self, root: Path, conn: sqlite3.Connection, lock: WriterLock | None, version: int):
+        self.root = root
+        self._conn = conn
+        self._lock = lock
+        self.schema_version = version
+        self.shards = ShardStore(root / "shards")
+        info = mf.read_info(conn)
+        missing = [k for k in ("model", "keep_source", "created_at", "memory_config") if k not in info]
+        if missing:
+            raise ArchiveError(f"archive {root} is damaged: archive_info lacks {', '.join(missing)}")
+        self.model: str = info["model"]
+        self.keep_source: bool = bool(info["keep_source"])
+        self.memory_config: dict = info["memory_config"]
+        self.created_at: str = info["created_at"]
+        self.r3mem_version: str | None = info.get("r3mem_version")
+
+    # --- opening / closing -----------------------------------------------------------------
+
+    @staticmethod
+    def exists(root) -> bool:
+        return (Path(root) / MANIFEST_NAME).is_file()
+
+    @property
+    def adapter_dir(self) -> Path:
+        """Where the adapter lives. Read it freely; change it only through install_adapter()."""
+        return self.root / ADAPTER_DIR
+
+    @property
+    def writable(self) -> bool:
+        return self._lock is not None and self._lock.held
+
+    @classmethod
+    def create(cls, root, *, model: str, keep_source: bool = True, memory_config: dict) -> "Archive":
+        """Create a new archive at `root` (a missing or empty folder) and open it for writing.
+
+        It is built in a temp folder beside `root` and renamed into place, so a crash never leaves
+        a half-created archive; the writer lock is taken before the rename (flock follows the
+        inode), so nobody can slip in between.
+        """
+        from r3mem_cli import __version__
+
+        root = Path(root).expanduser().absolute()
+        if cls.exists(root):
+            raise ArchiveError(f"an archive already exists at {root}")
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise ArchiveError(f"{root} exists and is not an empty folder; choose a new folder for the archive")
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = root.parent / f".{root.name}.create-{secrets.token_hex(4)}"
+        tmp.mkdir()
+        lock = None
+        try:
+            (tmp / "shards").mkdir()
+            (tmp / ADAPTER_DIR).mkdir()
+            lock = WriterLock.acquire(tmp / "lock", root)
+            conn = mf.connect(tmp / MANIFEST_NAME, write=True, create=True)
+            try:
+                mf.enable_wal(conn, tmp / MANIFEST_NAME)
+                mf.migrate(conn)
+                with transaction(conn):
+                    mf.write_info(
+                        conn,
+                        {
+                            "model": str(model),
+                            "keep_source": bool(keep_source),
+                            "created_at": utc_now(),
+                            "memory_config": json.loads(_json(memory_config, "memory_config")),
+                            "r3mem_version": __version__,
+                        },
+                    )
+            finally:
+                conn.close()
+            fsync_file(tmp / MANIFEST_NAME)
+            fsync_dir(tmp)
+            if root.exists():
+                root.rmdir()  # empty (checked above); rename needs the name free
+            try:
+                os.rename(tmp, root)
+            except OSError:
+                raise ArchiveError(f"an archive already exists at {root}") from None
+            fsync_dir(root.parent)
+            lock.path = root / "lock"
+        except BaseException:
+            if lock:
+                lock.release()
+            _rmtree(tmp)
+            raise
+        try:
+            return cls(root, mf.connect(root / MANIFEST_NAME, write=True), lock, SCHEMA_VERSION)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def open(cls, root, *, write: bool = False) -> "Archive":
+        """Open an existing archive. write=True takes the writer lock (ArchiveLocked if held),
+        upgrades the schema, and cleans up after a writer that was killed."""
+        return cls._open(root, write=write, cleanup=True)
+
+    @classmethod
+    def _open(cls, root, *, write: bool, cleanup: bool) -> "Archive":
+        root = Path(root).expanduser().absolute()
+        if not cls.exists(root):
+            raise ArchiveError(f"no archive at {root}; run `r3mem init` or `r3mem ingest`")
+        lock = WriterLock.acquire(root / "lock", root) if write else None
+        conn = None
+        try:
+            conn = mf.connect(root / MANIFEST_NAME, write=write)
+            version = mf.schema_version(mf.applied_migrations(conn))
+            if version == 0:
+                raise ArchiveError(f"{root / MANIFEST_NAME} is not an r3mem archive manifest")
+            if write:
+                mf.enable_wal(conn, root / MANIFEST_NAME)
+            if version < SCHEMA_VERSION:
+                if write:
+                    version = mf.migrate(conn)
+                else:
+                    # A reader cannot migrate; do it under a short-lived writer lock.
+                    conn.close()
+                    conn = None
+                    with cls._open(root, write=True, cleanup=False):
+                        pass
+                    return cls._open(root, write=False, cleanup=False)
+            archive = cls(root, conn, lock, version)
+        except sqlite3.DatabaseError as e:
+            if conn is not None:
+                conn.close()
+            if lock:
+                lock.release()
+            raise ArchiveError(f"archive manifest {root / MANIFEST_NAME} is unreadable: {e}") from None
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            if lock:
+                lock.release()
+            raise
+        if write and cleanup:
+            try:
+                archive._recover()
+            except BaseException:
+                archive.close()
+                raise
+        return archive
+
+    def close(self) -> None:
+        """Close the manifest and release the writer lock (safe to call twice)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                if self.writable:
+                    try:
+                        mf.checkpoint(conn, attempts=1)
+                    except sqlite3.Error:
+                        pass
+            finally:
+                conn.close()
+        if self._lock:
+            self._lock.release()
+
+    def __enter__(self) -> "Archive":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Archive({str(self.root)!r}, write={self.writable})"
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise ArchiveError(f"archive {self.root} is closed")
+        return self._conn
+
+    def _require_write(self, what: str) -> None:
+        if not self.writable or self._conn is None:
+            raise ArchiveError(f"{what} needs the archive opened for writing (Archive.open(root, write=True))")
+
+    # --- crash recovery ----------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Undo whatever a killed writer left behind. Runs under the writer lock."""
+        self._recover_adapter()
+        for tmp in self.shards.temp_files():
+            tmp.unlink(missing_ok=True)
+        referenced = {n for (n,) in self.conn.execute("SELECT name FROM shards")}
+        self.shards.remove([n for n in self.shards.shard_files() if n not in referenced])
+        self.shards.dir.mkdir(exist_ok=True)
+        if mf.read_info(self.conn).get(_PENDING_COMPACT):
+            self._finish_forget()
+        mf.checkpoint(self.conn, attempts=1)
+
+    def _adapter_records(self) -> dict[str, tuple[str, int]]:
+        prefix = ADAPTER_DIR + "/"
+        return {
+            name[len(prefix) :]: (sha, size)
+            for name, sha, size in self.conn.execute(
+                "SELECT name, sha256, bytes FROM files WHERE name LIKE 'adapter/%'"
+            )
+        }
+
+    def _recover_adapter(self) -> None:
+        new, old = self.root / _ADAPTER_NEW, self.root / _ADAPTER_OLD
+        _rmtree(new)
+        if old.exists():
+            # An install was interrupted. If the manifest already names the new files, the
+            # install finished and only the old copy is left to delete; otherwise roll back.
+            if not (self.adapter_dir.is_dir() and _scan_dir(self.adapter_dir) == self._adapter_records()):
+                _rmtree(self.adapter_dir)
+                os.rename(old, self.adapter_dir)
+            else:
+                _rmtree(old)
+            fsync_dir(self.root)
+        self.adapter_dir.mkdir(exist_ok=True)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def documents(self) -> list[DocumentInfo]:
+        rows = self.conn.execute(f"SELECT {mf.DOCUMENT_COLUMNS} FROM documents ORDER BY ingested_at, id")
+        return [_doc(r) for r in rows]
+
+    def document(self, id_or_prefix: str) -> DocumentInfo:
+        """A document by full id or by a unique prefix of at least 4 characters (git-like)."""
+        key = str(id_or_prefix).strip().lower()
+        if len(key) < PREFIX_MIN_LEN:
+            raise NotFound(f"document id {id_or_prefix!r} is too short; give at least {PREFIX_MIN_LEN} characters")
+        if not _HEX.match(key):
+            raise NotFound(f"no document {id_or_prefix!r} in the archive (ids are hexadecimal)")
+        row = self.conn.execute(f"SELECT {mf.DOCUMENT_COLUMNS} FROM documents WHERE id = ?", (key,)).fetchone()
+        if row:
+            return _doc(row)
+        rows = self.conn.execute(
+            f"SELECT {mf.DOCUMENT_COLUMNS} FROM documents WHERE id GLOB ? ORDER BY id LIMIT 6", (key + "*",)
+        ).fetchall()
+        if not rows:
+            raise NotFound(f"no document {id_or_prefix!r} in the archive; `r3mem list` shows the ids")
+        if len(rows) > 1:
+            shown = ", ".join(r[0] for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+            raise ArchiveError(
+                f"document id prefix {id_or_prefix!r} is ambiguous: it matches {shown}; give more characters"
+            )
+        return _doc(rows[0])
+
+    def find_by_hash(self, content_sha256: str) -> DocumentInfo | None:
+        row = self.conn.execute(
+            f"SELECT {mf.DOCUMENT_COLUMNS} FROM documents WHERE content_sha256 = ?", (content_sha256.lower(),)
+        ).fetchone()
+        return _doc(row) if row else None
+
+    def find_by_source(self, source: str) -> DocumentInfo | None:
+        """The most recently ingested document from `source` (see documents_by_source for all)."""
+        row = self.conn.execute(
+            f"SELECT {mf.DOCUMENT_COLUMNS} FROM documents WHERE source = ? ORDER BY ingested_at DESC, id DESC LIMIT 1",
+            (source,),
+        ).fetchone()
+        return _doc(row) if row else None
+
+    def documents_by_source(self, source: str) -> list[DocumentInfo]:
+        """All documents from one source (a chat export yields one document per conversation)."""
+        rows = self.conn.execute(
+            f"SELECT {mf.DOCUMENT_COLUMNS} FROM documents WHERE source = ? ORDER BY ingested_at, id", (source,)
+        )
+        return [_doc(r) for r in rows]
+
+    def passages(self, doc_id: str) -> list[PassageInfo]:
+        doc = self.document(doc_id)
+        rows = self.conn.execute(mf.PASSAGE_QUERY + " WHERE p.doc_id = ? ORDER BY p.idx", (doc.id,))
+        return [_passage(r) for r in rows]
+
+    def passage(self, passage_id: int) -> PassageInfo:
+        row = self.conn.execute(mf.PASSAGE_QUERY + " WHERE p.id = ?", (int(passage_id),)).fetchone()
+        if not row:
+            raise NotFound(f"no passage {passage_id} in the archive")
+        return _passage(row)
+
+    def all_passages(self) -> list[PassageInfo]:
+        """Every passage, ordered by document ingestion then index (for building search indexes)."""
+        rows = self.conn.execute(
+            mf.PASSAGE_QUERY + " JOIN documents d ON d.id = p.doc_id ORDER BY d.ingested_at, d.id, p.idx"
+        )
+        return [_passage(r) for r in rows]
+
+    def source_text(self, passage_id: int) -> str | None:
+        """The stored original text of a passage, or None in a pure-memory archive."""
+        row = self.conn.execute(
+            "SELECT p.id, s.zstd FROM passages p LEFT JOIN sources s ON s.passage_id = p.id WHERE p.id = ?",
+            (int(passage_id),),
+        ).fetchone()
+        if not row:
+            raise NotFound(f"no passage {passage_id} in the archive")
+        if row[1] is None:
+            return None
+        try:
+            raw = zstandard.ZstdDecompressor().decompress(row[1], max_output_size=MAX_SOURCE_BYTES)
+            return raw.decode("utf-8")
+        except (zstandard.ZstdError, UnicodeDecodeError) as e:
+            raise ArchiveError(f"stored source of passage {passage_id} is damaged ({e}); run `r3mem verify`") from None
+
+    def load_memory(self, passage_ids: list[int]) -> dict[int, torch.Tensor]:
+        """Memory tensors by passage id, read through memory maps, one open per shard.
+
+        If a concurrent writer compacted a shard away between the manifest query and the file
+        open, the query is retried against the new manifest state.
+        """
+        ids = sorted({int(i) for i in passage_ids})
+        for attempt in range(3):
+            rows = []
+            for chunk in mf.chunked(ids):
+                rows += self.conn.execute(
+                    f"SELECT passage_id, shard, tensor FROM memory WHERE passage_id IN ({mf.placeholders(len(chunk))})",
+                    chunk,
+                ).fetchall()
+            if len(rows) != len(ids):
+                found = {r[0] for r in rows}
+                missing = [i for i in ids if i not in found]
+                raise NotFound(f"no memory for passage(s) {', '.join(map(str, missing[:10]))} in the archive")
+            by_shard: dict[str, list[tuple[int, str]]] = {}
+            for pid, shard, tensor in rows:
+                by_shard.setdefault(shard, []).append((pid, tensor))
+            out: dict[int, torch.Tensor] = {}
+            try:
+                for shard, items in by_shard.items():
+                    got = self.shards.read(shard, [t for _, t in items])
+                    for pid, t in items:
+                        out[pid] = got[t]
+                return out
+            except Exception as e:  # safetensors raises its own error types, even for a missing file
+                gone = [s for s in by_shard if not self.shards.path(s).is_file()]
+                if not gone:
+                    raise ArchiveError(f"cannot read memory shard ({e}); run `r3mem verify`") from None
+                if attempt == 2:
+                    missing = self.shards.path(gone[0])
+                    raise ArchiveError(f"memory shard {missing} is missing; run `r3mem verify`") from None
+        raise AssertionError("unreachable")
+
+    def stats(self) -> dict:
+        c = self.conn
+        one = lambda sql: c.execute(sql).fetchone()[0] or 0  # noqa: E731
+        documents = one("SELECT COUNT(*) FROM documents")
+        tokens = one("SELECT SUM(tokens) FROM documents")
+        slots = one("SELECT SUM(slots) FROM memory")
+        archive_bytes = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file() and not p.is_symlink())
+        return {
+            "documents": documents,
+            "passages": one("SELECT COUNT(*) FROM passages"),
+            "tokens": tokens,
+            "passage_tokens": one("SELECT SUM(tokens) FROM passages"),
+            "source_bytes": one("SELECT SUM(length(zstd)) FROM sources"),
+            "source_raw_bytes": one("SELECT SUM(raw_bytes) FROM sources"),
+            "memory_bytes": one("SELECT SUM(bytes) FROM shards"),
+            "memory_slots": slots,
+            "shards": one("SELECT COUNT(*) FROM shards"),
+            "adapter_bytes": one("SELECT SUM(bytes) FROM files WHERE name LIKE 'adapter/%'"),
+            "archive_bytes": archive_bytes,
+            "compression_ratio": (one("SELECT SUM(tokens) FROM passages") / slots) if slots else None,
+            "model": self.model,
+            "keep_source": self.keep_source,
+            "schema_version": self.schema_version,
+        }
+
+    def ingest_runs(self) -> list[dict]:
+        rows = self.conn.execute(
+            "SELECT id, started_at, finished_at, added, unchanged, errors FROM ingest_runs ORDER BY id"
+        )
+        keys = ("id", "started_at", "finished_at", "added", "unchanged", "errors")
+        return [dict(zip(keys, r)) for r in rows]
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def add_documents(self, docs: list[NewDocument]) -> list[DocumentInfo]:
+        """Store documents with their passages, sources and memory: one shard, one transaction.
+
+        Returns one DocumentInfo per input, in order. A document whose content_sha256 is already
+        stored (or repeated within `docs`) is not stored again; its existing entry is returned,
+        so re-running an interrupted ingest never creates duplicates.
+        """
+        self._require_write("adding documents")
+        prepared = [self._prepare(d) for d in docs]
+        if not prepared:
+            return []
+        cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL) if self.keep_source else None
+        now = utc_now()
+        written = None
+        try:
+            with transaction(self.conn) as c:
+                ids: list[str] = []
+                taken: dict[str, str] = {}  # content hash -> id, within this call
+                tensors: dict[str, torch.Tensor] = {}
+                memory_rows, source_rows = [], []
+                for doc, sha, texts in prepared:
+                    existing = taken.get(sha) or c.execute(
+                        "SELECT id FROM documents WHERE content_sha256 = ?", (sha,)
+                    ).fetchone()
+                    if existing:
+                        ids.append(existing if isinstance(existing, str) else existing[0])
+                        continue
+                    doc_id = self._new_id(sha)
+                    taken[sha] = doc_id
+                    ids.append(doc_id)
+                    c.execute(
+                        "INSERT INTO documents (id, source, kind, title, content_sha256, tokens, passage_count, "
+                        "metadata, ingested_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (
+                            doc_id,
+                            doc.source,
+                            doc.kind,
+                            doc.title,
+                            sha,
+                            int(doc.tokens),
+                            len(doc.passages),
+                            _json(doc.metadata, "metadata"),
+                            now,
+                        ),
+                    )
+                    for p, raw in zip(doc.passages, texts):
+                        cur = c.execute(
+                            "INSERT INTO passages (doc_id, idx, text_sha256, tokens, location) VALUES (?,?,?,?,?)",
+                            (
+                                doc_id,
+                                p.index,
+                                hashlib.sha256(raw).hexdigest(),
+                                int(p.tokens),
+                                _json(p.location, "location"),
+                            ),
+                        )
+                        pid = cur.lastrowid
+                        name = f"p{pid}"
+                        tensors[name] = p.memory
+                        memory_rows.append((pid, name, int(p.memory.shape[0])))
+                        if cctx is not None:
+                            source_rows.append((pid, cctx.compress(raw), len(raw)))
+                if tensors:
+                    written = self.shards.write(tensors)
+                    c.execute(
+                        "INSERT INTO shards (name, sha256, bytes, tensors, created_at) VALUES (?,?,?,?,?)",
+                        (written.name, written.sha256, written.bytes, written.tensors, now),
+                    )
+                    c.executemany(
+                        "INSERT INTO memory (passage_id, shard, tensor, slots) VALUES (?,?,?,?)",
+                        [(pid, written.name, name, slots) for pid, name, slots in memory_rows],
+                    )
+                c.executemany("INSERT INTO sources (passage_id, zstd, raw_bytes) VALUES (?,?,?)", source_rows)
+        except BaseException:
+            if written is not None:  # the manifest never referenced it
+                self.shards.remove([written.name])
+            raise
+        return [self.document(i) for i in ids]
+
+    @staticmethod
+    def _prepare(doc: NewDocument) -> tuple[NewDocument, str, list[bytes]]:
+        """Validate one input document early, before any transaction or file is opened."""
+        if not isinstance(doc, NewDocument):
+            raise TypeError(f"expected NewDocument, got {type(doc).__name__}")
+        for name in ("source", "kind", "title"):
+            if not isinstance(getattr(doc, name), str):
+                raise TypeError(f"NewDocument.{name} must be a str, got {type(getattr(doc, name)).__name__}")
+        _json(doc.metadata, "metadata")
+        sha = str(doc.content_sha256).lower()
+        if not _HEX64.match(sha):
+            raise ValueError(f"content_sha256 of {doc.source!r} is not a sha256 hex digest")
+        indexes = sorted(p.index for p in doc.passages)
+        if indexes != list(range(len(doc.passages))):
+            raise ValueError(f"passage indexes of {doc.source!r} must be 0..{len(doc.passages) - 1}, each once")
+        texts = []
+        for p in doc.passages:
+            t = p.memory
+            if not isinstance(t, torch.Tensor) or not torch.is_floating_point(t) or t.dim() != 2 or t.shape[0] < 1:
+                raise ValueError(
+                    f"memory of passage {p.index} of {doc.source!r} must be a float tensor [slots, D] with slots >= 1"
+                )
+            _json(p.location, "location")
+            texts.append(p.text.encode("utf-8"))
+        return doc, sha, texts
+
+    def _new_id(self, content_sha256: str) -> str:
+        """First 8 hex chars of the content hash; 10, 12, ... on a collision with another document."""
+        n = ID_MIN_LEN
+        while n < len(content_sha256):
+            cand = content_sha256[:n]
+            if not self.conn.execute("SELECT 1 FROM documents WHERE id = ?", (cand,)).fetchone():
+                return cand
+            n += 2
+        return content_sha256
+
+    def record_run(self, started_at, finished_at, added: int, unchanged: int, errors: int) -> None:
+        """Record one ingest run (the CLI calls this once per `r3mem ingest`)."""
+        self._require_write("recording an ingest run")
+        iso = lambda t: t.isoformat() if hasattr(t, "isoformat") else (None if t is None else str(t))  # noqa: E731
+        with transaction(self.conn) as c:
+            c.execute(
+                "INSERT INTO ingest_runs (started_at, finished_at, added, unchanged, errors) VALUES (?,?,?,?,?)",
+                (iso(started_at), iso(finished_at), int(added), int(unchanged), int(errors)),
+            )
+
+    def forget(self, doc_ids: list[str]) -> list[str]:
+        """Remove documents completely: rows in one transaction, then compaction (their tensors
+        leave the shard files) and VACUUM + WAL truncation (their rows leave the SQLite files).
+
+        All ids are resolved first, so an unknown id removes nothing. A `pending_compact` flag is
+        committed with the deletion, so if the process dies before the bytes are gone the next
+        write-open finishes the job.
+        """
+        self._require_write("forgetting documents")
+        resolved = list(dict.fromkeys(self.document(i).id for i in doc_ids))
+        if not resolved:
+            return []
+        with transaction(self.conn) as c:
+            for chunk in mf.chunked(resolved):
+                c.execute(f"DELETE FROM documents WHERE id IN ({mf.placeholders(len(chunk))})", chunk)
+            mf.write_info(c, {_PENDING_COMPACT: True})
+        self._finish_forget()
+        return resolved
+
+    def _finish_forget(self) -> None:
+        """Compact, VACUUM and truncate the WAL (which still holds the page images written
+        before VACUUM). The pending flag is cleared only once the WAL is truncated; if a
+        long-running reader blocks that, close() and the next write-open try again."""
+        self.compact()
+        self.conn.execute("VACUUM")
+        if mf.checkpoint(self.conn):
+            with transaction(self.conn) as c:
+                mf.delete_info(c, _PENDING_COMPACT)
+            mf.checkpoint(self.conn)
+
+    def compact(self) -> dict:
+        """Rewrite shards holding dead tensors, and merge small shards, into new shard(s).
+
+        New shards are written and the manifest repointed in one transaction before any old
+        shard is deleted, so a crash at any point leaves a readable archive.
+        """
+        self._require_write("compacting")
+        c = self.conn
+        shards = c.execute(
+            "SELECT s.name, s.bytes, s.tensors, COUNT(m.passage_id) FROM shards s "
+            "LEFT JOIN memory m ON m.shard = s.name GROUP BY s.name ORDER BY s.created_at, s.name"
+        ).fetchall()
+        bytes_before = sum(r[1] for r in shards)
+        empty = [r[0] for r in shards if r[3] == 0]
+        dirty = [r[0] for r in shards if 0 < r[3] < r[2]]
+        small = [r[0] for r in shards if r[3] == r[2] and r[1] < SMALL_SHARD_BYTES]
+        rewrite = dirty + (small if len(small) + len(dirty) > 1 else [])
+        dead = sum(r[2] - r[3] for r in shards)
+
+        gone = rewrite + empty
+        if not gone:
+            return {
+                "shards_before": len(shards), "shards_after": len(shards), "bytes_before": bytes_before,
+                "bytes_after": bytes_before, "rewritten": 0, "removed": 0, "dead_tensors": dead,
+            }
+        new_records = []
+        moves: list[tuple[str, int]] = []  # (new shard, passage id)
+        try:
+            batch: dict[str, torch.Tensor] = {}
+            owners: dict[str, int] = {}
+            size = 0
+
+            def flush():
+                rec = self.shards.write(batch)
+                new_records.append(rec)
+                moves.extend((rec.name, owners[k]) for k in batch)
+
+            for name in rewrite:
+                live = c.execute(
+                    "SELECT passage_id, tensor FROM memory WHERE shard = ? ORDER BY passage_id", (name,)
+                ).fetchall()
+                try:
+                    got = self.shards.read(name, [t for _, t in live])
+                except Exception as e:  # safetensors' own error types
+                    raise ArchiveError(
+                        f"cannot compact: shard {self.shards.path(name)} is unreadable ({e}); run `r3mem verify`"
+                    ) from None
+                for pid, k in live:
+                    batch[k], owners[k] = got[k], pid
+                    size += got[k].numel() * got[k].element_size()
+                    if size >= COMPACT_SHARD_BYTES:
+                        flush()
+                        batch, owners, size = {}, {}, 0
+            if batch:
+                flush()
+            now = utc_now()
+            with transaction(c):
+                c.executemany(
+                    "INSERT INTO shards (name, sha256, bytes, tensors, created_at) VALUES (?,?,?,?,?)",
+                    [(r.name, r.sha256, r.bytes, r.tensors, now) for r in new_records],
+                )
+                c.executemany("UPDATE memory SET shard = ? WHERE passage_id = ?", moves)
+                c.executemany("DELETE FROM shards WHERE name = ?", [(n,) for n in gone])
+        except BaseException:
+            self.shards.remove([r.name for r in new_records])
+            raise
+        self.shards.remove(gone)
+        bytes_after = c.execute("SELECT COALESCE(SUM(bytes), 0) FROM shards").fetchone()[0]
+        return {
+            "shards_before": len(shards),
+            "shards_after": len(shards) - len(gone) + len(new_records),
+            "bytes_before": bytes_before,
+            "bytes_after": bytes_after,
+            "rewritten": len(rewrite),
+            "removed": len(gone),
+            "dead_tensors": dead,
+        }
+
+    def install_adapter(self, src_dir) -> dict:
+        """Copy the files of `src_dir` in as the archive's adapter, replacing the old one.
+
+        Copy to `.adapter-new` (fsynced), swap by renames, then record checksums; an interrupted
+        install is rolled back or finished by the next write-open (see _recover_adapter).
+        """
+        self._require_write("installing an adapter")
+        src = Path(src_dir)
+        if not src.is_dir():
+            raise ArchiveError(f"adapter folder {src} does not exist")
+        files = []
+        for p in sorted(src.rglob("*")):
+            rel = p.relative_to(src).as_posix()
+            if p.is_symlink() or not (p.is_file() or p.is_dir()):
+                raise ArchiveError(f"adapter folder {src} holds {rel}, which is not a regular file")
+            if p.is_file():
+                if not _adapter_name_ok(rel):
+                    raise ArchiveError(f"adapter file name {rel!r} is not allowed (letters, digits, . _ - only)")
+                files.append(rel)
+        new, old = self.root / _ADAPTER_NEW, self.root / _ADAPTER_OLD
+        _rmtree(new)
+        new.mkdir()
+        records = {}
+        for rel in files:
+            dst = new / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            h, size = hashlib.sha256(), 0
+            with open(src / rel, "rb") as fi, open(dst, "wb") as fo:
+                while chunk := fi.read(1 << 20):
+                    h.update(chunk)
+                    size += len(chunk)
+                    fo.write(chunk)
+                fo.flush()
+                os.fsync(fo.fileno())
+            records[rel] = (h.hexdigest(), size)
+        for d in sorted({(new / r).parent for r in files} | {new}, key=lambda p: -len(p.parts)):
+            fsync_dir(d)
+        _rmtree(old)
+        if self.adapter_dir.exists():
+            os.rename(self.adapter_dir, old)
+        else:
+            old.mkdir()  # marks an install in progress for _recover_adapter
+        os.rename(new, self.adapter_dir)
+        fsync_dir(self.root)
+        now = utc_now()
+        try:
+            with transaction(self.conn) as c:
+                c.execute("DELETE FROM files WHERE name LIKE 'adapter/%'")
+                c.executemany(
+                    "INSERT INTO files (name, sha256, bytes, updated_at) VALUES (?,?,?,?)",
+                    [(f"{ADAPTER_DIR}/{rel}", sha, size, now) for rel, (sha, size) in records.items()],
+                )
+        except BaseException:
+            self._recover_adapter()  # manifest unchanged: put the old folder back
+            raise
+        _rmtree(old)
+        fsync_dir(self.root)
+        return {"files": len(records), "bytes": sum(s for _, s in records.values())}
+
+    # --- checking ----------------------------------------------------------------------------
+
+    def verify(self) -> list[Problem]:
+        """Check everything that can be checked; an empty list means the archive is sound.
+        See verify.py for the list of checks."""
+        from .verify import verify_archive
+
+        return verify_archive(self)
+
+    # --- transfer ----------------------------------------------------------------------------
+
+    def export(self, file, *, compress: bool | None = None) -> dict:
+        """Write the whole archive as ONE portable tar file (zstd-compressed when `compress`, or
+        by default when the file name ends in .zst). See transfer.py."""
+        from .transfer import export_archive
+
+        return export_archive(self, file, compress=compress)
+
+    @classmethod
+    def import_(cls, file, root) -> "Archive":
+        """Validate an export and unpack it as a new archive at `root`; returns it opened read-only."""
+        from .transfer import import_archive
+
+        import_archive(file, root)
+        return cls.open(root)

@@ -1,0 +1,292 @@
+"""The SQLite manifest: connection settings, schema migrations and small query helpers.
+
+Schema changes are a list of small named migration functions, each applied once in its own
+transaction and recorded in `migrations` (the sqlite-utils / llm pattern), so an archive written
+by an older r3mem opens in a newer one. Never edit a released migration; append a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.request import pathname2url
+
+from r3mem_cli.errors import ArchiveError
+
+MANIFEST_NAME = "manifest.sqlite"
+BUSY_TIMEOUT_MS = 30_000
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC with microseconds: sorts as text in time order."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+# --- migrations ---------------------------------------------------------------------------
+
+
+def _m0001_initial(conn: sqlite3.Connection) -> None:
+    for sql in (
+        """CREATE TABLE archive_info (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        )""",
+        """CREATE TABLE documents (
+            id TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            title TEXT NOT NULL,
+            content_sha256 TEXT NOT NULL UNIQUE,
+            tokens INTEGER NOT NULL,
+            passage_count INTEGER NOT NULL,
+            metadata TEXT NOT NULL,
+            ingested_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX documents_source ON documents(source)",
+        "CREATE INDEX documents_ingested ON documents(ingested_at, id)",
+        # AUTOINCREMENT: a passage id is never reused after forget, so ids cached by other
+        # layers (search indexes, logs) can never silently point at a different passage.
+        """CREATE TABLE passages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            text_sha256 TEXT NOT NULL,
+            tokens INTEGER NOT NULL,
+            location TEXT NOT NULL,
+            UNIQUE (doc_id, idx)
+        )""",
+        """CREATE TABLE sources (
+            passage_id INTEGER PRIMARY KEY REFERENCES passages(id) ON DELETE CASCADE,
+            zstd BLOB NOT NULL,
+            raw_bytes INTEGER NOT NULL
+        )""",
+        """CREATE TABLE shards (
+            name TEXT PRIMARY KEY,
+            sha256 TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            tensors INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE memory (
+            passage_id INTEGER PRIMARY KEY REFERENCES passages(id) ON DELETE CASCADE,
+            shard TEXT NOT NULL REFERENCES shards(name),
+            tensor TEXT NOT NULL,
+            slots INTEGER NOT NULL
+        )""",
+        "CREATE INDEX memory_shard ON memory(shard)",
+        """CREATE TABLE ingest_runs (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT,
+            finished_at TEXT,
+            added INTEGER NOT NULL DEFAULT 0,
+            unchanged INTEGER NOT NULL DEFAULT 0,
+            errors INTEGER NOT NULL DEFAULT 0
+        )""",
+    ):
+        conn.execute(sql)
+
+
+def _m0002_files(conn: sqlite3.Connection) -> None:
+    """Checksums of non-shard files (the adapter folder), so verify catches a flipped byte."""
+    conn.execute(
+        """CREATE TABLE files (
+            name TEXT PRIMARY KEY,
+            sha256 TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            updated_at TEXT NOT NULL
+        )"""
+    )
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+    ("0001_initial", _m0001_initial),
+    ("0002_files", _m0002_files),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS migrations (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    applied_at TEXT NOT NULL
+)"""
+
+
+# --- connections --------------------------------------------------------------------------
+
+
+def connect(path: Path, *, write: bool, create: bool = False) -> sqlite3.Connection:
+    """Open the manifest. Autocommit mode: every change goes through `transaction()`.
+
+    Readers open with `query_only` so they can never write; `mode=rw` keeps a reader (or a
+    typo'd path) from creating an empty database. `trusted_schema=OFF` means nothing stored in
+    the schema can call functions with side effects.
+    """
+    mode = "rwc" if create else "rw"
+    uri = f"file:{pathname2url(str(Path(path).absolute()))}?mode={mode}"
+    try:
+        conn = sqlite3.connect(
+            uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+        )
+    except sqlite3.Error as e:
+        raise ArchiveError(f"cannot open archive manifest {path}: {e}") from None
+    try:
+        conn.execute("PRAGMA trusted_schema=OFF")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA secure_delete=ON")
+        conn.execute("PRAGMA synchronous=FULL")
+        if not write:
+            conn.execute("PRAGMA query_only=ON")
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise ArchiveError(f"archive manifest {path} is not a readable SQLite database: {e}") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def enable_wal(conn: sqlite3.Connection, path) -> None:
+    """WAL: readers keep working while a writer commits. Persistent in the file; set by writers
+    once the file is known to be an r3mem manifest."""
+    row = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+    if not row or str(row[0]).lower() != "wal":
+        raise ArchiveError(f"cannot switch archive manifest {path} to WAL mode")
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+    """One atomic unit: BEGIN IMMEDIATE for writes (take SQLite's write lock up front), a plain
+    BEGIN for reads (one consistent snapshot across several queries)."""
+    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def checkpoint(conn: sqlite3.Connection, attempts: int = 10) -> bool:
+    """Copy the WAL into the database and truncate it to zero bytes; True when that happened.
+    Readers in the middle of a transaction can hold it up, so it is retried briefly."""
+    conn.execute("PRAGMA busy_timeout=200")
+    try:
+        for i in range(attempts):
+            busy, _log, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return True
+            if i + 1 < attempts:
+                time.sleep(0.05)
+        return False
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+def applied_migrations(conn: sqlite3.Connection) -> list[str]:
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='migrations'").fetchone()
+    if not exists:
+        return []
+    return [name for (name,) in conn.execute("SELECT name FROM migrations ORDER BY id")]
+
+
+def schema_version(applied: list[str]) -> int:
+    """How many known migrations are applied; raises if the archive has ones we do not know."""
+    known = [name for name, _ in MIGRATIONS]
+    if applied != known[: len(applied)]:
+        unknown = [n for n in applied if n not in known]
+        if unknown:
+            raise ArchiveError(
+                f"archive was written by a newer r3mem (unknown schema migrations: {', '.join(unknown)}); "
+                "upgrade r3mem to open it"
+            )
+        raise ArchiveError(f"archive schema history is out of order: {', '.join(applied)}")
+    return len(applied)
+
+
+def migrate(conn: sqlite3.Connection, upto: int | None = None) -> int:
+    """Apply the pending migrations (up to `upto`), each in its own recorded transaction."""
+    conn.execute(_MIGRATIONS_TABLE)
+    applied = applied_migrations(conn)
+    done = schema_version(applied)
+    for name, fn in MIGRATIONS[done : upto if upto is not None else None]:
+        with transaction(conn):
+            fn(conn)
+            conn.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, utc_now()))
+        done += 1
+    return done
+
+
+def schema_objects(conn: sqlite3.Connection) -> list[tuple]:
+    return sorted(
+        tuple(r) for r in conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")
+    )
+
+
+def expected_schema(version: int) -> list[tuple]:
+    """The schema objects that `version` migrations produce, for comparison with a stored db."""
+    ref = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        migrate(ref, upto=version)
+        return schema_objects(ref)
+    finally:
+        ref.close()
+
+
+def schema_differences(conn: sqlite3.Connection, version: int) -> list[str]:
+    """Names of tables/indexes/triggers that are missing, extra or altered vs. the migrations."""
+    want = {(t, n): s for t, n, _tbl, s in expected_schema(version)}
+    have = {(t, n): s for t, n, _tbl, s in schema_objects(conn)}
+    diffs = []
+    for key in sorted(set(want) | set(have)):
+        if key not in have:
+            diffs.append(f"missing {key[0]} {key[1]}")
+        elif key not in want:
+            diffs.append(f"unexpected {key[0]} {key[1]}")
+        elif want[key] != have[key]:
+            diffs.append(f"altered {key[0]} {key[1]}")
+    return diffs
+
+
+# --- archive_info -------------------------------------------------------------------------
+
+
+def read_info(conn: sqlite3.Connection) -> dict:
+    return {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM archive_info")}
+
+
+def write_info(conn: sqlite3.Connection, values: dict) -> None:
+    conn.executemany(
+        "INSERT INTO archive_info (key, value) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [(k, json.dumps(v, sort_keys=True)) for k, v in values.items()],
+    )
+
+
+def delete_info(conn: sqlite3.Connection, key: str) -> None:
+    conn.execute("DELETE FROM archive_info WHERE key = ?", (key,))
+
+
+# --- small helpers ------------------------------------------------------------------------
+
+
+def chunked(seq: list, n: int = 500) -> Iterator[list]:
+    """Keep `IN (...)` lists under SQLite's bound-parameter limit."""
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+DOCUMENT_COLUMNS = "id, source, kind, title, content_sha256, passage_count, tokens, ingested_at, metadata"
+PASSAGE_QUERY = (
+    "SELECT p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, p.location, m.slots "
+    "FROM passages p LEFT JOIN memory m ON m.passage_id = p.id"
+)

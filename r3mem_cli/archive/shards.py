@@ -1,0 +1,177 @@
+"""Append-only safetensors shards holding memory tensors, and crash-safe file writes.
+
+A shard is written once (temp name, fsync, rename, directory fsync) and never modified; the
+manifest only points at a shard after it is durable, so a crash leaves at worst an unreferenced
+file that the next writer removes. safetensors is used because loading it never executes code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+SHARD_RE = re.compile(r"^mem-[0-9a-f]{12}\.safetensors$")
+TMP_PREFIX = ".tmp"  # ours are ".tmp-*"; safetensors itself writes via ".tmpXXXXXX" in the same folder
+SHARD_METADATA = {"format": "r3mem-memory-shard", "version": "1"}
+_CHUNK = 1 << 20
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make a rename/create/unlink inside `path` durable (the entry lives in the directory)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def tmp_path_for(path: Path) -> Path:
+    """A hidden temp name in the same folder, so the final os.replace is atomic (same filesystem)."""
+    return path.with_name(f"{TMP_PREFIX}-{secrets.token_hex(4)}-{path.name}")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` so that readers see either the old file or the whole new one."""
+    path = Path(path)
+    tmp = tmp_path_for(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def sha256_file(path: str | os.PathLike) -> tuple[str, int]:
+    """(hex sha256, size in bytes) of a file, read in chunks."""
+    with open(path, "rb") as f:
+        return sha256_fileobj(f)
+
+
+def sha256_fileobj(f) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    while chunk := f.read(_CHUNK):
+        h.update(chunk)
+        size += len(chunk)
+    return h.hexdigest(), size
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    """What the manifest stores about a shard file."""
+
+    name: str
+    sha256: str
+    bytes: int
+    tensors: int
+
+
+@dataclass(frozen=True)
+class TensorHeader:
+    dtype: str
+    shape: tuple[int, ...]
+
+
+def prepare_tensor(t: torch.Tensor) -> torch.Tensor:
+    """A CPU, contiguous tensor with storage of its own (safetensors refuses shared storage,
+    and memory tensors are often views into one batch tensor)."""
+    return t.detach().to("cpu").contiguous().clone()
+
+
+class ShardStore:
+    """The `shards/` folder of an archive."""
+
+    def __init__(self, directory: Path):
+        self.dir = Path(directory)
+
+    def path(self, name: str) -> Path:
+        if not SHARD_RE.match(name):
+            raise ValueError(f"not a shard name: {name!r}")
+        return self.dir / name
+
+    def new_name(self) -> str:
+        while True:
+            name = f"mem-{secrets.token_hex(6)}.safetensors"
+            if not (self.dir / name).exists():
+                return name
+
+    def write(self, tensors: dict[str, torch.Tensor]) -> ShardRecord:
+        """Write one new shard durably and return its record. The caller commits the manifest
+        only after this returns; if it never does, the file is an unreferenced leftover."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        name = self.new_name()
+        final = self.dir / name
+        tmp = tmp_path_for(final)
+        try:
+            save_file({k: prepare_tensor(v) for k, v in tensors.items()}, str(tmp), metadata=SHARD_METADATA)
+            with open(tmp, "rb") as f:
+                digest, size = sha256_fileobj(f)
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(self.dir)
+        return ShardRecord(name=name, sha256=digest, bytes=size, tensors=len(tensors))
+
+    def read(self, name: str, keys: list[str]) -> dict[str, torch.Tensor]:
+        """Tensors by key, through a memory map (only the requested tensors are read)."""
+        out = {}
+        with safe_open(str(self.path(name)), framework="pt", device="cpu") as f:
+            for k in keys:
+                out[k] = f.get_tensor(k)
+        return out
+
+    def header(self, name: str) -> dict[str, TensorHeader]:
+        """Dtype and shape of every tensor in a shard, reading only the header."""
+        out = {}
+        with safe_open(str(self.path(name)), framework="pt", device="cpu") as f:
+            for k in f.keys():
+                sl = f.get_slice(k)
+                out[k] = TensorHeader(dtype=str(sl.get_dtype()), shape=tuple(sl.get_shape()))
+        return out
+
+    def shard_files(self) -> list[str]:
+        """Names of files in the folder that look like shards (referenced or not)."""
+        if not self.dir.is_dir():
+            return []
+        return sorted(p.name for p in self.dir.iterdir() if SHARD_RE.match(p.name))
+
+    def temp_files(self) -> list[Path]:
+        if not self.dir.is_dir():
+            return []
+        return sorted(p for p in self.dir.iterdir() if p.name.startswith(TMP_PREFIX))
+
+    def other_files(self) -> list[Path]:
+        if not self.dir.is_dir():
+            return []
+        return sorted(
+            p for p in self.dir.iterdir() if not SHARD_RE.match(p.name) and not p.name.startswith(TMP_PREFIX)
+        )
+
+    def remove(self, names: list[str]) -> None:
+        for name in names:
+            self.path(name).unlink(missing_ok=True)
+        if names:
+            fsync_dir(self.dir)

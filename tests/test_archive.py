@@ -1,0 +1,747 @@
+"""Behaviour of the archive storage layer (r3mem_cli.archive): DESIGN §2."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from r3mem_cli.archive import (
+    SCHEMA_VERSION,
+    Archive,
+    ArchiveError,
+    ArchiveLocked,
+    NewDocument,
+    NewPassage,
+    NotFound,
+    atomic_write_bytes,
+)
+from r3mem_cli.archive.archive import _ADAPTER_NEW, _ADAPTER_OLD
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def make_doc(name: str, n: int = 2, *, dtype=torch.float16, slots=3, dim=8, sha: str | None = None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    passages = [
+        NewPassage(
+            index=i,
+            text=f"{name} — passage {i}: ünïcode ✓ and a newline\nsecond line",
+            tokens=7 + i,
+            location={"lines": [i * 2 + 1, i * 2 + 2]},
+            memory=torch.randn(slots, dim, generator=g).to(dtype),
+        )
+        for i in range(n)
+    ]
+    return NewDocument(
+        source=f"/notes/{name}.md",
+        kind="document",
+        title=f"Title of {name}",
+        content_sha256=sha or hashlib.sha256(name.encode()).hexdigest(),
+        tokens=sum(p.tokens for p in passages),
+        metadata={"name": name},
+        passages=passages,
+    )
+
+
+@pytest.fixture
+def archive(tmp_path):
+    a = Archive.create(tmp_path / "arc", model="test-model", memory_config={"slots": 3, "dim": 8})
+    yield a
+    a.close()
+
+
+def all_bytes(root: Path) -> list[tuple[Path, bytes]]:
+    return [(p, p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file()]
+
+
+def contains(root: Path, needle: bytes) -> list[str]:
+    return [str(p) for p, data in all_bytes(root) if needle in data]
+
+
+def flip_byte(path: Path, offset: int | None = None) -> None:
+    data = bytearray(path.read_bytes())
+    i = len(data) // 2 if offset is None else offset
+    data[i] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def shard_files(a: Archive) -> list[Path]:
+    return sorted((a.root / "shards").glob("mem-*.safetensors"))
+
+
+def run_py(code: str, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=120, **kw
+    )
+
+
+# --- create / open ----------------------------------------------------------------------------
+
+
+def test_create_open_reopen(tmp_path):
+    root = tmp_path / "arc"
+    assert not Archive.exists(root)
+    with pytest.raises(ArchiveError, match="no archive at .*r3mem init"):
+        Archive.open(root)
+    with Archive.create(root, model="m1", keep_source=False, memory_config={"slots": 4}) as a:
+        assert a.writable and a.schema_version == SCHEMA_VERSION
+        assert (a.model, a.keep_source, a.memory_config) == ("m1", False, {"slots": 4})
+        assert a.adapter_dir == root / "adapter" and a.adapter_dir.is_dir()
+        created = a.created_at
+        assert created.endswith("Z")
+    assert Archive.exists(root)
+    assert (root / "lock").read_text() == ""  # released
+    with Archive.open(root) as a:
+        assert not a.writable
+        assert (a.model, a.keep_source, a.memory_config, a.created_at) == ("m1", False, {"slots": 4}, created)
+        assert a.verify() == []
+        with pytest.raises(ArchiveError, match="opened for writing"):
+            a.add_documents([make_doc("x")])
+    with sqlite3.connect(root / "manifest.sqlite") as c:
+        assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with pytest.raises(ArchiveError, match="already exists"):
+        Archive.create(root, model="m", memory_config={})
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(ArchiveError, match="not an empty folder"):
+        Archive.create(tmp_path / "busy", model="m", memory_config={})
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp dirs left
+
+
+def test_unreadable_manifest_is_a_clear_error(tmp_path):
+    root = tmp_path / "arc"
+    Archive.create(root, model="m", memory_config={}).close()
+    (root / "manifest.sqlite").write_bytes(b"this is not a database" * 100)
+    for write in (False, True):
+        with pytest.raises(ArchiveError, match="manifest.sqlite") as e:
+            Archive.open(root, write=write)
+        assert "\n" not in str(e.value)
+    other = tmp_path / "other"
+    other.mkdir()
+    with sqlite3.connect(other / "manifest.sqlite") as c:
+        c.execute("CREATE TABLE t (x)")
+    c.close()
+    for write in (False, True):
+        with pytest.raises(ArchiveError, match="not an r3mem archive"):
+            Archive.open(other, write=write)
+    c = sqlite3.connect(other / "manifest.sqlite")
+    assert c.execute("SELECT name FROM sqlite_master").fetchall() == [("t",)]  # untouched
+    assert c.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    c.close()
+
+
+def test_add_list_show(archive):
+    added = archive.add_documents([make_doc("alpha", 3), make_doc("beta", 1)])
+    assert [d.id for d in added] == [hashlib.sha256(n.encode()).hexdigest()[:8] for n in ("alpha", "beta")]
+    a = added[0]
+    assert (a.source, a.kind, a.title, a.passages, a.tokens, a.metadata) == (
+        "/notes/alpha.md", "document", "Title of alpha", 3, 7 + 8 + 9, {"name": "alpha"})
+    assert {d.id for d in archive.documents()} == {d.id for d in added}
+    docs = archive.documents()
+    assert docs == sorted(docs, key=lambda d: (d.ingested_at, d.id))
+    ps = archive.passages(a.id)
+    assert [p.index for p in ps] == [0, 1, 2]
+    assert all(p.doc_id == a.id and p.slots == 3 for p in ps)
+    assert ps[1].location == {"lines": [3, 4]}
+    assert ps[0].text_sha256 == hashlib.sha256(make_doc("alpha").passages[0].text.encode()).hexdigest()
+    assert archive.passage(ps[2].id) == ps[2]
+    assert len(archive.all_passages()) == 4
+    s = archive.stats()
+    assert (s["documents"], s["passages"], s["memory_slots"], s["shards"], s["model"]) == (2, 4, 12, 1, "test-model")
+    assert s["source_bytes"] > 0 and s["source_raw_bytes"] > 0 and s["memory_bytes"] > 0
+    assert s["archive_bytes"] >= s["memory_bytes"] + s["source_bytes"]
+    assert archive.verify() == []
+
+
+def test_prefix_lookup_and_id_collisions(archive):
+    base = "abcd1234" + "0" * 56
+    other = "abcd1234" + "f" * 56
+    third = "abcd1234" + "f" * 2 + "1" * 54
+    d1, d2, d3 = archive.add_documents(
+        [make_doc("one", sha=base), make_doc("two", sha=other), make_doc("three", sha=third)]
+    )
+    assert (d1.id, d2.id, d3.id) == ("abcd1234", "abcd1234ff", "abcd1234ff11")
+    assert archive.document("abcd1234").id == d1.id  # exact id wins over longer ids
+    assert archive.document("ABCD1234FF").id == d2.id
+    assert archive.document("abcd1234ff1").id == d3.id
+    with pytest.raises(ArchiveError, match="ambiguous") as e:
+        archive.document("abcd")
+    assert not isinstance(e.value, NotFound) and "\n" not in str(e.value)
+    with pytest.raises(NotFound, match="too short"):
+        archive.document("abc")
+    with pytest.raises(NotFound):
+        archive.document("ffff")
+    with pytest.raises(NotFound):
+        archive.document("zzzz")
+    with pytest.raises(NotFound):
+        archive.passages("ffff0000")
+    assert archive.verify() == []
+
+
+def test_idempotence_helpers(archive):
+    doc = make_doc("same")
+    first = archive.add_documents([doc])[0]
+    assert archive.find_by_hash(doc.content_sha256) == first
+    assert archive.find_by_source("/notes/same.md") == first
+    assert archive.find_by_hash("0" * 64) is None and archive.find_by_source("/nope") is None
+    shards_before = shard_files(archive)
+    again = archive.add_documents([make_doc("same"), make_doc("new"), make_doc("new")])
+    assert again[0] == first and again[1].id == again[2].id
+    assert len(archive.documents()) == 2 and archive.stats()["passages"] == 4
+    assert len(shard_files(archive)) == len(shards_before) + 1
+    assert archive.add_documents([make_doc("same")]) == [first]
+    assert shard_files(archive) == sorted(shard_files(archive))  # no new shard for a no-op
+    assert len(shard_files(archive)) == len(shards_before) + 1
+    assert archive.documents_by_source("/notes/new.md") == [again[1]]
+    assert archive.verify() == []
+
+
+def test_add_rejects_malformed_input_without_writing(archive):
+    bad = make_doc("bad")
+    bad.passages[1].index = 5
+    with pytest.raises(ValueError, match="passage indexes"):
+        archive.add_documents([make_doc("ok"), bad])
+    worse = make_doc("worse")
+    worse.passages[0].memory = torch.zeros(3, dtype=torch.int64).reshape(3, 1)
+    with pytest.raises(ValueError, match="float tensor"):
+        archive.add_documents([worse])
+    assert archive.documents() == [] and shard_files(archive) == []
+    assert archive.verify() == []
+
+
+def test_source_round_trip(tmp_path, archive):
+    doc = make_doc("src", 2)
+    doc.passages[1].text = "emoji 🧠, CJK 記憶, NUL-free, tabs\tand\r\nCRLF " * 20
+    d = archive.add_documents([doc])[0]
+    ps = archive.passages(d.id)
+    assert [archive.source_text(p.id) for p in ps] == [p.text for p in doc.passages]
+    with pytest.raises(NotFound):
+        archive.source_text(10_000)
+    with Archive.create(tmp_path / "pure", model="m", keep_source=False, memory_config={}) as pure:
+        d = pure.add_documents([make_doc("src", 2)])[0]
+        assert [pure.source_text(p.id) for p in pure.passages(d.id)] == [None, None]
+        assert pure.stats()["source_bytes"] == 0
+        assert pure.verify() == []
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.bfloat16])
+def test_memory_round_trip_bit_exact(archive, dtype):
+    batch = torch.randn(4, 5, 16).to(dtype)  # passages are views into one batch tensor
+    doc = make_doc("mem", 4, dtype=dtype)
+    for i, p in enumerate(doc.passages):
+        p.memory = batch[i]
+    doc.passages[3].memory = batch[3, :2]  # a different slot count
+    d = archive.add_documents([doc])[0]
+    ps = archive.passages(d.id)
+    got = archive.load_memory([p.id for p in ps])
+    for p, want in zip(ps, [batch[0], batch[1], batch[2], batch[3, :2]]):
+        t = got[p.id]
+        assert t.dtype == dtype and t.shape == want.shape
+        assert torch.equal(t.view(torch.int16 if dtype != torch.float32 else torch.int32),
+                           want.contiguous().view(torch.int16 if dtype != torch.float32 else torch.int32))
+    assert [p.slots for p in ps] == [5, 5, 5, 2]
+    with pytest.raises(NotFound):
+        archive.load_memory([ps[0].id, 999_999])
+    assert archive.verify() == []
+
+
+# --- forget / compact -------------------------------------------------------------------------
+
+
+def test_forget_leaves_no_bytes_behind(archive):
+    keep = make_doc("keeper", 2, dtype=torch.float32)
+    secret = make_doc("secret", 2, dtype=torch.float32, seed=7)
+    secret.title = "TOP-SECRET-TITLE-31337"
+    secret.source = "/private/SECRET-SOURCE-PATH-4242.txt"
+    secret.passages[0].text = "The vault combination is ZEBRA-QUASAR-7781, never write it down."
+    archive.add_documents([keep])
+    s_id = archive.add_documents([secret])[0].id
+    # A second shard that mixes the secret's tensors with a kept one (a dirty shard to rewrite).
+    mixed = make_doc("mixed", 1, dtype=torch.float32, seed=9)
+    archive.add_documents([mixed])
+    archive.record_run("2024-01-01T00:00:00Z", "2024-01-01T00:00:01Z", 3, 0, 0)
+    pids = [p.id for p in archive.passages(s_id)]
+    blob = archive.conn.execute("SELECT zstd FROM sources WHERE passage_id = ?", (pids[0],)).fetchone()[0]
+    needles = {
+        "text": secret.passages[0].text.encode(),
+        "zstd": blob,
+        "title": secret.title.encode(),
+        "source": secret.source.encode(),
+        "tensor0": secret.passages[0].memory.numpy().tobytes(),
+        "tensor1": secret.passages[1].memory.numpy().tobytes(),
+    }
+    for what in ("zstd", "title", "source", "tensor0", "tensor1"):
+        assert contains(archive.root, needles[what]), f"test cannot see {what} before forget"
+
+    assert archive.forget([s_id[:6]]) == [s_id]
+    with pytest.raises(NotFound):
+        archive.document(s_id)
+    for table, col in (("passages", "id"), ("sources", "passage_id"), ("memory", "passage_id")):
+        n = archive.conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {col} IN (?,?)", pids).fetchone()[0]
+        assert n == 0, table
+    for what, needle in needles.items():
+        assert contains(archive.root, needle) == [], f"{what} still on disk after forget"
+    assert archive.verify() == []
+    assert {d.content_sha256 for d in archive.documents()} == {keep.content_sha256, mixed.content_sha256}
+    kept = archive.passages(archive.find_by_hash(keep.content_sha256).id)
+    assert torch.equal(archive.load_memory([kept[0].id])[kept[0].id], keep.passages[0].memory)
+    archive.close()
+    for what, needle in needles.items():
+        assert contains(archive.root, needle) == [], f"{what} on disk after close"
+    with Archive.open(archive.root, write=True) as a, pytest.raises(NotFound):
+        a.forget(["0123abcd"])
+
+
+def test_forget_while_a_reader_holds_a_snapshot(archive):
+    """A reader mid-transaction keeps the WAL from being truncated; the forgotten bytes must
+    still be gone once the writer closes, and the job is not marked done before that."""
+    archive.add_documents([make_doc("stay")])
+    gone = make_doc("gone", dtype=torch.float32, seed=5)
+    gone.title = "UNIQUE-TITLE-FOR-WAL-TEST-9931"
+    g_id = archive.add_documents([gone])[0].id
+    with Archive.open(archive.root) as r:
+        r.conn.execute("BEGIN")
+        assert len(r.conn.execute("SELECT * FROM documents").fetchall()) == 2
+        archive.forget([g_id])
+        pending = archive.conn.execute("SELECT value FROM archive_info WHERE key = 'pending_compact'").fetchone()
+        r.conn.execute("COMMIT")
+    archive.close()
+    assert pending is not None
+    assert contains(archive.root, gone.title.encode()) == []
+    with Archive.open(archive.root, write=True) as a:
+        assert a.conn.execute("SELECT value FROM archive_info WHERE key = 'pending_compact'").fetchone() is None
+        assert a.verify() == [] and [d.title for d in a.documents()] == ["Title of stay"]
+
+
+def test_forget_unknown_id_removes_nothing(archive):
+    d = archive.add_documents([make_doc("a")])[0]
+    with pytest.raises(NotFound):
+        archive.forget([d.id, "ffffffff"])
+    assert archive.document(d.id) == d
+    assert archive.forget([]) == []
+
+
+def test_compact_merges_small_shards(archive):
+    ids = [archive.add_documents([make_doc(f"d{i}", 2, seed=i)])[0].id for i in range(4)]
+    before = {p.id: t for i in ids for p in archive.passages(i) for t in [archive.load_memory([p.id])[p.id]]}
+    assert len(shard_files(archive)) == 4
+    report = archive.compact()
+    assert (report["shards_before"], report["shards_after"], report["rewritten"]) == (4, 1, 4)
+    assert report["bytes_after"] <= report["bytes_before"]
+    assert len(shard_files(archive)) == 1
+    after = archive.load_memory(list(before))
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert archive.compact()["rewritten"] == 0
+    assert archive.verify() == []
+
+
+def test_interrupted_forget_is_finished_on_next_write_open(archive, monkeypatch):
+    archive.add_documents([make_doc("stay")])
+    gone = make_doc("gone", dtype=torch.float32, seed=3)
+    g_id = archive.add_documents([gone])[0].id
+    needle = gone.passages[0].memory.numpy().tobytes()
+    monkeypatch.setattr(Archive, "_finish_forget", lambda self: None)  # "killed" right after the commit
+    archive.forget([g_id])
+    archive.close()
+    monkeypatch.undo()
+    assert contains(archive.root, needle)
+    with Archive.open(archive.root, write=True) as a:
+        assert contains(a.root, needle) == []
+        assert a.verify() == []
+        assert "pending_compact" not in {k for (k,) in a.conn.execute("SELECT key FROM archive_info")}
+
+
+# --- locking & crashes ------------------------------------------------------------------------
+
+
+def test_second_writer_gets_archive_locked(archive):
+    code = f"""
+        from r3mem_cli.archive import Archive, ArchiveLocked
+        try:
+            Archive.open({str(archive.root)!r}, write=True)
+        except ArchiveLocked as e:
+            print("LOCKED", e)
+        else:
+            print("OPENED")
+        with Archive.open({str(archive.root)!r}) as r:   # readers never block
+            print("READ", len(r.documents()))
+    """
+    archive.add_documents([make_doc("x")])
+    out = run_py(code)
+    assert out.returncode == 0, out.stderr
+    assert (
+        f"LOCKED archive {archive.root} is being written by another r3mem process (pid {os.getpid()}); "
+        "wait for it to finish"
+    ) in out.stdout
+    assert "READ 1" in out.stdout
+    with pytest.raises(ArchiveLocked):  # also within one process
+        Archive.open(archive.root, write=True)
+    archive.close()
+    out = run_py(code)
+    assert "OPENED" in out.stdout, out.stdout + out.stderr
+
+
+def test_killed_writer_mid_ingest_leaves_consistent_archive(archive):
+    archive.add_documents([make_doc("before")])
+    archive.close()
+    code = f"""
+        import os, sys
+        sys.path.insert(0, {str(REPO / 'tests')!r})
+        from test_archive import make_doc
+        from r3mem_cli.archive import Archive
+        from r3mem_cli.archive.shards import ShardStore
+        real = ShardStore.write
+        def write_then_die(self, tensors):
+            real(self, tensors)
+            os._exit(9)   # like kill -9: shard renamed into place, manifest not committed
+        ShardStore.write = write_then_die
+        a = Archive.open({str(archive.root)!r}, write=True)
+        a.add_documents([make_doc("during", 3)])
+    """
+    out = run_py(code)
+    assert out.returncode == 9, out.stderr
+    assert len(shard_files(archive)) == 2
+    with Archive.open(archive.root) as r:  # a reader sees the committed state only
+        assert [d.title for d in r.documents()] == ["Title of before"]
+        assert {p.kind for p in r.verify()} == {"shard_unrecorded"}
+    with Archive.open(archive.root, write=True) as a:
+        assert len(shard_files(a)) == 1
+        assert a.verify() == []
+        a.add_documents([make_doc("during", 3)])  # re-running finishes the job
+        assert len(a.documents()) == 2 and a.verify() == []
+
+
+def test_reader_never_sees_half_written_state(archive):
+    """A reader polling while another process ingests, compacts and forgets always sees a
+    verifiable archive whose memory loads (DESIGN §2: every change in a transaction)."""
+    archive.close()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys
+            sys.path.insert(0, {str(REPO / 'tests')!r})
+            from test_archive import make_doc
+            from r3mem_cli.archive import Archive
+            with Archive.open({str(archive.root)!r}, write=True) as a:
+                for i in range(12):
+                    a.add_documents([make_doc(f"w{{i}}", 3, seed=i)])
+                    if i % 3 == 2:
+                        a.compact()
+                    if i % 5 == 4:
+                        a.forget([a.documents()[0].id])
+        """)],
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    rounds = 0
+    with Archive.open(archive.root) as r:
+        while writer.poll() is None or rounds == 0:
+            rounds += 1
+            assert r.verify() == []
+            ids = [p.id for p in r.all_passages()]
+            try:
+                assert len(r.load_memory(ids)) == len(ids)
+            except NotFound:  # forgotten between the two calls: allowed
+                pass
+        assert writer.wait() == 0
+        assert r.verify() == [] and len(r.documents()) == 12 - 2
+
+
+def test_leftovers_of_killed_writer_removed_on_write_open(archive):
+    archive.add_documents([make_doc("a")])
+    shard = shard_files(archive)[0]
+    archive.close()
+    (shard.parent / ".tmp-1234abcd-mem-000000000000.safetensors").write_bytes(b"half a shard")
+    orphan = shard.parent / "mem-0123456789ab.safetensors"
+    orphan.write_bytes(shard.read_bytes())
+    with Archive.open(archive.root) as r:
+        kinds = {p.kind for p in r.verify()}
+        assert kinds == {"shard_unrecorded", "leftover"}
+    with Archive.open(archive.root, write=True) as a:
+        assert [p.name for p in (a.root / "shards").iterdir()] == [shard.name]
+        assert a.verify() == []
+
+
+# --- verify -----------------------------------------------------------------------------------
+
+
+def test_verify_detects_flipped_and_truncated_shards(archive):
+    archive.add_documents([make_doc("a")])
+    archive.add_documents([make_doc("b")])
+    s1, s2 = shard_files(archive)
+    flip_byte(s1, s1.stat().st_size - 3)
+    problems = archive.verify()
+    assert problems and all(p.path == str(s1) for p in problems)
+    assert problems[0].kind == "shard_checksum"
+    with open(s2, "r+b") as f:
+        f.truncate(s2.stat().st_size - 10)
+    problems = archive.verify()
+    assert {p.path for p in problems} == {str(s1), str(s2)}
+    assert any(p.kind == "shard_size" and p.path == str(s2) for p in problems)
+    s2.unlink()
+    assert any(p.kind == "shard_missing" and p.path == str(s2) for p in archive.verify())
+
+
+def test_verify_detects_manifest_inconsistencies(archive):
+    d = archive.add_documents([make_doc("a", 3)])[0]
+    pids = [p.id for p in archive.passages(d.id)]
+    archive.close()
+    with sqlite3.connect(archive.root / "manifest.sqlite") as c:
+        c.execute("PRAGMA foreign_keys=OFF")
+        c.execute("DELETE FROM sources WHERE passage_id = ?", (pids[0],))
+        c.execute("UPDATE passages SET text_sha256 = ? WHERE id = ?", ("0" * 64, pids[1]))
+        c.execute("DELETE FROM memory WHERE passage_id = ?", (pids[2],))
+        c.execute("UPDATE documents SET passage_count = 9")
+    with Archive.open(archive.root) as r:
+        msgs = " | ".join(f"{p.kind}: {p.message}" for p in r.verify())
+    assert f"passage {pids[0]} has no stored source" in msgs
+    assert f"stored source of passage {pids[1]} does not match" in msgs
+    assert f"passage {pids[2]} has no memory row" in msgs
+    assert "records 9 passages but has 3" in msgs
+
+
+def test_install_adapter_and_detect_flipped_byte(archive, tmp_path):
+    src = tmp_path / "adapter-src"
+    (src / "forward").mkdir(parents=True)
+    (src / "adapter.safetensors").write_bytes(os.urandom(4096))
+    (src / "adapter_config.json").write_text(json.dumps({"r": 8}))
+    (src / "forward" / "extra.bin").write_bytes(b"x" * 10)
+    info = archive.install_adapter(src)
+    assert info == {"files": 3, "bytes": 4096 + len(json.dumps({"r": 8})) + 10}
+    assert (archive.adapter_dir / "adapter.safetensors").read_bytes() == (src / "adapter.safetensors").read_bytes()
+    assert archive.stats()["adapter_bytes"] == info["bytes"]
+    assert archive.verify() == []
+    flip_byte(archive.adapter_dir / "adapter.safetensors")
+    problems = archive.verify()
+    assert [(p.kind, p.path) for p in problems] == [("file_checksum", str(archive.adapter_dir / "adapter.safetensors"))]
+    (archive.adapter_dir / "stray.txt").write_text("dropped in by hand")
+    assert {p.kind for p in archive.verify()} == {"file_checksum", "file_unrecorded"}
+    # Reinstalling replaces the whole folder.
+    (src / "forward" / "extra.bin").unlink()
+    archive.install_adapter(src)
+    names = sorted(p.name for p in archive.adapter_dir.rglob("*") if p.is_file())
+    assert names == ["adapter.safetensors", "adapter_config.json"]
+    assert archive.verify() == []
+    assert not (archive.root / _ADAPTER_NEW).exists() and not (archive.root / _ADAPTER_OLD).exists()
+    os.symlink("/etc/passwd", src / "link")
+    with pytest.raises(ArchiveError, match="not a regular file"):
+        archive.install_adapter(src)
+    assert archive.verify() == []
+
+
+def test_interrupted_adapter_install_rolls_back(archive, tmp_path):
+    src = tmp_path / "ad"
+    src.mkdir()
+    (src / "adapter.safetensors").write_bytes(b"old weights")
+    archive.install_adapter(src)
+    # State of a writer killed after swapping folders but before committing the checksums.
+    os.rename(archive.adapter_dir, archive.root / _ADAPTER_OLD)
+    archive.adapter_dir.mkdir()
+    (archive.adapter_dir / "adapter.safetensors").write_bytes(b"new weights, uncommitted")
+    (archive.root / _ADAPTER_NEW).mkdir()
+    archive.close()
+    with Archive.open(archive.root, write=True) as a:
+        assert (a.adapter_dir / "adapter.safetensors").read_bytes() == b"old weights"
+        assert not (a.root / _ADAPTER_OLD).exists() and not (a.root / _ADAPTER_NEW).exists()
+        assert a.verify() == []
+
+
+# --- schema migrations ------------------------------------------------------------------------
+
+
+def test_old_schema_is_migrated_and_newer_refused(archive):
+    archive.add_documents([make_doc("a")])
+    archive.close()
+    with sqlite3.connect(archive.root / "manifest.sqlite") as c:
+        c.execute("DROP TABLE files")
+        c.execute("DELETE FROM migrations WHERE name = '0002_files'")
+    with Archive.open(archive.root) as r:  # a reader upgrades under a short writer lock
+        assert r.schema_version == SCHEMA_VERSION
+        assert r.verify() == []
+    with sqlite3.connect(archive.root / "manifest.sqlite") as c:
+        c.execute("INSERT INTO migrations (name, applied_at) VALUES ('9999_future', 'x')")
+    with pytest.raises(ArchiveError, match="newer r3mem"):
+        Archive.open(archive.root)
+
+
+def test_record_run(archive):
+    from datetime import datetime, timezone
+
+    t0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    archive.record_run(t0, "2024-05-01T00:01:00Z", added=2, unchanged=1, errors=0)
+    assert archive.ingest_runs() == [
+        {"id": 1, "started_at": t0.isoformat(), "finished_at": "2024-05-01T00:01:00Z",
+         "added": 2, "unchanged": 1, "errors": 0}
+    ]
+
+
+def test_atomic_write_bytes(tmp_path):
+    p = tmp_path / "f.json"
+    atomic_write_bytes(p, b"one")
+    atomic_write_bytes(p, b"two")
+    assert p.read_bytes() == b"two" and [x.name for x in tmp_path.iterdir()] == ["f.json"]
+
+
+# --- export / import --------------------------------------------------------------------------
+
+
+def _populate(a: Archive, tmp_path: Path) -> None:
+    a.add_documents([make_doc("one", 2), make_doc("two", 3, dtype=torch.bfloat16)])
+    a.add_documents([make_doc("three", 1, dtype=torch.float32)])
+    src = tmp_path / "adsrc"
+    src.mkdir(exist_ok=True)
+    (src / "adapter.safetensors").write_bytes(os.urandom(1000))
+    (src / "adapter_config.json").write_text("{}")
+    a.install_adapter(src)
+
+
+def _snapshot(a: Archive) -> dict:
+    out = {}
+    for d in a.documents():
+        ps = a.passages(d.id)
+        mem = a.load_memory([p.id for p in ps])
+        out[d.id] = (d, [(p.index, p.text_sha256, p.location, a.source_text(p.id), mem[p.id].dtype,
+                          mem[p.id].float().tolist()) for p in ps])
+    return out
+
+
+@pytest.mark.parametrize("name", ["export.tar", "export.tar.zst"])
+def test_export_import_round_trip(archive, tmp_path, name):
+    _populate(archive, tmp_path)
+    want = _snapshot(archive)
+    report = archive.export(tmp_path / name)
+    assert report["compressed"] == name.endswith(".zst") and report["documents"] == 3
+    with open(tmp_path / name, "rb") as f:
+        assert (f.read(4) == b"\x28\xb5\x2f\xfd") == name.endswith(".zst")
+    target = tmp_path / "new" / "home"
+    with Archive.import_(tmp_path / name, target) as b:
+        assert _snapshot(b) == want
+        assert b.verify() == []
+        weights = "adapter.safetensors"
+        assert (b.adapter_dir / weights).read_bytes() == (archive.adapter_dir / weights).read_bytes()
+        assert b.model == archive.model and b.memory_config == archive.memory_config
+    with Archive.open(target, write=True) as b:  # fully usable afterwards
+        b.add_documents([make_doc("four")])
+        assert b.verify() == []
+    with pytest.raises(ArchiveError, match="is not empty"):
+        Archive.import_(tmp_path / name, target)
+
+
+def test_import_replaces_empty_archive_and_accepts_file_objects(archive, tmp_path):
+    _populate(archive, tmp_path)
+    buf = io.BytesIO()
+    archive.export(buf, compress=True)
+    empty = tmp_path / "empty"
+    Archive.create(empty, model="other", memory_config={}).close()
+    buf.seek(0)
+    with Archive.import_(buf, empty) as b:
+        assert len(b.documents()) == 3 and b.model == "test-model"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as t:
+        return {m.name: t.extractfile(m).read() for m in t.getmembers()}
+
+
+def _write_tar(path: Path, members: dict[str, bytes], extra=(), fix_manifest: bool = True) -> None:
+    """Write a tar of `members` (+ raw `extra` TarInfos), re-signing MANIFEST.json unless told not to."""
+    members = dict(members)
+    if fix_manifest:
+        head = json.loads(members["MANIFEST.json"])
+        for n, data in members.items():
+            if n != "MANIFEST.json" and n in head["members"]:
+                head["members"][n] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        members["MANIFEST.json"] = json.dumps(head).encode()
+    with tarfile.open(path, "w") as t:
+        for n, data in members.items():
+            info = tarfile.TarInfo(n)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+        for info in extra:
+            t.addfile(info, io.BytesIO(b"evil" if info.isreg() else b""))
+
+
+def _assert_refused(src: Path, target: Path, match: str) -> None:
+    with pytest.raises(ArchiveError, match=match) as e:
+        Archive.import_(src, target)
+    assert "\n" not in str(e.value)
+    assert not target.exists()
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.")]
+
+
+def test_import_refuses_tampered_exports(archive, tmp_path):
+    _populate(archive, tmp_path)
+    good = tmp_path / "good.tar"
+    archive.export(good)
+    members = _members(good)
+    shard = next(n for n in members if n.startswith("shards/"))
+    target = tmp_path / "target"
+
+    # 1. one changed byte in a member (the checksum no longer matches MANIFEST.json)
+    raw = bytearray(good.read_bytes())
+    pos = raw.find(members[shard][-16:])
+    raw[pos] ^= 0xFF
+    (tmp_path / "flipped.tar").write_bytes(bytes(raw))
+    _assert_refused(tmp_path / "flipped.tar", target, "does not match its checksum")
+
+    # 2. a member escaping the folder, listed or not listed in MANIFEST.json
+    evil = tarfile.TarInfo("../evil")
+    evil.size = 4
+    _write_tar(tmp_path / "dotdot.tar", members, [evil])
+    _assert_refused(tmp_path / "dotdot.tar", target, "unexpected member '../evil'")
+    assert not (tmp_path / "evil").exists()
+    head = json.loads(members["MANIFEST.json"])
+    head["members"]["../evil"] = {"sha256": hashlib.sha256(b"evil").hexdigest(), "bytes": 4}
+    listed = {**members, "MANIFEST.json": json.dumps(head).encode()}
+    _write_tar(tmp_path / "dotdot2.tar", listed, [evil], fix_manifest=False)
+    _assert_refused(tmp_path / "dotdot2.tar", target, "unexpected member '../evil'")
+    absolute = tarfile.TarInfo("/tmp/evil")
+    absolute.size = 4
+    _write_tar(tmp_path / "abs.tar", members, [absolute])
+    _assert_refused(tmp_path / "abs.tar", target, "unexpected member")
+
+    # 3. a symlink member under an allowed, declared name
+    link = tarfile.TarInfo("adapter/adapter.safetensors")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    without = {k: v for k, v in members.items() if k != "adapter/adapter.safetensors"}
+    _write_tar(tmp_path / "link.tar", without, [link], fix_manifest=False)
+    _assert_refused(tmp_path / "link.tar", target, "not a regular file")
+
+    # 4. consistent checksums but a shard changed: verify catches it, nothing lands in place
+    bad = dict(members)
+    bad[shard] = bad[shard][:-1] + bytes([bad[shard][-1] ^ 1])
+    _write_tar(tmp_path / "reshard.tar", bad)
+    _assert_refused(tmp_path / "reshard.tar", target, "verification failed: shard_checksum shards/")
+
+    # 5. a SQLite manifest with an extra trigger
+    db = tmp_path / "evil.sqlite"
+    db.write_bytes(members["manifest.sqlite"])
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE TRIGGER t AFTER INSERT ON documents BEGIN DELETE FROM passages; END")
+    c.close()
+    _write_tar(tmp_path / "trigger.tar", {**members, "manifest.sqlite": db.read_bytes()})
+    _assert_refused(tmp_path / "trigger.tar", target, "unexpected database schema")
+
+    # 6. not an export at all, or truncated
+    (tmp_path / "junk.tar").write_bytes(b"hello" * 100)
+    _assert_refused(tmp_path / "junk.tar", target, "not a valid r3mem export")
+    (tmp_path / "short.tar").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    _assert_refused(tmp_path / "short.tar", target, "not a valid r3mem export")
+
+    # The original still imports fine.
+    with Archive.import_(good, target) as b:
+        assert b.verify() == []
