@@ -1,0 +1,225 @@
+"""The `r3mem` command through Typer's runner, on temporary archives and the tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from r3mem_cli import __version__
+from r3mem_cli.archive import Archive
+from r3mem_cli.cli.app import app
+
+NOTES = {
+    "garden.md": "# Garden\n\nMaya planted six tomato plants on 20 April.\n\nThe beans came from Tom.\n",
+    "club.txt": "The book club meets on 7 November at Daniel's house.\nBring the second book.\n",
+    "soup.md": "# Soup\n\nLentil soup simmers for 25 minutes. Add lemon at the end.\n",
+}
+
+
+def r3mem(archive: Path, *args: str):
+    result = CliRunner().invoke(app, ["--archive", str(archive), *args])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def as_json(result) -> dict:
+    assert result.exit_code in (0, 1), result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture()
+def notes(tmp_path) -> Path:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for name, text in NOTES.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+@pytest.fixture()
+def archive(tmp_path, tiny_model_dir) -> Path:
+    root = tmp_path / "archive"
+    result = r3mem(root, "init", "--model", str(tiny_model_dir), "--json")
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def verify_clean(root: Path) -> None:
+    result = r3mem(root, "verify", "--json")
+    assert result.exit_code == 0 and as_json(result) == {"ok": True, "problems": []}, result.output
+
+
+def test_version_and_help():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.stdout
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0 and "Examples" in result.stdout and "recall" in result.stdout
+
+
+def test_commands_without_an_archive_say_what_to_do(tmp_path):
+    result = r3mem(tmp_path / "missing", "list")
+    assert result.exit_code == 2
+    assert "r3mem init" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_init_twice_is_a_usage_error(archive, tiny_model_dir):
+    result = r3mem(archive, "init", "--model", str(tiny_model_dir))
+    assert result.exit_code == 2 and "already exists" in result.stderr
+
+
+def test_ingest_list_show_stats_and_idempotence(archive, notes):
+    report = as_json(r3mem(archive, "ingest", str(notes), "--json"))
+    assert set(report) >= {"added", "unchanged", "errors", "seconds"}
+    assert len(report["added"]) == 3 and report["unchanged"] == [] and report["errors"] == []
+    for item in report["added"]:
+        assert set(item) >= {"id", "source", "kind", "title", "passages", "tokens"}
+        assert item["kind"] == "document" and item["passages"] >= 1
+    again = as_json(r3mem(archive, "ingest", str(notes), "--json"))
+    assert again["added"] == [] and {u["id"] for u in again["unchanged"]} == {a["id"] for a in report["added"]}
+
+    listing = as_json(r3mem(archive, "list", "--json"))
+    assert len(listing["documents"]) == 3
+    assert set(listing["documents"][0]) >= {"id", "source", "kind", "title", "passages", "tokens", "ingested_at"}
+    garden = next(a for a in report["added"] if a["source"].endswith("garden.md"))
+    assert garden["title"] == "Garden"
+
+    shown = as_json(r3mem(archive, "show", garden["id"][:5], "--json"))
+    assert shown["id"] == garden["id"] and len(shown["passages"]) == garden["passages"]
+    assert shown["passages"][0]["location"]["lines"][0] >= 1
+
+    stats = as_json(r3mem(archive, "stats", "--json"))
+    assert stats["documents"] == 3 and stats["passages"] == sum(a["passages"] for a in report["added"])
+    assert stats["memory_bytes"] > 0 and stats["source_bytes"] > 0 and stats["adapter_bytes"] > 0
+    assert stats["compression_ratio"] > 0 and stats["model"]
+    verify_clean(archive)
+
+
+def test_changed_file_replaces_its_old_version(archive, notes):
+    first = as_json(r3mem(archive, "ingest", str(notes / "soup.md"), "--json"))["added"][0]
+    (notes / "soup.md").write_text("# Soup\n\nLentil soup simmers for 30 minutes now.\n")
+    second = as_json(r3mem(archive, "ingest", str(notes / "soup.md"), "--json"))["added"][0]
+    assert second["id"] != first["id"] and second["replaced"] == first["id"]
+    ids = [d["id"] for d in as_json(r3mem(archive, "list", "--json"))["documents"]]
+    assert ids == [second["id"]]
+    verify_clean(archive)
+
+
+def test_bad_inputs_are_reported_and_good_ones_still_ingested(archive, notes, tmp_path):
+    (notes / "empty.txt").write_text("   \n")
+    (notes / "binary.txt").write_bytes(b"\x00\x01\x02" * 100)
+    (notes / "latin1.txt").write_bytes("Caf\xe9 au lait, ol\xe9.".encode("latin-1"))
+    (notes / "picture.png").write_bytes(b"\x89PNG")
+    result = r3mem(archive, "ingest", str(notes), str(tmp_path / "nope.md"), "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    errors = {Path(e["source"]).name: e["error"] for e in report["errors"]}
+    assert set(errors) == {"empty.txt", "binary.txt", "nope.md"}
+    assert "empty" in errors["empty.txt"] and "binary" in errors["binary.txt"]
+    added = {Path(a["source"]).name for a in report["added"]}
+    assert added == set(NOTES) | {"latin1.txt"}
+    assert [Path(s["source"]).name for s in report["skipped"]] == ["picture.png"]
+    verify_clean(archive)
+
+
+def test_recall_shape_and_errors(archive, notes):
+    doc = as_json(r3mem(archive, "ingest", str(notes / "club.txt"), "--json"))["added"][0]
+    result = as_json(r3mem(archive, "recall", "--doc", doc["id"], "--json"))
+    assert result["doc"] == doc["id"] and len(result["passages"]) == doc["passages"]
+    for item in result["passages"]:
+        assert set(item) >= {"passage", "text", "exact", "similarity"}
+        assert 0.0 <= item["similarity"] <= 1.0 and isinstance(item["exact"], bool)
+    assert 0.0 <= result["exact_rate"] <= 1.0
+    by_path = as_json(r3mem(archive, "recall", "--doc", str(notes / "club.txt"), "--passage", "0", "--json"))
+    assert [p["passage"] for p in by_path["passages"]] == [0]
+    missing = r3mem(archive, "recall", "--doc", "ffffffff")
+    assert missing.exit_code == 2 and "no document" in missing.stderr
+    beyond = r3mem(archive, "recall", "--doc", doc["id"], "--passage", "99")
+    assert beyond.exit_code == 2 and "no passage 99" in beyond.stderr
+
+
+def test_forget_removes_everything_and_verify_stays_clean(archive, notes):
+    report = as_json(r3mem(archive, "ingest", str(notes), "--json"))
+    gone = report["added"][0]
+    result = as_json(r3mem(archive, "forget", gone["id"], "--json"))
+    assert result["forgotten"] == [gone["id"]]
+    ids = {d["id"] for d in as_json(r3mem(archive, "list", "--json"))["documents"]}
+    assert ids == {a["id"] for a in report["added"][1:]}
+    verify_clean(archive)
+    unknown = r3mem(archive, "forget", "abcdef12")
+    assert unknown.exit_code == 2
+
+
+def test_verify_names_a_flipped_shard(archive, notes):
+    as_json(r3mem(archive, "ingest", str(notes), "--json"))
+    shard = sorted((archive / "shards").glob("*.safetensors"))[0]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    result = r3mem(archive, "verify", "--json")
+    assert result.exit_code == 1
+    problems = json.loads(result.stdout)["problems"]
+    assert any(shard.name in p["path"] for p in problems)
+    human = r3mem(archive, "verify")
+    assert human.exit_code == 1 and shard.name in human.stdout
+
+
+def test_export_then_import_round_trips(archive, notes, tmp_path):
+    as_json(r3mem(archive, "ingest", str(notes), "--json"))
+    bundle = tmp_path / "backup.r3mem"
+    assert r3mem(archive, "export", str(bundle)).exit_code == 0
+    assert r3mem(archive, "export", str(bundle)).exit_code == 2  # never overwrites
+    restored = tmp_path / "restored"
+    result = as_json(r3mem(restored, "import", str(bundle), "--json"))
+    assert result["documents"] == 3
+    original = as_json(r3mem(archive, "list", "--json"))["documents"]
+    copy = as_json(r3mem(restored, "list", "--json"))["documents"]
+    assert [d["id"] for d in original] == [d["id"] for d in copy]
+    verify_clean(restored)
+    again = r3mem(restored, "import", str(bundle))
+    assert again.exit_code == 2 and "not empty" in again.stderr
+
+
+def test_a_second_writer_gets_a_clear_message(archive, notes):
+    with Archive.open(archive, write=True):
+        result = r3mem(archive, "ingest", str(notes))
+    assert result.exit_code == 2 and "another r3mem process" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_pure_memory_archive_reports_hashes_only(tmp_path, tiny_model_dir, notes):
+    root = tmp_path / "pure"
+    report = as_json(r3mem(root, "ingest", str(notes / "soup.md"), "--model", str(tiny_model_dir),
+                           "--no-keep-source", "--json"))
+    doc = report["added"][0]
+    stats = as_json(r3mem(root, "stats", "--json"))
+    assert stats["keep_source"] is False and stats["source_bytes"] == 0
+    recalled = as_json(r3mem(root, "recall", "--doc", doc["id"], "--json"))
+    assert recalled["similarity"] is None and all(p["similarity"] is None for p in recalled["passages"])
+    verify_clean(root)
+
+
+def test_trained_adapter_makes_recall_exact_end_to_end(tmp_path, tiny_model_dir):
+    """train -> init --adapter -> ingest -> recall: the rebuilt text is the original, byte for byte."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "facts.txt").write_text(
+        "Maya planted six tomato plants.\nThe book club meets at Daniel's house.\nLentil soup simmers for 25 minutes.\n"
+    )
+    adapter = tmp_path / "adapter"
+    trained = r3mem(tmp_path / "unused", "train", str(data), "--output", str(adapter), "--model", str(tiny_model_dir),
+                    "--steps", "250", "--batch-size", "3", "--lr", "1e-2", "--max-passage-tokens", "16",
+                    "--heldout-fraction", "0", "--eval-every", "0", "--no-bf16", "--device", "cpu", "--json")
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(trained.stdout)["steps"] == 250
+    root = tmp_path / "archive"
+    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--adapter", str(adapter)).exit_code == 0
+    doc = as_json(r3mem(root, "ingest", str(data), "--json"))["added"][0]
+    assert doc["passages"] == 3
+    recalled = as_json(r3mem(root, "recall", "--doc", doc["id"], "--json"))
+    assert [p["text"] for p in recalled["passages"]] == [
+        "Maya planted six tomato plants.", "The book club meets at Daniel's house.", "Lentil soup simmers for 25 minutes."
+    ]
+    assert recalled["exact_rate"] == 1.0 and recalled["similarity"] == 1.0
