@@ -187,7 +187,8 @@ def stats(json_out: bool = JsonOption) -> None:
     """Sizes, counts and the compression ratio."""
     with _open() as archive:
         data = archive.stats()
-    data["compression_ratio"] = round(data["tokens"] / data["memory_slots"], 3) if data.get("memory_slots") else None
+    if data.get("compression_ratio") is not None:
+        data["compression_ratio"] = round(data["compression_ratio"], 3)
     if json_out:
         print_json(data)
         return

@@ -242,7 +242,9 @@ class MemoryNetwork(nn.Module):
         inputs = {"inputs_embeds": self.expand_embedding.unsqueeze(0).expand(batch, -1, -1)}
         done = torch.zeros(batch, dtype=torch.bool, device=self.device)
         tokens: list[list[int]] = [[] for _ in range(batch)]
-        with self.lm.disable_adapter(), self._autocast():
+        # No autocast here: for one token per step, casting every weight to bf16 costs more than
+        # the fp32 matmuls it saves (measured 2.3x slower on this CPU).
+        with self.lm.disable_adapter():
             for step in range(limit):
                 out = self.lm(
                     **inputs,

