@@ -44,5 +44,5 @@ def test_default_model_ingest_recall_verify(tmp_path):
     assert len(result["passages"]) == doc["passages"]
     assert all(p["text"] and 0.0 <= p["similarity"] <= 1.0 for p in result["passages"])
     # The trained adapter carries the passage: far above what an untrained memory gives (~0.1).
-    assert result["similarity"] > SIMILARITY_FLOOR, result
+    assert result["similarity"] > 0.3, result
     assert r3mem(archive, "verify").returncode == 0

@@ -42,9 +42,16 @@ def create_archive(root: Path, *, model: str = DEFAULT_MODEL, keep_source: bool 
         raise ArchiveError(f"--adapter {adapter}: {exc}") from exc
     if info.get("base_model") not in (None, model):
         raise ArchiveError(f"adapter {adapter} was trained for {info['base_model']}, not {model}")
+    existed = Path(root).exists()
     try:
         archive = Archive.create(root, model=model, keep_source=keep_source, memory_config=info["memory"])
-        archive.install_adapter(adapter)
+        try:
+            archive.install_adapter(adapter)
+        except BaseException:
+            archive.close()
+            if not existed:  # never leave a half-made archive behind
+                shutil.rmtree(root, ignore_errors=True)
+            raise
     finally:
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
