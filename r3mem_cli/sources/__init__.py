@@ -1,0 +1,249 @@
+"""Readers: one file (or a Slack export folder) -> SourceDocuments, the format found from content.
+
+    read_path(path, *, max_file_bytes=DEFAULT_MAX_FILE_BYTES, chat_gap_hours=6.0) -> list[SourceDocument]
+    supported(path) -> bool
+    iter_inputs(paths) -> list[Path]
+
+Documents: .txt .md .markdown .rst .html .htm .pdf .docx, and .json/.jsonl text records.
+Chats (kind "chat", one document per conversation): ChatGPT conversations.json, WhatsApp .txt
+(Android and iOS) and its .zip, Telegram Desktop result.json, Slack exports (folder or .zip),
+generic chat JSONL. Bad input of any kind raises ReaderError with a one-line reason, never
+anything else. See docs/decisions/0004-readers.md.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from pathlib import Path, PurePosixPath
+
+from .chat import source_of
+from .safezip import ExportLimit, FolderTree, ZipTree
+from .text import (
+    DEFAULT_MAX_FILE_BYTES,
+    TEXT_SUFFIXES,
+    ReaderError,
+    Section,
+    Session,
+    SourceDocument,
+    Turn,
+    decode_document,
+    decode_text,
+    default_title,
+    iter_files,
+    plain_document,
+    read_bytes,
+    read_text_file,
+    scrub_document,
+)
+
+__all__ = [
+    "DEFAULT_MAX_FILE_BYTES", "SUPPORTED_SUFFIXES", "TEXT_SUFFIXES", "ReaderError", "Section", "Session",
+    "SourceDocument", "Turn", "decode_text", "is_slack_folder", "iter_files", "iter_inputs", "read_data",
+    "read_path", "read_text_file", "supported",
+]
+
+SUPPORTED_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".docx", ".json", ".jsonl",
+                      ".zip"}
+DEFAULT_CHAT_GAP_HOURS = 6.0
+_DAY_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}\.json$")
+
+
+def is_slack_folder(path: Path) -> bool:
+    """A folder holding channels.json or users.json and at least one <channel>/YYYY-MM-DD.json."""
+    path = Path(path)
+    try:
+        if not path.is_dir() or not any((path / n).is_file() for n in ("channels.json", "users.json", "groups.json",
+                                                                       "dms.json", "mpims.json")):
+            return False
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+                    with os.scandir(entry.path) as inner:
+                        if any(_DAY_FILE.match(e.name) for e in inner):
+                            return True
+    except OSError:
+        return False
+    return False
+
+
+def supported(path: Path) -> bool:
+    """Whether `read_path` will try this path (by suffix, or a Slack export folder)."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            return is_slack_folder(path)
+    except OSError:
+        return False
+    return path.suffix.lower() in SUPPORTED_SUFFIXES
+
+
+def iter_inputs(paths: list[Path]) -> list[Path]:
+    """Every file under `paths` (sorted; hidden entries skipped; symlinked folders not followed),
+    with a Slack export folder returned as one entry instead of its files. Unsupported files are
+    included: filter with `supported` and report the rest."""
+    found: list[Path] = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_dir() or is_slack_folder(path):
+            found.append(path)
+            continue
+        for folder, dirs, files in os.walk(path, followlinks=False):
+            keep = []
+            for d in sorted(dirs):
+                if d.startswith("."):
+                    continue
+                if is_slack_folder(Path(folder) / d):
+                    found.append(Path(folder) / d)
+                else:
+                    keep.append(d)
+            dirs[:] = keep
+            found.extend(Path(folder) / f for f in files if not f.startswith("."))
+    return sorted(found)
+
+
+def read_path(path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+              chat_gap_hours: float = DEFAULT_CHAT_GAP_HOURS) -> list[SourceDocument]:
+    """Read one file or Slack export folder. Raises only ReaderError, for any bad input."""
+    path = Path(path)
+    try:
+        try:
+            path.stat()
+        except FileNotFoundError:
+            raise ReaderError("no such file") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ReaderError("symlink loop") from None
+            raise ReaderError(f"cannot read: {exc.strerror or exc}") from None
+        if path.is_dir():
+            if not is_slack_folder(path):
+                raise ReaderError("folder is not a Slack export")
+            from .slack import read_slack_tree
+
+            documents = read_slack_tree(FolderTree(path, max_file_bytes), source=source_of(path),
+                                        gap_hours=chat_gap_hours, metadata={})
+        else:
+            suffix = path.suffix.lower()
+            if suffix not in SUPPORTED_SUFFIXES:
+                raise ReaderError(f"unsupported file type {suffix or '(none)'}")
+            data = read_bytes(path, max_file_bytes)
+            documents = read_data(data, path, max_file_bytes=max_file_bytes, chat_gap_hours=chat_gap_hours)
+    except RecursionError:
+        raise ReaderError("nested too deeply") from None
+    except MemoryError:
+        raise ReaderError("too large to read into memory") from None
+    return _unique_parts([scrub_document(d) for d in documents])
+
+
+def _unique_parts(documents: list[SourceDocument]) -> list[SourceDocument]:
+    seen: dict[str, int] = {}
+    for document in documents:
+        count = seen.get(document.part, 0)
+        seen[document.part] = count + 1
+        if count:
+            document.part = f"{document.part}#{count + 1}"
+    return documents
+
+
+def read_data(data: bytes, path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+              chat_gap_hours: float = DEFAULT_CHAT_GAP_HOURS) -> list[SourceDocument]:
+    """Bytes of the file at `path` (its suffix picks the family, its content the format)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    source = source_of(path)
+    if suffix in (".txt", ".md", ".markdown", ".rst"):
+        text, metadata = decode_document(data)
+        if suffix == ".txt":
+            from .whatsapp import looks_like_whatsapp, parse_whatsapp, title_from_name
+
+            if looks_like_whatsapp(text):
+                return [parse_whatsapp(text, source=source, title=title_from_name(path.name),
+                                       gap_hours=chat_gap_hours, metadata=metadata)]
+        fmt = {".txt": "text", ".rst": "rst"}.get(suffix, "markdown")
+        return [plain_document(text, metadata, path, fmt)]
+    if suffix in (".html", ".htm"):
+        from .html_reader import read_html
+
+        return [read_html(data, path)]
+    if suffix == ".pdf":
+        from .pdf import read_pdf
+
+        return [read_pdf(data, path)]
+    if suffix == ".docx":
+        from .docx_reader import read_docx
+
+        return [read_docx(data, path, max_file_bytes)]
+    if suffix in (".json", ".jsonl"):
+        return _read_json(data, path, source, suffix, chat_gap_hours)
+    if suffix == ".zip":
+        return _read_zip(data, path, source, max_file_bytes, chat_gap_hours)
+    raise ReaderError(f"unsupported file type {suffix or '(none)'}")
+
+
+def _read_json(data: bytes, path: Path, source: str, suffix: str, gap_hours: float) -> list[SourceDocument]:
+    from .jsonio import load_json, load_jsonl, looks_like_jsonl
+    from .records import find_records, is_jsonl_chat, read_jsonl_chat, read_records
+
+    text, metadata = decode_document(data, "JSON")
+    title = default_title(path)
+    if suffix == ".json":
+        try:
+            value = load_json(text)
+        except ReaderError:
+            if not looks_like_jsonl(text):
+                raise
+            suffix = ".jsonl"  # JSON Lines saved as .json
+        else:
+            from .chatgpt import is_chatgpt, read_chatgpt
+            from .slack import is_slack_messages, read_slack_messages
+            from .telegram import is_telegram, read_telegram
+
+            if is_chatgpt(value):
+                return read_chatgpt(value, source=source, gap_hours=gap_hours, metadata=metadata)
+            if is_telegram(value):
+                return read_telegram(value, source=source, gap_hours=gap_hours, metadata=metadata)
+            if is_slack_messages(value):
+                return read_slack_messages(value, source=source, title=title, file=path.name, gap_hours=gap_hours,
+                                           metadata=metadata)
+            if isinstance(value, list) and is_jsonl_chat(list(enumerate(value))):
+                return read_jsonl_chat(list(enumerate(value)), source=source, stem=title, gap_hours=gap_hours,
+                                       metadata=metadata, where="index")
+            records = find_records(value)
+            if records is None:
+                records = []  # read_records gives the reason
+            return [read_records(records, source=source, default_title=title, metadata=metadata)]
+    rows = load_jsonl(text)
+    if is_jsonl_chat(rows):
+        return read_jsonl_chat(rows, source=source, stem=title, gap_hours=gap_hours, metadata=metadata)
+    return [read_records([obj for _, obj in rows], source=source, default_title=title, metadata=metadata,
+                         lines=[line for line, _ in rows])]
+
+
+def _read_zip(data: bytes, path: Path, source: str, max_file_bytes: int, gap_hours: float) -> list[SourceDocument]:
+    from .slack import is_slack_tree, read_slack_tree
+    from .whatsapp import looks_like_whatsapp, parse_whatsapp, title_from_name
+
+    tree = ZipTree(data, max_file_bytes)
+    if is_slack_tree(tree):
+        return read_slack_tree(tree, source=source, gap_hours=gap_hours, metadata={"bytes": len(data)})
+    texts = [n for n in tree.names() if n.lower().endswith(".txt") and not n.startswith("__MACOSX/")]
+
+    def rank(name: str) -> tuple:
+        base = PurePosixPath(name).name.lower()
+        return (base != "_chat.txt" and not base.startswith("whatsapp chat"), name.count("/"), name)
+
+    for name in sorted(texts, key=rank)[:20]:
+        try:
+            text, metadata = decode_document(tree.read(name))
+        except ExportLimit:  # a limit on the whole zip
+            raise
+        except ReaderError:
+            continue
+        if looks_like_whatsapp(text):
+            base = PurePosixPath(name).name
+            title = title_from_name(path.name) if base.lower() == "_chat.txt" else title_from_name(base)
+            metadata["bytes"] = len(data)
+            return [parse_whatsapp(text, source=source, title=title, gap_hours=gap_hours, metadata=metadata,
+                                   member=name)]
+    raise ReaderError("unsupported zip (neither a WhatsApp nor a Slack export)")

@@ -1,12 +1,19 @@
-"""Readers for plain-text documents (.txt, .md, .markdown).
+"""The document model shared by every reader, and the plain-text readers (.txt, .md, .markdown, .rst).
 
-Decoding policy: UTF-8 (a BOM is dropped); bytes that are not valid UTF-8 are replaced with
-U+FFFD and the document records how many were replaced, so one bad byte never loses a file.
-A file with NUL bytes in its first 8 KiB is treated as binary and refused.
+Decoding policy (every text-like format: .txt, .md, .rst, .html, .json, .jsonl, chat exports):
+UTF-8, a BOM is dropped; a UTF-16 file is accepted when it starts with a UTF-16 BOM; bytes that
+are not valid UTF-8 are replaced with U+FFFD and the document records how many were replaced
+(`metadata["invalid_utf8_bytes_replaced"]`), so one bad byte never loses a file. A file with NUL
+bytes (and no UTF-16 BOM) is binary and refused, and so is a file where more than 30% of the
+bytes are not UTF-8. Line ends are normalised to "\\n".
+
+See docs/decisions/0004-readers.md.
 """
 
 from __future__ import annotations
 
+import bisect
+import errno
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -19,6 +26,48 @@ DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
 class ReaderError(Exception):
     """A file that cannot be ingested; the message is the one-line reason shown to the user."""
 
+    def __init__(self, reason: str = "unreadable"):
+        # One line, bounded: it goes straight into the ingest summary.
+        reason = " ".join(str(reason).split()) or "unreadable"
+        super().__init__(reason[:300])
+
+
+@dataclass
+class Section:
+    """A titled part of a document: `text[start:end]`, from its heading to the next heading of the
+    same or a higher level (level 1 = top; nested sections lie inside their parents)."""
+
+    title: str
+    start: int
+    end: int
+    level: int = 1
+
+
+@dataclass
+class Turn:
+    """One chat message. `start`/`end` are offsets of the rendered turn ("Speaker: text", with any
+    continuation lines) in the document text; `text` is the message itself."""
+
+    session: int  # Session.id, 0-based
+    index: int  # turn id within the conversation, 0-based, in document order
+    speaker: str
+    timestamp: str | None  # ISO-8601; naive when the export's times are naive
+    text: str
+    start: int
+    end: int
+    location: dict = field(default_factory=dict)  # {"line": 12} | {"message_id": ...} | {"file": ...}
+
+
+@dataclass
+class Session:
+    """A run of turns: the export's own grouping (a Slack day) or a time gap (`chat_gap_hours`)."""
+
+    id: int  # 0-based
+    start: str | None  # ISO-8601 timestamp of its first dated turn
+    end: str | None  # ... of its last dated turn
+    first_turn: int  # Turn.index of its first and last turn (inclusive)
+    last_turn: int
+
 
 @dataclass
 class SourceDocument:
@@ -26,30 +75,92 @@ class SourceDocument:
     kind: str  # "document" or "chat"
     title: str
     text: str
-    metadata: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)  # JSON-serialisable; metadata["format"] names the reader
+    sections: list[Section] = field(default_factory=list)
+    turns: list[Turn] = field(default_factory=list)
+    sessions: list[Session] = field(default_factory=list)
+    part: str = ""  # which document inside `source` (a conversation id, a channel), "" when one per file
 
     @property
     def content_sha256(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
+    def locate(self, start: int, end: int) -> dict:
+        """Provenance of `text[start:end]`: lines, pages, section, or session/turns/speakers/times."""
+        end = max(end, start + 1)
+        where: dict = {}
+        fmt = self.metadata.get("format")
+        if fmt in LINE_FORMATS:
+            first = self.text.count("\n", 0, start) + 1
+            where["lines"] = [first, first + self.text.count("\n", start, max(start, end - 1))]
+        pages = self.metadata.get("pages")
+        if pages:
+            starts = [p["start"] for p in pages]
+            a = max(0, bisect.bisect_right(starts, start) - 1)
+            b = max(a, bisect.bisect_right(starts, end - 1) - 1)
+            where["pages"] = [pages[a]["page"], pages[b]["page"]]
+        inner = None
+        for section in self.sections:
+            if section.start <= start < section.end and (inner is None or section.level >= inner.level):
+                inner = section
+        if inner is not None:
+            where["section"] = inner.title
+        # Turns are in text order: bisect instead of scanning (chats can have 100k turns).
+        lo = max(0, bisect.bisect_right(self.turns, start, key=lambda t: t.end))
+        hi = bisect.bisect_left(self.turns, end, key=lambda t: t.start)
+        turns = [t for t in self.turns[lo:hi] if t.start < end and t.end > start]
+        if turns:
+            first, last = turns[0], turns[-1]
+            where["session"] = first.session if first.session == last.session else [first.session, last.session]
+            where["turns"] = [first.index, last.index]
+            where["speakers"] = sorted({t.speaker for t in turns})
+            stamps = [t.timestamp for t in turns if t.timestamp]
+            if stamps:
+                where["timestamps"] = [stamps[0], stamps[-1]]
+            where["from"] = first.location
+            if last is not first:
+                where["to"] = last.location
+        return where
 
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
-def decode_text(data: bytes) -> tuple[str, int]:
-    """UTF-8 with replacement; returns (text, number of undecodable bytes replaced)."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        return data.decode("utf-8"), 0
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", errors="replace")
-        return text, text.count("\ufffd") - data.decode("utf-8", errors="ignore").count("\ufffd")
+def _scrub(value):
+    """Lone surrogates (JSON "\\ud800" escapes) -> U+FFFD: same length, so offsets hold."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    return value
 
 
-def read_text_file(path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> SourceDocument:
+def scrub_document(doc: SourceDocument) -> SourceDocument:
+    """Make every string of a document encodable as UTF-8 (the archive hashes and stores them)."""
+    doc.text, doc.title, doc.part = _scrub(doc.text), _scrub(doc.title), _scrub(doc.part)
+    doc.metadata = _scrub(doc.metadata)
+    for section in doc.sections:
+        section.title = _scrub(section.title)
+    for turn in doc.turns:
+        turn.speaker, turn.text, turn.location = _scrub(turn.speaker), _scrub(turn.text), _scrub(turn.location)
+    return doc
+
+
+# Formats whose document text keeps the source's lines, so line numbers are source line numbers.
+LINE_FORMATS = {"text", "markdown", "rst"}
+
+
+# ---------------------------------------------------------------------------------------- bytes
+
+
+def read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """The file's bytes, refusing before reading when it is over `max_bytes`."""
     path = Path(path)
     try:
+        if path.is_dir():
+            raise ReaderError("is a folder")
         size = path.stat().st_size
         if size > max_bytes:
             raise ReaderError(f"file is {size:,} bytes, over the {max_bytes:,}-byte limit (--max-file-size)")
@@ -57,20 +168,203 @@ def read_text_file(path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Sourc
             data = handle.read(max_bytes + 1)
     except PermissionError:
         raise ReaderError("permission denied") from None
+    except FileNotFoundError:
+        raise ReaderError("no such file") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ReaderError("symlink loop") from None
         raise ReaderError(f"cannot read: {exc.strerror or exc}") from None
-    if b"\x00" in data[:8192]:
-        raise ReaderError("binary file (NUL bytes), not text")
+    if len(data) > max_bytes:
+        raise ReaderError(f"file is over the {max_bytes:,}-byte limit (--max-file-size)")
+    return data
+
+
+def decode_text(data: bytes) -> tuple[str, int]:
+    """UTF-8 with replacement; returns (text, number of undecodable bytes replaced).
+
+    A UTF-8 BOM is dropped; a UTF-16 BOM selects UTF-16 (with replacement)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        codec = "utf-16-le" if data.startswith(b"\xff\xfe") else "utf-16-be"
+        body = data[2:]
+        text = body.decode(codec, errors="replace")
+        return text, text.count("\ufffd") - body.decode(codec, errors="ignore").count("\ufffd")
+    try:
+        return data.decode("utf-8"), 0
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", errors="replace")
+        return text, text.count("\ufffd") - data.decode("utf-8", errors="ignore").count("\ufffd")
+
+
+def decode_document(data: bytes, what: str = "text") -> tuple[str, dict]:
+    """Bytes of a text-like file -> (text with "\\n" line ends, metadata), or ReaderError."""
+    if not data.strip():
+        raise ReaderError("empty file (no text)")
+    utf16 = data.startswith((b"\xff\xfe", b"\xfe\xff"))
+    if not utf16 and b"\x00" in data:
+        raise ReaderError(f"binary file (NUL bytes), not {what}")
     text, replaced = decode_text(data)
+    if replaced > 16 and replaced > 0.3 * len(data):
+        raise ReaderError(f"binary file (not UTF-8 {what})")
+    if utf16 and "\x00" in text:
+        raise ReaderError(f"binary file (NUL characters), not {what}")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise ReaderError("empty file (no text)")
-    metadata = {"bytes": size}
+    metadata: dict = {"bytes": len(data)}
     if replaced:
         metadata["invalid_utf8_bytes_replaced"] = replaced
-    heading = _HEADING.search(text) if path.suffix.lower() in (".md", ".markdown") else None
-    title = heading.group(1) if heading else path.stem.replace("_", " ").replace("-", " ")
-    return SourceDocument(source=str(path.resolve()), kind="document", title=title, text=text, metadata=metadata)
+    return text, metadata
+
+
+def default_title(path: Path | str) -> str:
+    stem = Path(str(path)).stem
+    return stem.replace("_", " ").replace("-", " ").strip() or Path(str(path)).name or "untitled"
+
+
+def close_sections(found: list[tuple[str, int, int]], length: int) -> list[Section]:
+    """(title, start, level) in order -> Sections ending at the next heading of level <= theirs."""
+    sections: list[Section] = []
+    for i, (title, start, level) in enumerate(found):
+        end = length
+        for _, later_start, later_level in found[i + 1 :]:
+            if later_level <= level:
+                end = later_start
+                break
+        sections.append(Section(title=title, start=start, end=end, level=level))
+    return sections
+
+
+# ------------------------------------------------------------------------------------- markdown
+
+_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_LIST_OR_QUOTE = re.compile(r"^\s*([-*+>]|\d+[.)])(\s|$)")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
+
+
+def markdown_sections(text: str) -> tuple[list[Section], str | None]:
+    """ATX (`# Title`) and one-line setext (`Title` over `===`/`---`) headings, outside code
+    fences and YAML front matter; also returns the front matter's `title:` if any."""
+    lines = text.split("\n")
+    offsets, pos = [], 0
+    for line in lines:
+        offsets.append(pos)
+        pos += len(line) + 1
+    found: list[tuple[str, int, int]] = []
+    front_title = None
+    i = 0
+    if lines and lines[0].strip() == "---":
+        for j in range(1, min(len(lines), 200)):
+            if lines[j].strip() in ("---", "..."):
+                for line in lines[1:j]:
+                    m = re.match(r"^title:\s*(.+?)\s*$", line)
+                    if m:
+                        front_title = m.group(1).strip("\"'") or None
+                i = j + 1
+                break
+    fence: str | None = None
+    while i < len(lines):
+        line = lines[i]
+        m = _FENCE.match(line)
+        if fence is not None:
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
+                fence = None
+            i += 1
+            continue
+        if m:
+            fence = m.group(1)
+            i += 1
+            continue
+        m = _ATX.match(line)
+        if m and (m.group(2) or "").strip():
+            found.append((m.group(2).strip(), offsets[i], len(m.group(1))))
+            i += 1
+            continue
+        if (
+            i + 1 < len(lines)
+            and line.strip()
+            and not line.startswith(("    ", "\t"))
+            and not _LIST_OR_QUOTE.match(line)
+            and (i == 0 or not lines[i - 1].strip())
+            and _SETEXT.match(lines[i + 1])
+        ):
+            level = 1 if lines[i + 1].strip().startswith("=") else 2
+            found.append((line.strip(), offsets[i], level))
+            i += 2
+            continue
+        i += 1
+    return close_sections(found, len(text)), front_title
+
+
+# ------------------------------------------------------------------------------------------ rst
+
+_ADORNMENT = re.compile(r"^([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])\1+\s*$")
+
+
+def rst_sections(text: str) -> list[Section]:
+    """reStructuredText section titles: a line underlined (optionally also overlined) by one
+    repeated punctuation character at least as long as the title; levels in order of first use."""
+    lines = text.split("\n")
+    offsets, pos = [], 0
+    for line in lines:
+        offsets.append(pos)
+        pos += len(line) + 1
+    styles: list[tuple[str, bool]] = []
+    found: list[tuple[str, int, int]] = []
+    i = 0
+    while i < len(lines) - 1:
+        line, under = lines[i], lines[i + 1]
+        title = line.strip()
+        m = _ADORNMENT.match(under)
+        if not title or not m or _ADORNMENT.match(line) or len(under.rstrip()) < len(title):
+            i += 1
+            continue
+        char = m.group(1)
+        above = lines[i - 1] if i > 0 else ""
+        overline = bool(above.strip()) and above.rstrip() == under.rstrip()
+        if not overline and (line[:1].isspace() or (i > 0 and above.strip())):
+            i += 1
+            continue
+        style = (char, overline)
+        if style not in styles:
+            styles.append(style)
+        start = offsets[i - 1] if overline else offsets[i]
+        found.append((title, start, styles.index(style) + 1))
+        i += 2
+    return close_sections(found, len(text))
+
+
+# -------------------------------------------------------------------------------------- readers
+
+
+def plain_document(text: str, metadata: dict, path: Path, fmt: str) -> SourceDocument:
+    """A decoded .txt/.md/.rst text -> SourceDocument with sections."""
+    metadata = {**metadata, "format": fmt}
+    sections: list[Section] = []
+    title = None
+    if fmt == "markdown":
+        sections, title = markdown_sections(text)
+        title = title or next((s.title for s in sections if s.level == 1), None)
+        if title is None:
+            heading = _HEADING.search(text)
+            title = heading.group(1) if heading else None
+    elif fmt == "rst":
+        sections = rst_sections(text)
+        title = sections[0].title if sections else None
+    return SourceDocument(source=str(Path(path).resolve()), kind="document", title=title or default_title(path),
+                          text=text, metadata=metadata, sections=sections)
+
+
+def read_text_file(path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> SourceDocument:
+    """A .txt/.md/.markdown/.rst file as a plain document (no chat detection: see `read_path`)."""
+    path = Path(path)
+    text, metadata = decode_document(read_bytes(path, max_bytes))
+    suffix = path.suffix.lower()
+    fmt = "markdown" if suffix in (".md", ".markdown") else "rst" if suffix == ".rst" else "text"
+    return plain_document(text, metadata, path, fmt)
 
 
 def iter_files(paths: list[Path], suffixes: set[str] = TEXT_SUFFIXES) -> list[Path]:
