@@ -223,3 +223,34 @@ def test_trained_adapter_makes_recall_exact_end_to_end(tmp_path, tiny_model_dir)
         "Maya planted six tomato plants.", "The book club meets at Daniel's house.", "Lentil soup simmers for 25 minutes."
     ]
     assert recalled["exact_rate"] == 1.0 and recalled["similarity"] == 1.0
+
+
+def test_mixed_folder_with_chat_exports_keeps_who_said_what_when(archive, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "chat.txt").write_text(
+        "12/05/2024, 09:15 - Maya: Are we still on for Lisbon?\n"
+        "12/05/2024, 09:17 - Ines: Yes! Flight at 7.\nPack light.\n"
+        "13/05/2024, 20:01 - Maya: The hotel is Casa do Rio.\n"
+    )
+    (folder / "page.html").write_text(
+        "<html><head><title>Trip</title><script>var x=1;</script></head>"
+        "<body><nav>menu</nav><h1>Tram 28</h1><p>We rode tram 28 up the hill.</p></body></html>"
+    )
+    (folder / "log.jsonl").write_text(
+        '{"speaker": "Tom", "text": "I left bean seeds by your door.", "timestamp": "2024-04-27T18:00:00"}\n'
+        '{"speaker": "Maya", "text": "Thank you, Tom!", "timestamp": "2024-04-27T18:05:00"}\n'
+    )
+    report = as_json(r3mem(archive, "ingest", str(folder), "--json"))
+    assert report["errors"] == []
+    kinds = {Path(a["source"]).name: a["kind"] for a in report["added"]}
+    assert kinds == {"chat.txt": "chat", "page.html": "document", "log.jsonl": "chat"}
+    chat = next(a for a in report["added"] if a["source"].endswith("chat.txt"))
+    shown = as_json(r3mem(archive, "show", chat["id"], "--json"))
+    locations = [p["location"] for p in shown["passages"]]
+    assert {s for loc in locations for s in loc["speakers"]} == {"Maya", "Ines"}
+    assert all("turns" in loc and "session" in loc for loc in locations)
+    assert any("2024-05-12" in loc["timestamps"][0] for loc in locations)
+    again = as_json(r3mem(archive, "ingest", str(folder), "--json"))
+    assert again["added"] == [] and len(again["unchanged"]) == 3
+    verify_clean(archive)

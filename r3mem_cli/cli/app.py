@@ -97,10 +97,11 @@ def init(
 @app.command()
 @handles_errors
 def ingest(
-    paths: List[Path] = typer.Argument(..., help="Files and folders to add (.txt, .md)."),
+    paths: List[Path] = typer.Argument(..., help="Files and folders: notes, PDFs, Word, HTML, JSON, chat exports."),
     model: Optional[str] = typer.Option(None, "--model", help="Model for a new archive (default SmolLM2-135M-Instruct)."),
     no_keep_source: bool = typer.Option(False, "--no-keep-source", help="For a new archive: keep no source text."),
     max_file_size: int = typer.Option(50 * 1024 * 1024, "--max-file-size", help="Skip files larger than this (bytes)."),
+    chat_gap_hours: float = typer.Option(6.0, "--chat-gap-hours", help="A pause this long starts a new chat session."),
     device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
@@ -124,7 +125,8 @@ def ingest(
     with archive:
         engine = _engine(archive, device)
         with progress_bar(not json_out, "ingest") as update:
-            report = run_ingest(archive, paths, engine, max_file_bytes=max_file_size, progress=update)
+            report = run_ingest(archive, paths, engine, max_file_bytes=max_file_size,
+                                chat_gap_hours=chat_gap_hours, progress=update)
     if json_out:
         print_json(report.to_json())
     else:

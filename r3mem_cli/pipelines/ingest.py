@@ -17,7 +17,8 @@ from typing import Callable
 from ..archive import Archive, NewDocument, NewPassage
 from ..model.engine import MemoryEngine
 from ..segment.segmenter import Segmenter
-from ..sources.text import DEFAULT_MAX_FILE_BYTES, TEXT_SUFFIXES, ReaderError, SourceDocument, read_text_file
+from ..sources import (DEFAULT_MAX_FILE_BYTES, SUPPORTED_SUFFIXES, ReaderError, SourceDocument, iter_inputs,
+                       read_path, supported)
 
 # Commit when this many passages wait in memory: large shards, bounded loss on a crash.
 FLUSH_PASSAGES = 256
@@ -36,27 +37,31 @@ class IngestReport:
                 "skipped": self.skipped, "seconds": round(self.seconds, 3)}
 
 
-def collect_files(paths: list[Path], report: IngestReport) -> list[Path]:
-    """Files to read: folders walked recursively (hidden entries skipped), sorted."""
-    files: list[Path] = []
+def collect_inputs(paths: list[Path], report: IngestReport) -> list[Path]:
+    """Inputs to read: files, and Slack export folders as one input each. Unsupported files
+    named on the command line are errors; inside folders they are only listed as skipped."""
+    inputs: list[Path] = []
     for path in paths:
         path = Path(path)
         if not path.exists():
             report.errors.append({"source": str(path), "error": "no such file or folder"})
-        elif path.is_dir():
-            for child in sorted(path.rglob("*")):
-                if any(part.startswith(".") for part in child.relative_to(path).parts) or not child.is_file():
-                    continue
-                if child.suffix.lower() in TEXT_SUFFIXES:
-                    files.append(child)
-                else:
-                    report.skipped.append({"source": str(child), "reason": f"unsupported file type {child.suffix or '(none)'}"})
-        elif path.suffix.lower() in TEXT_SUFFIXES:
-            files.append(path)
-        else:
-            report.errors.append({"source": str(path), "error": f"unsupported file type {path.suffix or '(none)'}; "
-                                  f"supported: {', '.join(sorted(TEXT_SUFFIXES))}"})
-    return files
+            continue
+        for found in iter_inputs([path]):
+            if supported(found):
+                inputs.append(found)
+            elif found == path:
+                report.errors.append({"source": str(path), "error": f"unsupported file type {path.suffix or '(none)'}; "
+                                      f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"})
+            else:
+                report.skipped.append({"source": str(found), "reason": f"unsupported file type {found.suffix or '(none)'}"})
+    return inputs
+
+
+def _units(document: SourceDocument) -> list[tuple[int, int, int]] | None:
+    """Chat turns are kept whole and never joined across sessions; documents split by sentence."""
+    if not document.turns:
+        return None
+    return [(turn.start, turn.end, turn.session) for turn in document.turns]
 
 
 def ingest(
@@ -65,6 +70,7 @@ def ingest(
     engine: MemoryEngine,
     *,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    chat_gap_hours: float = 6.0,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> IngestReport:
     """Add every readable document under `paths`; `progress(stage, done, total)` is optional."""
@@ -72,9 +78,10 @@ def ingest(
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     report = IngestReport()
     segmenter = Segmenter(engine.tokenizer, engine.config.max_passage_tokens)
-    files = collect_files(paths, report)
+    inputs = collect_inputs(paths, report)
     pending: list[tuple[SourceDocument, list]] = []
-    replaced: dict[str, str] = {}  # new content hash -> id of the version it replaces
+    replaces: dict[str, str] = {}  # content hash of a new version -> id of the version it replaces
+    stale: list[str] = []  # earlier versions to forget once their replacements are committed
     seen_hashes: set[str] = set()
 
     def flush() -> None:
@@ -87,55 +94,56 @@ def ingest(
             new_passages = []
             for index, part in enumerate(parts):
                 new_passages.append(NewPassage(index=index, text=part.text, tokens=part.tokens,
-                                               location=part.location, memory=memories[cursor]))
+                                               location=document.locate(part.start, part.end),
+                                               memory=memories[cursor]))
                 cursor += 1
+            metadata = {**document.metadata, **({"part": document.part} if document.part else {})}
             batch.append(NewDocument(source=document.source, kind=document.kind, title=document.title,
                                      content_sha256=document.content_sha256,
-                                     tokens=sum(p.tokens for p in parts), metadata=document.metadata,
+                                     tokens=sum(p.tokens for p in parts), metadata=metadata,
                                      passages=new_passages))
         for info in archive.add_documents(batch):
-            report.added.append({"id": info.id, "source": info.source, "kind": info.kind, "title": info.title,
-                                 "passages": info.passages, "tokens": info.tokens})
-            old = replaced.get(info.content_sha256)
-            if old:
-                archive.forget([old])
-                report.added[-1]["replaced"] = old
+            entry = {"id": info.id, "source": info.source, "kind": info.kind, "title": info.title,
+                     "passages": info.passages, "tokens": info.tokens}
+            if info.content_sha256 in replaces:
+                entry["replaced"] = replaces[info.content_sha256]
+            report.added.append(entry)
         pending.clear()
 
-    for done, path in enumerate(files):
+    for done, path in enumerate(inputs):
         if progress:
-            progress("files", done, len(files))
+            progress("files", done, len(inputs))
         try:
-            document = read_text_file(path, max_file_bytes)
+            documents = read_path(path, max_file_bytes=max_file_bytes, chat_gap_hours=chat_gap_hours)
         except ReaderError as exc:
             report.errors.append({"source": str(path), "error": str(exc)})
             continue
-        digest = document.content_sha256
-        existing = archive.find_by_hash(digest)
-        if existing is not None or digest in seen_hashes:
-            ident = existing.id if existing else None
-            report.unchanged.append({"id": ident, "source": document.source})
-            _forget_older_versions(archive, document.source, digest)
+        if not documents:
+            report.errors.append({"source": str(path), "error": "no text found"})
             continue
-        seen_hashes.add(digest)
-        previous = archive.find_by_source(document.source)
-        if previous is not None:
-            replaced[digest] = previous.id
-        parts = segmenter.split(document.text)
-        pending.append((document, parts))
-        if sum(len(p) for _, p in pending) >= FLUSH_PASSAGES:
-            flush()
+        # A changed file replaces its earlier version(s): whatever this file gave before that it
+        # does not give now is forgotten after the new content is committed.
+        new_hashes = {d.content_sha256 for d in documents}
+        earlier = [d for d in archive.documents_by_source(documents[0].source) if d.content_sha256 not in new_hashes]
+        stale.extend(d.id for d in earlier)
+        for document in documents:
+            digest = document.content_sha256
+            existing = archive.find_by_hash(digest)
+            if existing is not None or digest in seen_hashes:
+                report.unchanged.append({"id": existing.id if existing else None, "source": document.source})
+                continue
+            seen_hashes.add(digest)
+            if len(documents) == 1 and len(earlier) == 1:
+                replaces[digest] = earlier[0].id
+            pending.append((document, segmenter.split(document.text, _units(document))))
+            if sum(len(parts) for _, parts in pending) >= FLUSH_PASSAGES:
+                flush()
     flush()
+    if stale:
+        archive.forget(sorted(set(stale)))
     if progress:
-        progress("files", len(files), len(files))
+        progress("files", len(inputs), len(inputs))
     report.seconds = time.monotonic() - started
     archive.record_run(started_at, datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        len(report.added), len(report.unchanged), len(report.errors))
     return report
-
-
-def _forget_older_versions(archive: Archive, source: str, digest: str) -> None:
-    """Finish a replacement that a killed run left half done: the old version goes."""
-    stale = [d.id for d in archive.documents_by_source(source) if d.content_sha256 != digest]
-    if stale:
-        archive.forget(stale)

@@ -3,7 +3,8 @@
 A passage is at most `max_tokens` tokens of the archive's model and never cuts a sentence,
 unless one sentence alone exceeds the bound (it is then cut at token boundaries, using the
 tokenizer's character offsets so no character is split). Sentences are packed greedily,
-across paragraph breaks when the next sentence still fits. Every passage is an exact slice of the document text, with its line range kept as provenance.
+across paragraph breaks when the next sentence still fits. Chat turns are units of their own: kept whole where they fit, never joined across sessions.
+Every passage is an exact slice of the document text, with its line range kept as provenance.
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ class Passage:
     location: dict = field(default_factory=dict)
 
 
-def _paragraphs(text: str) -> list[Span]:
-    spans, cursor = [], 0
-    for match in _PARAGRAPH_BREAK.finditer(text):
+def _paragraphs_in(text: str, span: Span) -> list[Span]:
+    spans, cursor = [], span.start
+    for match in _PARAGRAPH_BREAK.finditer(text, span.start, span.end):
         spans.append(Span(cursor, match.start()))
         cursor = match.end()
-    spans.append(Span(cursor, len(text)))
+    spans.append(Span(cursor, span.end))
     return [s for s in (_strip(text, s) for s in spans) if s.end > s.start]
 
 
@@ -92,24 +93,44 @@ class Segmenter:
             first = last + 1
         return out
 
-    def split(self, text: str) -> list[Passage]:
+    def _pieces(self, text: str, span: Span) -> list[Span]:
+        """Sentences of `span`, with any sentence over the bound cut at token boundaries."""
         pieces: list[Span] = []
-        for paragraph in _paragraphs(text):
+        for paragraph in _paragraphs_in(text, span):
             for sentence in sentences(text, paragraph):
                 if self.count(text[sentence.start : sentence.end]) > self.max_tokens:
                     pieces.extend(self._cut_long(text, sentence))
                 else:
                     pieces.append(sentence)
+        return pieces
+
+    def split(self, text: str, units: list[tuple[int, int, int]] | None = None) -> list[Passage]:
+        """Passages of `text`. `units` are (start, end, group) spans to keep whole where they fit,
+        e.g. chat turns grouped by session; a passage never joins units of different groups.
+        Without units, sentences are the units and the whole text is one group."""
+        if units is None:
+            pieces = [(piece, 0) for piece in self._pieces(text, Span(0, len(text)))]
+        else:
+            pieces = []
+            for start, end, group in units:
+                unit = _strip(text, Span(start, end))
+                if unit.end <= unit.start:
+                    continue
+                if self.count(text[unit.start : unit.end]) <= self.max_tokens:
+                    pieces.append((unit, group))
+                else:  # one turn alone exceeds the bound: cut it at sentences, then tokens
+                    pieces.extend((piece, group) for piece in self._pieces(text, unit))
         passages: list[Passage] = []
         current: Span | None = None
-        for piece in pieces:
+        current_group = None
+        for piece, group in pieces:
             if current is not None:
                 merged = Span(current.start, piece.end)
-                if self.count(text[merged.start : merged.end]) <= self.max_tokens:
+                if group == current_group and self.count(text[merged.start : merged.end]) <= self.max_tokens:
                     current = merged
                     continue
                 passages.append(self._passage(text, current))
-            current = piece
+            current, current_group = piece, group
         if current is not None:
             passages.append(self._passage(text, current))
         return passages
