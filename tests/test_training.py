@@ -86,3 +86,13 @@ def test_sigkill_then_rerun_finishes_the_same_run(tiny_model_dir, tmp_path):
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     _same_weights(tmp_path / "straight", output)
+
+
+def test_learning_rate_warms_up_holds_and_decays(tmp_path):
+    from r3mem_cli.training.train import learning_rate_scale
+
+    config = TrainConfig(data="d", output="o", steps=100, warmup_steps=10, decay_steps=20)
+    scales = [learning_rate_scale(step, config) for step in range(100)]
+    assert scales[0] == 0.1 and scales[9] == 1.0 and scales[50] == 1.0
+    assert scales[80] == 1.0 and scales[90] == 0.5 and scales[99] == 0.05
+    assert learning_rate_scale(50, TrainConfig(data="d", output="o", steps=100)) == 1.0

@@ -291,6 +291,7 @@ def train(
     compression_ratio: int = typer.Option(4, "--compression-ratio", help="Passage tokens per memory token."),
     max_passage_tokens: int = typer.Option(64, "--max-passage-tokens"),
     lora_r: int = typer.Option(8, "--lora-r", help="Rank of the compress LoRA adapter (alpha = 2r)."),
+    decay_steps: int = typer.Option(0, "--decay-steps", help="Decay the learning rate to zero over the last N steps."),
     eval_every: int = typer.Option(100, "--eval-every", help="Held-out evaluation every N steps (0: only at the end)."),
     heldout_fraction: float = typer.Option(0.1, "--heldout-fraction", help="Share of files kept out of training."),
     bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="bf16 autocast where the hardware supports it."),
@@ -308,7 +309,7 @@ def train(
         raise R3memError(f"{data}: not a folder")
     config = TrainConfig(data=str(data.resolve()), output=str(output), base_model=model, steps=steps,
                          batch_size=batch_size, lr=lr, memory_lr=memory_lr, eval_every=eval_every,
-                         heldout_fraction=heldout_fraction,
+                         heldout_fraction=heldout_fraction, decay_steps=decay_steps,
                          checkpoint_minutes=checkpoint_minutes, seed=seed, device=device)
     memory = MemoryConfig(compression_ratio=compression_ratio, max_passage_tokens=max_passage_tokens,
                           lora_r=lora_r, lora_alpha=2 * lora_r, autocast_bf16=bf16)

@@ -8,6 +8,8 @@ most the batch in flight and running the same command again finishes the job.
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,7 +23,8 @@ from ..sources import (DEFAULT_MAX_FILE_BYTES, SUPPORTED_SUFFIXES, ReaderError, 
                        read_path, supported)
 
 # Commit when this many passages wait in memory: large shards, bounded loss on a crash.
-FLUSH_PASSAGES = 256
+# R3MEM_FLUSH_PASSAGES overrides it (tests use tiny batches so that a kill lands between commits).
+FLUSH_PASSAGES = max(1, int(os.environ.get("R3MEM_FLUSH_PASSAGES") or 256))
 
 
 @dataclass
@@ -37,18 +40,30 @@ class IngestReport:
                 "skipped": self.skipped, "seconds": round(self.seconds, 3)}
 
 
+def _symlink_loop(path: Path) -> bool:
+    try:
+        path.stat()
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
+
+
 def collect_inputs(paths: list[Path], report: IngestReport) -> list[Path]:
     """Inputs to read: files, and Slack export folders as one input each. Unsupported files
-    named on the command line are errors; inside folders they are only listed as skipped."""
+    named on the command line are errors; inside folders they are only listed as skipped.
+    A symlink loop is an error wherever it is, whatever its name."""
     inputs: list[Path] = []
     for path in paths:
         path = Path(path)
         if not path.exists():
-            report.errors.append({"source": str(path), "error": "no such file or folder"})
+            reason = "symlink loop" if _symlink_loop(path) else "no such file or folder"
+            report.errors.append({"source": str(path), "error": reason})
             continue
         for found in iter_inputs([path]):
             if supported(found):
                 inputs.append(found)
+            elif _symlink_loop(found):
+                report.errors.append({"source": str(found), "error": "symlink loop"})
             elif found == path:
                 report.errors.append({"source": str(path), "error": f"unsupported file type {path.suffix or '(none)'}; "
                                       f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"})
@@ -83,6 +98,8 @@ def ingest(
     replaces: dict[str, str] = {}  # content hash of a new version -> id of the version it replaces
     stale: list[str] = []  # earlier versions to forget once their replacements are committed
     seen_hashes: set[str] = set()
+    # Unchanged entries for content repeated within this run: their id is known once the first copy is committed.
+    awaiting_id: dict[str, list[dict]] = {}
 
     def flush() -> None:
         if not pending:
@@ -103,6 +120,8 @@ def ingest(
                                      tokens=sum(p.tokens for p in parts), metadata=metadata,
                                      passages=new_passages))
         for info in archive.add_documents(batch):
+            for waiting in awaiting_id.pop(info.content_sha256, []):
+                waiting["id"] = info.id
             entry = {"id": info.id, "source": info.source, "kind": info.kind, "title": info.title,
                      "passages": info.passages, "tokens": info.tokens}
             if info.content_sha256 in replaces:
@@ -130,7 +149,10 @@ def ingest(
             digest = document.content_sha256
             existing = archive.find_by_hash(digest)
             if existing is not None or digest in seen_hashes:
-                report.unchanged.append({"id": existing.id if existing else None, "source": document.source})
+                entry = {"id": existing.id if existing else None, "source": document.source}
+                if existing is None:
+                    awaiting_id.setdefault(digest, []).append(entry)
+                report.unchanged.append(entry)
                 continue
             seen_hashes.add(digest)
             if len(documents) == 1 and len(earlier) == 1:

@@ -42,6 +42,8 @@ class TrainConfig:
     lr: float = field(default=1e-3, metadata={"help": "learning rate of the LoRA weights"})
     memory_lr: float = field(default=1e-2, metadata={"help": "learning rate of the memory embeddings"})
     warmup_steps: int = 20
+    decay_steps: int = field(default=0, metadata={"help": "linear decay to zero over the last N steps "
+                                                          "(warmup-stable-decay; 0 keeps the rate constant)"})
     grad_clip: float = 1.0
     heldout_fraction: float = field(default=0.1, metadata={"help": "share of files kept out of training"})
     eval_every: int = 100
@@ -170,6 +172,14 @@ def _recover_checkpoint_dir(folder: Path) -> None:
         os.replace(old, folder)
 
 
+def learning_rate_scale(step: int, config: TrainConfig) -> float:
+    """Warm up, hold, then (optionally) decay linearly to zero by the last step."""
+    warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
+    if config.decay_steps <= 0:
+        return warm
+    return warm * min(1.0, (config.steps - step) / config.decay_steps)
+
+
 # ------------------------------------------------------------------------ loop
 def train(
     config: TrainConfig,
@@ -260,9 +270,9 @@ def train(
         texts = [train_passages[i] for i in picked]
         ids, mask = encode_batch(tokenizer, texts, device)
 
-        warm = min(1.0, (loop_state["step"] + 1) / max(1, config.warmup_steps))
+        scale = learning_rate_scale(loop_state["step"], config)
         for group, lr in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = lr * warm
+            group["lr"] = lr * scale
         out = network.reconstruction_loss(ids, mask)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
