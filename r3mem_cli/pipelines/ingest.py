@@ -72,6 +72,10 @@ def collect_inputs(paths: list[Path], report: IngestReport) -> list[Path]:
     return inputs
 
 
+def _passages(report: IngestReport) -> int:
+    return sum(item["passages"] for item in report.added)
+
+
 def _units(document: SourceDocument) -> list[tuple[int, int, int]] | None:
     """Chat turns are kept whole and never joined across sessions; documents split by sentence."""
     if not document.turns:
@@ -131,7 +135,7 @@ def ingest(
 
     for done, path in enumerate(inputs):
         if progress:
-            progress("files", done, len(inputs))
+            progress(f"files ({_passages(report)} passages stored)", done, len(inputs))
         try:
             documents = read_path(path, max_file_bytes=max_file_bytes, chat_gap_hours=chat_gap_hours)
         except ReaderError as exc:
@@ -164,7 +168,7 @@ def ingest(
     if stale:
         archive.forget(sorted(set(stale)))
     if progress:
-        progress("files", len(inputs), len(inputs))
+        progress(f"files ({_passages(report)} passages stored)", len(inputs), len(inputs))
     report.seconds = time.monotonic() - started
     archive.record_run(started_at, datetime.now(timezone.utc).isoformat(timespec="seconds"),
                        len(report.added), len(report.unchanged), len(report.errors))
