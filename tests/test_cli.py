@@ -12,22 +12,13 @@ from r3mem_cli import __version__
 from r3mem_cli.archive import Archive
 from r3mem_cli.cli.app import app
 
+from .cli_helpers import as_json, r3mem
+
 NOTES = {
     "garden.md": "# Garden\n\nMaya planted six tomato plants on 20 April.\n\nThe beans came from Tom.\n",
     "club.txt": "The book club meets on 7 November at Daniel's house.\nBring the second book.\n",
     "soup.md": "# Soup\n\nLentil soup simmers for 25 minutes. Add lemon at the end.\n",
 }
-
-
-def r3mem(archive: Path, *args: str):
-    result = CliRunner().invoke(app, ["--archive", str(archive), *args])
-    assert "Traceback" not in result.output, result.output
-    return result
-
-
-def as_json(result) -> dict:
-    assert result.exit_code in (0, 1), result.output
-    return json.loads(result.stdout)
 
 
 @pytest.fixture()

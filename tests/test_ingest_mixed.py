@@ -14,11 +14,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from r3mem_cli.cli.app import app
 from tests.test_readers_chats import ANDROID, IOS, chatgpt_export, make_zip, slack_files, telegram_chat
 from tests.test_readers_documents import make_docx, make_pdf
+
+from .cli_helpers import as_json, r3mem
 
 MAX_FILE_SIZE = 200_000
 AS_ROOT = os.geteuid() == 0  # chmod 0 does not stop root: the denial is then simulated (see `mixed`)
@@ -109,17 +109,6 @@ def build_mixed(folder: Path) -> Path:
         (folder / "secret.md").chmod(0)
     (folder / "picture.png").write_bytes(b"\x89PNG not supported")  # skipped, not an error
     return folder
-
-
-def r3mem(archive: Path, *args: str):
-    result = CliRunner().invoke(app, ["--archive", str(archive), *args])
-    assert "Traceback" not in result.output, result.output
-    return result
-
-
-def as_json(result) -> dict:
-    assert result.exit_code in (0, 1), result.output
-    return json.loads(result.stdout)
 
 
 @pytest.fixture()

@@ -13,7 +13,6 @@ anything else. See docs/decisions/0004-readers.md.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 from pathlib import Path, PurePosixPath
@@ -35,6 +34,7 @@ from .text import (
     plain_document,
     read_bytes,
     read_text_file,
+    reader_error_for,
     scrub_document,
 )
 
@@ -110,12 +110,8 @@ def read_path(path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     try:
         try:
             path.stat()
-        except FileNotFoundError:
-            raise ReaderError("no such file") from None
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise ReaderError("symlink loop") from None
-            raise ReaderError(f"cannot read: {exc.strerror or exc}") from None
+            raise reader_error_for(exc) from None
         if path.is_dir():
             if not is_slack_folder(path):
                 raise ReaderError("folder is not a Slack export")

@@ -155,6 +155,17 @@ LINE_FORMATS = {"text", "markdown", "rst"}
 # ---------------------------------------------------------------------------------------- bytes
 
 
+def reader_error_for(exc: OSError) -> ReaderError:
+    """The one-line reason for an operating-system error while opening or reading an input."""
+    if isinstance(exc, PermissionError):
+        return ReaderError("permission denied")
+    if isinstance(exc, FileNotFoundError):
+        return ReaderError("no such file")
+    if exc.errno == errno.ELOOP:
+        return ReaderError("symlink loop")
+    return ReaderError(f"cannot read: {exc.strerror or exc}")
+
+
 def read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
     """The file's bytes, refusing before reading when it is over `max_bytes`."""
     path = Path(path)
@@ -166,14 +177,8 @@ def read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
             raise ReaderError(f"file is {size:,} bytes, over the {max_bytes:,}-byte limit (--max-file-size)")
         with path.open("rb") as handle:
             data = handle.read(max_bytes + 1)
-    except PermissionError:
-        raise ReaderError("permission denied") from None
-    except FileNotFoundError:
-        raise ReaderError("no such file") from None
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ReaderError("symlink loop") from None
-        raise ReaderError(f"cannot read: {exc.strerror or exc}") from None
+        raise reader_error_for(exc) from None
     if len(data) > max_bytes:
         raise ReaderError(f"file is over the {max_bytes:,}-byte limit (--max-file-size)")
     return data
