@@ -40,7 +40,7 @@ def archive(tmp_path, tiny_model_dir) -> Path:
 
 def verify_clean(root: Path) -> None:
     result = r3mem(root, "verify", "--json")
-    assert result.exit_code == 0 and as_json(result) == {"ok": True, "problems": []}, result.output
+    assert result.exit_code == 0 and as_json(result) == {"ok": True, "problems": [], "notes": []}, result.output
 
 
 def test_version_and_help():

@@ -155,7 +155,7 @@ def test_mixed_folder_split_verify_and_second_run(mixed, tmp_path, tiny_model_di
     assert report["unchanged"] == [{"id": original["id"], "source": str((mixed / DUPLICATE).resolve())}]
 
     verify = r3mem(archive, "verify", "--json")
-    assert verify.exit_code == 0 and as_json(verify) == {"ok": True, "problems": []}, verify.output
+    assert verify.exit_code == 0 and as_json(verify) == {"ok": True, "problems": [], "notes": []}, verify.output
     listing = as_json(r3mem(archive, "list", "--json"))["documents"]
     assert sorted(d["id"] for d in listing) == sorted(a["id"] for a in report["added"])
 

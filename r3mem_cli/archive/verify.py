@@ -103,6 +103,11 @@ def _check_documents(a, c, db, add) -> None:
             add("source", db, f"stored source of passage {pid} does not match its recorded sha256")
 
 
+# Files a killed writer can leave behind. The manifest never refers to them, so no result can
+# depend on them; the next write-open deletes them. `verify` reports them as notes, not problems.
+LEFTOVER_KINDS = frozenset({"shard_unrecorded", "leftover"})
+
+
 def _check_shards(a, c, add, other_writer: bool) -> None:
     recorded = {r[0]: r[1:] for r in c.execute("SELECT name, sha256, bytes, tensors FROM shards")}
     on_disk = set(a.shards.shard_files())

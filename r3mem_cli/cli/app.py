@@ -239,14 +239,20 @@ def forget(docs: List[str] = typer.Argument(..., help="Document ids (or source f
 @handles_errors
 def verify(json_out: bool = JsonOption) -> None:
     """Check SQLite integrity, shard checksums and that every passage has its memory."""
+    from ..archive.verify import LEFTOVER_KINDS
+
     with _open() as archive:
-        problems = archive.verify()
+        found = archive.verify()
+    as_dicts = lambda items: [{"kind": p.kind, "path": str(p.path), "message": p.message} for p in items]  # noqa: E731
+    problems = [p for p in found if p.kind not in LEFTOVER_KINDS]
+    notes = [p for p in found if p.kind in LEFTOVER_KINDS]
     if json_out:
-        print_json({"ok": not problems, "problems": [{"kind": p.kind, "path": p.path, "message": p.message}
-                                                     for p in problems]})
+        print_json({"ok": not problems, "problems": as_dicts(problems), "notes": as_dicts(notes)})
     else:
         for p in problems:
             typer.echo(f"{p.kind}: {p.path}: {p.message}")
+        for p in notes:
+            say(f"note: {p.kind}: {p.path}: {p.message}")
         say("archive OK" if not problems else f"{len(problems)} problem(s) found")
     if problems:
         raise typer.Exit(1)
