@@ -9,6 +9,7 @@ import typer
 
 from .. import __version__
 from ..errors import ArchiveError, R3memError
+from ..model.loading import DEFAULT_MODEL
 from .output import State, fail, handles_errors, print_json, progress_bar, quiet_libraries, say
 
 HELP = """r3mem keeps a personal memory archive: your notes and chats compressed into memory
@@ -16,12 +17,12 @@ tokens by the R3Mem memory network, rebuilt on demand from memory alone.
 
 \b
 Examples:
-  r3mem ingest ~/notes                 # add documents (creates the archive the first time)
-  r3mem list                           # what the archive holds
-  r3mem recall --doc 3f9a1c2b          # rebuild a document's passages from memory
-  r3mem stats --json                   # sizes and compression, as JSON
-  r3mem verify                         # check every file and every link in the archive
-  r3mem export backup.r3mem            # one portable file; `r3mem import` restores it
+  r3mem ingest ~/notes            # add documents and chat exports
+  r3mem list                      # what the archive holds
+  r3mem recall --doc 3f9a1c2b     # rebuild a document from memory
+  r3mem stats --json              # sizes and compression, as JSON
+  r3mem verify                    # check every file and link
+  r3mem export backup.r3mem       # one portable file (see import)
 
 The archive lives in --archive PATH, or $R3MEM_ARCHIVE, or the user data folder.
 Every command that reads or writes data takes --json."""
@@ -73,7 +74,7 @@ def _engine(archive, device: str):
 @app.command()
 @handles_errors
 def init(
-    model: str = typer.Option("SmolLM2-135M-Instruct", "--model", help="Hugging Face causal LM id or folder."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Hugging Face causal LM id or folder."),
     no_keep_source: bool = typer.Option(False, "--no-keep-source", help="Pure-memory archive: keep no source text."),
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="Adapter folder written by `r3mem train`."),
     json_out: bool = JsonOption,
@@ -100,8 +101,8 @@ def ingest(
     paths: List[Path] = typer.Argument(..., help="Files and folders: notes, PDFs, Word, HTML, JSON, chat exports."),
     model: Optional[str] = typer.Option(None, "--model", help="Model for a new archive (default SmolLM2-135M-Instruct)."),
     no_keep_source: bool = typer.Option(False, "--no-keep-source", help="For a new archive: keep no source text."),
-    max_file_size: int = typer.Option(50 * 1024 * 1024, "--max-file-size", help="Skip files larger than this (bytes)."),
-    chat_gap_hours: float = typer.Option(6.0, "--chat-gap-hours", help="A pause this long starts a new chat session."),
+    max_file_size: int = typer.Option(50 * 1024 * 1024, "--max-file-size", min=1, help="Skip files larger than this (bytes)."),
+    chat_gap_hours: float = typer.Option(6.0, "--chat-gap-hours", min=0.0, help="A pause this long starts a new chat session."),
     device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
@@ -117,7 +118,7 @@ def ingest(
             archive.close()
             raise ArchiveError(f"the archive at {root} uses {archive.model}; --model applies only to a new archive")
     else:
-        archive, warnings = create_archive(root, model=model or "SmolLM2-135M-Instruct", keep_source=not no_keep_source)
+        archive, warnings = create_archive(root, model=model or DEFAULT_MODEL, keep_source=not no_keep_source)
         for warning in warnings:
             say(f"warning: {warning}")
         if not json_out:
@@ -202,7 +203,7 @@ def stats(json_out: bool = JsonOption) -> None:
 @handles_errors
 def recall(
     doc: str = typer.Option(..., "--doc", help="Document id (a unique prefix is enough) or source file path."),
-    passage: Optional[int] = typer.Option(None, "--passage", help="Only this passage (0-based)."),
+    passage: Optional[int] = typer.Option(None, "--passage", min=0, help="Only this passage (0-based)."),
     device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
@@ -289,17 +290,17 @@ def import_archive(file: Path = typer.Argument(..., help="File written by `r3mem
 def train(
     data: Path = typer.Argument(..., help="Folder of .txt/.md files to train on."),
     output: Path = typer.Option(Path("r3mem-adapter"), "--output", "-o", help="Checkpoints and the finished adapter."),
-    model: str = typer.Option("SmolLM2-135M-Instruct", "--model", help="Base model the adapter is for."),
-    steps: int = typer.Option(1000, "--steps", help="Total optimizer steps (raise to continue a run)."),
-    batch_size: int = typer.Option(8, "--batch-size"),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Base model the adapter is for."),
+    steps: int = typer.Option(1000, "--steps", min=1, help="Total optimizer steps (raise to continue a run)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate of the LoRA weights."),
     memory_lr: float = typer.Option(1e-2, "--memory-lr", help="Learning rate of the memory embeddings."),
-    compression_ratio: int = typer.Option(4, "--compression-ratio", help="Passage tokens per memory token."),
-    max_passage_tokens: int = typer.Option(64, "--max-passage-tokens"),
-    lora_r: int = typer.Option(8, "--lora-r", help="Rank of the compress LoRA adapter (alpha = 2r)."),
-    decay_steps: int = typer.Option(0, "--decay-steps", help="Decay the learning rate to zero over the last N steps."),
-    eval_every: int = typer.Option(100, "--eval-every", help="Held-out evaluation every N steps (0: only at the end)."),
-    heldout_fraction: float = typer.Option(0.1, "--heldout-fraction", help="Share of files kept out of training."),
+    compression_ratio: int = typer.Option(4, "--compression-ratio", min=1, help="Passage tokens per memory token."),
+    max_passage_tokens: int = typer.Option(64, "--max-passage-tokens", min=4),
+    lora_r: int = typer.Option(8, "--lora-r", min=1, help="Rank of the compress LoRA adapter (alpha = 2r)."),
+    decay_steps: int = typer.Option(0, "--decay-steps", min=0, help="Decay the learning rate to zero over the last N steps."),
+    eval_every: int = typer.Option(100, "--eval-every", min=0, help="Held-out evaluation every N steps (0: only at the end)."),
+    heldout_fraction: float = typer.Option(0.1, "--heldout-fraction", min=0.0, max=0.9, help="Share of files kept out of training."),
     bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="bf16 autocast where the hardware supports it."),
     checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes"),
     seed: int = typer.Option(0, "--seed"),
