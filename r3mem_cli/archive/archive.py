@@ -22,6 +22,7 @@ import secrets
 import shutil
 import sqlite3
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 
 import torch
@@ -166,6 +167,56 @@ def _scan_dir(d: Path) -> dict[str, tuple[str, int]]:
         rel: (sha256_file(d / rel) if (d / rel).is_file() and not (d / rel).is_symlink() else ("-", -1))
         for rel in _list_files(d)
     }
+
+
+# --- keyword search helpers ----------------------------------------------------------------
+
+_WORD = re.compile(r"\w+")
+MAX_QUERY_TERMS = 64
+
+
+def fts_query(text: str) -> str | None:
+    """Free text -> a safe FTS5 query: each word quoted (so AND/OR/NEAR/*/( are plain words),
+    OR-ed together, duplicates dropped; None when the text has no words."""
+    terms = list(dict.fromkeys(w.casefold() for w in _WORD.findall(str(text or ""))))[:MAX_QUERY_TERMS]
+    if not terms:
+        return None
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+def _to_utc(value: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _parse_when(value: str, name: str, *, end: bool) -> datetime:
+    """--since/--until: an ISO date (a whole day: --until includes all of it) or date-time;
+    one without a zone is read as UTC."""
+    from r3mem_cli.errors import R3memError
+
+    text = str(value).strip()
+    moment = _to_utc(text)
+    if moment is None:
+        raise R3memError(f"--{name} {value!r} is not an ISO date (YYYY-MM-DD) or date-time")
+    if end and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        moment = moment + timedelta(days=1) - timedelta(microseconds=1)
+    return moment
+
+
+def _passage_times(location: dict, ingested_at: str) -> tuple[datetime | None, datetime | None]:
+    """The time span a passage covers: its chat turns' first/last timestamps, else the
+    document's ingestion time."""
+    stamps = location.get("timestamps") if isinstance(location, dict) else None
+    if isinstance(stamps, list) and stamps:
+        got = [_to_utc(s) for s in stamps if isinstance(s, str)]
+        got = [g for g in got if g is not None]
+        if got:
+            return min(got), max(got)
+    when = _to_utc(ingested_at)
+    return when, when
 
 
 # --- the archive --------------------------------------------------------------------------
@@ -475,6 +526,69 @@ class Archive:
         except (zstandard.ZstdError, UnicodeDecodeError) as e:
             raise ArchiveError(f"stored source of passage {passage_id} is damaged ({e}); run `r3mem verify`") from None
 
+    def keyword_search(
+        self,
+        query: str,
+        *,
+        top_k: int = 10,
+        doc: str | None = None,
+        kind: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        speaker: str | None = None,
+    ) -> list[tuple[PassageInfo, float]]:
+        """Passages ranked by BM25 over their kept text (FTS5), best first; score = -bm25 > 0.
+
+        `query` is free text: every word becomes a quoted FTS5 term and the terms are OR-ed, so
+        no FTS5 syntax in it can reach the parser. Filters: `doc` (id or unique prefix), `kind`
+        ('document' or 'chat'), `since`/`until` (ISO date or date-time, inclusive; a chat passage
+        is dated by its turns' timestamps, anything else by its document's ingested_at),
+        `speaker` (case-insensitive, one of the chat passage's speakers).
+        """
+        from r3mem_cli.errors import R3memError
+
+        if not self.keep_source:
+            raise R3memError("keyword search needs kept sources; this archive is pure memory")
+        if top_k < 1:
+            raise R3memError(f"--top-k must be at least 1 (got {top_k})")
+        if kind is not None and kind not in ("document", "chat"):
+            raise R3memError(f"--kind must be 'document' or 'chat' (got {kind!r})")
+        match = fts_query(query)
+        if match is None:
+            return []
+        lo = _parse_when(since, "since", end=False) if since else None
+        hi = _parse_when(until, "until", end=True) if until else None
+        who = speaker.casefold() if speaker else None
+        sql = (
+            "SELECT p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, p.location, m.slots, "
+            "bm25(passages_fts), d.ingested_at "
+            "FROM passages_fts f JOIN passages p ON p.id = f.rowid JOIN documents d ON d.id = p.doc_id "
+            "LEFT JOIN memory m ON m.passage_id = p.id WHERE passages_fts MATCH ?"
+        )
+        args: list = [match]
+        if doc is not None:
+            sql += " AND p.doc_id = ?"
+            args.append(self.document(doc).id)
+        if kind is not None:
+            sql += " AND d.kind = ?"
+            args.append(kind)
+        sql += " ORDER BY bm25(passages_fts), p.id"
+        out: list[tuple[PassageInfo, float]] = []
+        for row in self.conn.execute(sql, args):
+            info = _passage(row[:7])
+            if who is not None:
+                names = info.location.get("speakers") or []
+                if not any(isinstance(n, str) and n.casefold() == who for n in names):
+                    continue
+            if lo is not None or hi is not None:
+                start, end = _passage_times(info.location, row[8])
+                if start is None or (lo is not None and end < lo) or (hi is not None and start > hi):
+                    continue
+            out.append((info, -float(row[7])))
+            if len(out) >= top_k:
+                break
+        return out
+
     def load_memory(self, passage_ids: list[int]) -> dict[int, torch.Tensor]:
         """Memory tensors by passage id, read through memory maps, one open per shard.
 
@@ -565,7 +679,7 @@ class Archive:
                 ids: list[str] = []
                 taken: dict[str, str] = {}  # content hash -> id, within this call
                 tensors: dict[str, torch.Tensor] = {}
-                memory_rows, source_rows = [], []
+                memory_rows, source_rows, fts_rows = [], [], []
                 for doc, sha, texts in prepared:
                     existing = taken.get(sha) or c.execute(
                         "SELECT id FROM documents WHERE content_sha256 = ?", (sha,)
@@ -608,6 +722,7 @@ class Archive:
                         memory_rows.append((pid, name, int(p.memory.shape[0])))
                         if cctx is not None:
                             source_rows.append((pid, cctx.compress(raw), len(raw)))
+                            fts_rows.append((pid, p.text))
                 if tensors:
                     written = self.shards.write(tensors)
                     c.execute(
@@ -619,6 +734,7 @@ class Archive:
                         [(pid, written.name, name, slots) for pid, name, slots in memory_rows],
                     )
                 c.executemany("INSERT INTO sources (passage_id, zstd, raw_bytes) VALUES (?,?,?)", source_rows)
+                c.executemany("INSERT INTO passages_fts (rowid, text) VALUES (?,?)", fts_rows)
         except BaseException:
             if written is not None:  # the manifest never referenced it
                 self.shards.remove([written.name])
@@ -685,7 +801,15 @@ class Archive:
             return []
         with transaction(self.conn) as c:
             for chunk in mf.chunked(resolved):
+                c.execute(
+                    "DELETE FROM passages_fts WHERE rowid IN "
+                    f"(SELECT id FROM passages WHERE doc_id IN ({mf.placeholders(len(chunk))}))",
+                    chunk,
+                )
                 c.execute(f"DELETE FROM documents WHERE id IN ({mf.placeholders(len(chunk))})", chunk)
+            # FTS5 keeps deleted terms in its segment b-trees until they are merged; 'optimize'
+            # merges everything now, so (with secure_delete + the VACUUM below) no term is left.
+            c.execute("INSERT INTO passages_fts (passages_fts) VALUES ('optimize')")
             mf.write_info(c, {_PENDING_COMPACT: True})
         self._finish_forget()
         return resolved

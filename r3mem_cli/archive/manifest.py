@@ -103,9 +103,37 @@ def _m0002_files(conn: sqlite3.Connection) -> None:
     )
 
 
+FTS_MAX_SOURCE_BYTES = 1 << 30  # same cap as Archive.MAX_SOURCE_BYTES (a corrupt blob never inflates past it)
+
+
+def _m0003_fts(conn: sqlite3.Connection) -> None:
+    """Keyword index (FTS5, BM25) over kept passage text; rowid = passages.id.
+
+    A regular (not contentless) FTS5 table: the SQLite here may predate 3.43, which contentless
+    deletes need. `forget` deletes its rows in the deletion transaction and then runs FTS5's
+    'optimize' so no deleted term survives in a segment b-tree (docs/decisions/0006). Pure-memory
+    archives have no `sources` rows, so their index stays empty. Existing archives are filled here
+    from their kept sources.
+    """
+    import zstandard
+
+    conn.execute(
+        "CREATE VIRTUAL TABLE passages_fts USING fts5(text, tokenize='unicode61 remove_diacritics 2')"
+    )
+    dctx = zstandard.ZstdDecompressor()
+    rows = conn.execute("SELECT passage_id, zstd FROM sources ORDER BY passage_id").fetchall()
+    for pid, blob in rows:
+        try:
+            text = dctx.decompress(blob, max_output_size=FTS_MAX_SOURCE_BYTES).decode("utf-8")
+        except (zstandard.ZstdError, UnicodeDecodeError):
+            continue  # a damaged source is verify's business; it simply is not searchable
+        conn.execute("INSERT INTO passages_fts (rowid, text) VALUES (?, ?)", (pid, text))
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _m0001_initial),
     ("0002_files", _m0002_files),
+    ("0003_fts", _m0003_fts),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -223,6 +223,35 @@ def recall(
     say(f"{result['doc']}: {exact}/{len(result['passages'])} passages exact, character similarity {similarity}")
 
 
+@app.command()
+@handles_errors
+def search(
+    query: str = typer.Argument(..., help="Free text; every word counts, FTS syntax is not interpreted."),
+    top_k: int = typer.Option(10, "--top-k", help="How many passages to show."),
+    doc: Optional[str] = typer.Option(None, "--doc", help="Only this document (id, unique prefix or source path)."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="Only 'document' or 'chat' passages."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only passages from this ISO date/time on."),
+    until: Optional[str] = typer.Option(None, "--until", help="Only passages up to this ISO date/time (a date: the whole day)."),
+    speaker: Optional[str] = typer.Option(None, "--speaker", help="Only chat passages where this speaker talks."),
+    json_out: bool = JsonOption,
+) -> None:
+    """Ranked passages for a query (keyword BM25 over kept sources), no generation."""
+    from ..pipelines.search import search as run_search
+
+    with _open() as archive:
+        result = run_search(archive, query, top_k, doc=doc, kind=kind, since=since, until=until, speaker=speaker)
+        titles = {r["doc"]: archive.document(r["doc"]).title for r in result["results"]}
+    if json_out:
+        print_json(result)
+        return
+    if not result["results"]:
+        say(f"no passages match {query!r}")
+    for r in result["results"]:
+        typer.echo(f"[{r['doc']}:{r['passage']}] {r['score']:.3f}  {titles[r['doc']] or r['source']}  ({r['source']})")
+        typer.echo(r["text"] or "")
+        typer.echo("")
+
+
 # ------------------------------------------------------------------- changing
 @app.command()
 @handles_errors

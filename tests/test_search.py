@@ -1,0 +1,190 @@
+"""`r3mem search`, keyword slice: FTS5 / BM25 over kept sources, filters, forget, migration."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from r3mem_cli.archive import SCHEMA_VERSION, Archive
+from r3mem_cli.archive import manifest as mf
+from r3mem_cli.archive.archive import fts_query
+
+from .cli_helpers import as_json, r3mem
+
+NOTES = {
+    "garden.md": "# Garden\n\nMaya planted six tomato plants on 20 April.\n\nThe beans came from Tom.\n",
+    "club.txt": "The book club meets on 7 November at Daniel's house.\nBring the second book.\n",
+    "soup.md": "# Soup\n\nLentil soup simmers for 25 minutes. Add lemon at the end. The garden lemon is best.\n",
+    "vault.txt": "The spare key hides under the xylophonequartz flowerpot by the garden door.\n",
+}
+CHATS = [
+    {"conversation": "trip", "speaker": "Maya", "text": "Shall we take tram 28 to the castle?", "timestamp": "2024-01-02T10:00:00Z"},
+    {"conversation": "trip", "speaker": "Tom", "text": "Yes, the tram climbs the hill to the castle.", "timestamp": "2024-01-02T10:01:00Z"},
+    {"conversation": "bakery", "speaker": "Ada", "text": "The sourdough bread needs a warm kitchen and a garden herb.", "timestamp": "2024-03-05T08:00:00Z"},
+    {"conversation": "bakery", "speaker": "Ada", "text": "Bake the bread at dawn.", "timestamp": "2024-03-05T08:05:00Z"},
+]
+
+
+def _write_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for name, text in NOTES.items():
+        (notes / name).write_text(text)
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text("\n".join(json.dumps(r) for r in CHATS) + "\n")
+    return notes, chats
+
+
+@pytest.fixture()
+def archive(tmp_path, tiny_model_dir) -> Path:
+    root = tmp_path / "archive"
+    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--json").exit_code == 0
+    notes, chats = _write_inputs(tmp_path)
+    report = as_json(r3mem(root, "ingest", str(notes), str(chats), "--json"))
+    assert report["errors"] == [] and len(report["added"]) == 6, report
+    return root
+
+
+def search(root: Path, *args: str) -> dict:
+    result = r3mem(root, "search", *args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def sources(out: dict) -> list[str]:
+    return [Path(r["source"]).name for r in out["results"]]
+
+
+def test_rare_word_ranks_first_and_json_shape(archive):
+    out = search(archive, "where is the xylophonequartz key")
+    assert out["query"] == "where is the xylophonequartz key"
+    assert sources(out)[0] == "vault.txt"
+    first = out["results"][0]
+    assert set(first) == {"doc", "passage", "score", "text", "source", "location"}
+    assert first["passage"] == 0 and "xylophonequartz" in first["text"] and first["score"] > 0
+    assert isinstance(first["location"], dict)
+    scores = [r["score"] for r in out["results"]]
+    assert scores == sorted(scores, reverse=True)
+    listed = {d["id"] for d in as_json(r3mem(archive, "list", "--json"))["documents"]}
+    assert {r["doc"] for r in out["results"]} <= listed
+    # diacritics and case fold: "Lèntil" finds the soup
+    assert sources(search(archive, "LÈNTIL"))[0] == "soup.md"
+
+
+def test_top_k_and_human_output(archive):
+    out = search(archive, "garden", "--top-k", "2")
+    assert len(out["results"]) == 2
+    result = r3mem(archive, "search", "xylophonequartz")
+    assert result.exit_code == 0
+    assert "vault.txt" in result.stdout and "xylophonequartz flowerpot" in result.stdout
+    assert result.stdout.startswith("[")
+    assert r3mem(archive, "search", "garden", "--top-k", "0").exit_code == 2
+
+
+def test_filters(archive):
+    everything = search(archive, "garden")
+    assert {"garden.md", "soup.md", "vault.txt", "chats.jsonl"} <= set(sources(everything))
+
+    chat_only = search(archive, "garden", "--kind", "chat")
+    assert chat_only["results"] and set(sources(chat_only)) == {"chats.jsonl"}
+    docs_only = search(archive, "garden", "--kind", "document")
+    assert docs_only["results"] and "chats.jsonl" not in sources(docs_only)
+    assert r3mem(archive, "search", "garden", "--kind", "email").exit_code == 2
+
+    soup = next(r for r in everything["results"] if r["source"].endswith("soup.md"))
+    by_doc = search(archive, "garden", "--doc", soup["doc"][:5])
+    assert by_doc["results"] and {r["doc"] for r in by_doc["results"]} == {soup["doc"]}
+    missing = r3mem(archive, "search", "garden", "--doc", "ffffffff")
+    assert missing.exit_code == 2 and "no document" in missing.stderr
+
+    # chats are dated by their turns: the bakery talk is March 2024, the trip January 2024
+    assert sources(search(archive, "bread", "--since", "2024-03-01")) == ["chats.jsonl"]
+    assert search(archive, "bread", "--until", "2024-02-01")["results"] == []
+    assert search(archive, "tram", "--until", "2024-01-02")["results"]  # a date is the whole day
+    assert search(archive, "tram", "--since", "2024-01-03")["results"] == []
+    # documents are dated by ingestion (today): nothing of them before 2000, all since then
+    assert search(archive, "lentil", "--until", "2000-01-01")["results"] == []
+    assert sources(search(archive, "lentil", "--since", "2000-01-01")) == ["soup.md"]
+    bad = r3mem(archive, "search", "garden", "--since", "last tuesday")
+    assert bad.exit_code == 2 and "ISO date" in bad.stderr
+
+    ada = search(archive, "bread tram", "--speaker", "ada")
+    assert ada["results"] and all("Ada" in r["location"]["speakers"] for r in ada["results"])
+    tom = search(archive, "bread tram", "--speaker", "TOM")
+    assert tom["results"] and all("Tom" in r["location"]["speakers"] for r in tom["results"])
+    assert search(archive, "lentil", "--speaker", "Ada")["results"] == []
+
+
+@pytest.mark.parametrize(
+    "query", ['"AND OR * ( NEAR', "NEAR(garden lemon)", "garden AND", '"', "*", "^garden", "col:garden", "  ", "(((("]
+)
+def test_fts_syntax_in_the_query_is_never_an_error(archive, query):
+    out = search(archive, query)
+    assert isinstance(out["results"], list)
+
+
+def test_fts_query_quotes_every_term():
+    assert fts_query('"AND OR * ( NEAR') == '"and" OR "or" OR "near"'
+    assert fts_query("*** ((") is None
+    assert fts_query("Garden garden lemon") == '"garden" OR "lemon"'
+
+
+def test_forget_removes_passage_from_results_and_index(archive):
+    hit = search(archive, "xylophonequartz")["results"][0]
+    manifest = archive / "manifest.sqlite"
+    assert r3mem(archive, "forget", hit["doc"]).exit_code == 0
+    assert search(archive, "xylophonequartz")["results"] == []
+    assert sources(search(archive, "garden"))  # the others are still found
+    conn = sqlite3.connect(manifest)
+    try:
+        conn.execute("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, passages_fts, 'row')")
+        assert conn.execute("SELECT COUNT(*) FROM temp.vocab WHERE term = 'xylophonequartz'").fetchone()[0] == 0
+        assert conn.execute("SELECT COUNT(*) FROM temp.vocab WHERE term = 'flowerpot'").fetchone()[0] == 0
+    finally:
+        conn.close()
+    for f in archive.rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            assert b"xylophonequartz" not in data and b"flowerpot" not in data, f
+    assert as_json(r3mem(archive, "verify", "--json"))["ok"] is True
+
+
+def test_pure_memory_archive_gives_clear_error(tmp_path, tiny_model_dir):
+    root = tmp_path / "pure"
+    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--no-keep-source").exit_code == 0
+    notes, _ = _write_inputs(tmp_path)
+    assert r3mem(root, "ingest", str(notes)).exit_code == 0
+    result = r3mem(root, "search", "garden", "--json")
+    assert result.exit_code == 2
+    assert "keyword search needs kept sources; this archive is pure memory" in result.stderr
+    assert result.stdout == ""
+    with Archive.open(root) as a:
+        assert a.conn.execute("SELECT COUNT(*) FROM passages_fts").fetchone()[0] == 0
+
+
+def test_archive_from_previous_schema_gets_its_index_on_open(archive):
+    want = search(archive, "garden lemon")
+    with sqlite3.connect(archive / "manifest.sqlite") as c:
+        c.execute("DROP TABLE passages_fts")
+        c.execute("DELETE FROM migrations WHERE name = '0003_fts'")
+    with Archive.open(archive) as a:  # a reader upgrades under a short writer lock
+        assert a.schema_version == SCHEMA_VERSION == 3
+        n = a.conn.execute("SELECT COUNT(*) FROM passages_fts").fetchone()[0]
+        assert n == a.conn.execute("SELECT COUNT(*) FROM sources").fetchone()[0] > 0
+        assert a.verify() == []
+    assert search(archive, "garden lemon") == want
+
+
+def test_migration_function_directly():
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    mf.migrate(conn, upto=2)
+    import zstandard
+
+    conn.execute("INSERT INTO documents VALUES ('abcd1234', 's', 'document', 't', ?, 1, 1, '{}', 'x')", ("0" * 64,))
+    conn.execute("INSERT INTO passages (doc_id, idx, text_sha256, tokens, location) VALUES ('abcd1234', 0, 'h', 1, '{}')")
+    conn.execute("INSERT INTO sources VALUES (1, ?, 5)", (zstandard.ZstdCompressor().compress("Crème brûlée".encode()),))
+    assert mf.migrate(conn) == 3
+    assert conn.execute("SELECT rowid FROM passages_fts WHERE passages_fts MATCH '\"creme\"'").fetchall() == [(1,)]
