@@ -32,6 +32,7 @@ demo: install
 	$(R3MEM) ingest examples/notes
 	$(R3MEM) list
 	$(R3MEM) recall --doc examples/notes/garden-log.md
+	$(R3MEM) search "tomato plants" --top-k 2
 	$(R3MEM) stats
 
 test: install-dev
