@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from r3mem_cli.sources import ReaderError, SourceDocument, read_path, supported
+from r3mem_cli.sources import SourceDocument, read_path, supported
 from r3mem_cli.sources.safezip import MAX_TOTAL_BYTES
-from tests.test_readers_documents import check_document, reason
+from tests.test_readers_documents import FUZZ, check_document, read_or_refuse, reason
 
-# R3MEM_FUZZ_EXAMPLES=2000 for a deeper run.
-FUZZ = settings(max_examples=int(os.environ.get("R3MEM_FUZZ_EXAMPLES", "60")), deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 T0 = 1704189600  # 2024-01-02T10:00:00Z
 
 
@@ -456,13 +452,7 @@ def test_jsonl_chat_explicit_sessions_and_errors(tmp_path):
 def test_fuzz_chat_readers_arbitrary_bytes(tmp_path, data, name):
     path = tmp_path / name
     path.write_bytes(data)
-    try:
-        docs = read_path(path)
-    except ReaderError as exc:
-        assert str(exc) and "\n" not in str(exc)
-        return
-    for doc in docs:
-        check_document(doc)
+    read_or_refuse(path)
 
 
 # ------------------------------------------------------------------- fuzzing (odd but valid shape)
@@ -576,22 +566,12 @@ whatsapp_line = st.builds(
     st.sampled_from(["", "Alice: ", "Ørsted Ø: ", ": ", "a:b: "]), st.text(max_size=15))
 
 
-def _accept(path: Path, **kwargs) -> None:
-    try:
-        docs = read_path(path, **kwargs)
-    except ReaderError as exc:
-        assert str(exc) and "\n" not in str(exc)
-        return
-    for doc in docs:
-        check_document(doc)
-
-
 @FUZZ
 @given(value=chatgpt_exports(), gap=st.sampled_from([6.0, 0.0, -1.0, 1e-9, float("inf")]))
 def test_fuzz_chatgpt_odd_exports(tmp_path, value, gap):
     path = tmp_path / "conversations.json"
     path.write_text(json.dumps(value))
-    _accept(path, chat_gap_hours=gap)
+    read_or_refuse(path, chat_gap_hours=gap)
 
 
 @FUZZ
@@ -599,7 +579,7 @@ def test_fuzz_chatgpt_odd_exports(tmp_path, value, gap):
 def test_fuzz_telegram_odd_exports(tmp_path, value):
     path = tmp_path / "result.json"
     path.write_text(json.dumps(value))
-    _accept(path)
+    read_or_refuse(path)
 
 
 @FUZZ
@@ -607,7 +587,7 @@ def test_fuzz_telegram_odd_exports(tmp_path, value):
 def test_fuzz_slack_odd_exports(tmp_path, data):
     path = tmp_path / "slack.zip"
     path.write_bytes(data)
-    _accept(path)
+    read_or_refuse(path)
 
 
 @FUZZ
@@ -615,7 +595,7 @@ def test_fuzz_slack_odd_exports(tmp_path, data):
 def test_fuzz_jsonl_chat_odd_lines(tmp_path, rows):
     path = tmp_path / "chat.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    _accept(path)
+    read_or_refuse(path)
 
 
 @FUZZ
@@ -629,7 +609,7 @@ def test_fuzz_whatsapp_odd_exports(tmp_path, lines, zipped):
     else:
         path = tmp_path / "chat.txt"
         path.write_bytes(text.encode("utf-8", "surrogatepass"))
-    _accept(path)
+    read_or_refuse(path)
 
 
 def test_lone_surrogates_in_json_become_replacement_characters(tmp_path):

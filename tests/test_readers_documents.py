@@ -73,6 +73,17 @@ def check_document(doc: SourceDocument) -> None:
         assert doc.text.count("\n\n") == len(doc.sessions) - 1
 
 
+def read_or_refuse(path: Path, **kwargs) -> None:
+    """Fuzzing contract: a reader returns valid documents or refuses with a one-line ReaderError."""
+    try:
+        docs = read_path(path, **kwargs)
+    except ReaderError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    for doc in docs:
+        check_document(doc)
+
+
 def read_one(path: Path, **kwargs) -> SourceDocument:
     docs = read_path(path, **kwargs)
     assert len(docs) == 1
@@ -476,13 +487,7 @@ def test_supported_and_iter_inputs(tmp_path):
 def test_fuzz_document_readers_arbitrary_bytes(tmp_path, data, suffix):
     path = tmp_path / f"fuzz{suffix}"
     path.write_bytes(data)
-    try:
-        docs = read_path(path)
-    except ReaderError as exc:
-        assert str(exc) and "\n" not in str(exc)
-        return
-    for doc in docs:
-        check_document(doc)
+    read_or_refuse(path)
 
 
 _json_values = st.recursive(
@@ -498,12 +503,7 @@ def test_fuzz_json_records(tmp_path, value, lines):
     path = tmp_path / ("fuzz.jsonl" if lines else "fuzz.json")
     text = json.dumps(value)
     path.write_text(f"{text}\n{text}\n" if lines else text)
-    try:
-        docs = read_path(path)
-    except ReaderError:
-        return
-    for doc in docs:
-        check_document(doc)
+    read_or_refuse(path)
 
 
 @FUZZ
