@@ -138,19 +138,14 @@ def plain_forward_seconds(engine, ids: list[list[int]], batch_size: int = 16) ->
     the practical limit for one compression pass."""
     import torch
 
+    from r3mem_cli.model.memory import pad_batch
+
     network = engine.network
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     started = time.perf_counter()
     with torch.inference_mode(), network.lm.disable_adapter(), network._autocast():
-        for first in range(0, len(order), batch_size):
-            picked = [ids[i] for i in order[first : first + batch_size]]
-            length = max(map(len, picked))
-            batch = torch.full((len(picked), length), engine.tokenizer.eos_token_id, dtype=torch.long)
-            mask = torch.zeros_like(batch)
-            for row, tokens in enumerate(picked):
-                batch[row, : len(tokens)] = torch.tensor(tokens)
-                mask[row, : len(tokens)] = 1
-            network._decoder()(input_ids=batch.to(engine.device), attention_mask=mask.to(engine.device))
+        for picked in engine.batches_by_length(ids, batch_size):
+            batch, mask = pad_batch([ids[i] for i in picked], engine.tokenizer.eos_token_id, engine.device)
+            network._decoder()(input_ids=batch, attention_mask=mask)
     return time.perf_counter() - started
 
 

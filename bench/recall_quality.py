@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from r3mem_cli.model.engine import MemoryEngine, shipped_adapter  # noqa: E402
 from r3mem_cli.model.loading import DEFAULT_MODEL  # noqa: E402
-from r3mem_cli.pipelines.recall import char_similarity  # noqa: E402
+from r3mem_cli.evaluation.metrics import char_similarity  # noqa: E402
 from r3mem_cli.segment.segmenter import Segmenter  # noqa: E402
 from r3mem_cli.sources.text import iter_files  # noqa: E402
 from r3mem_cli.training.train import encode_batch, load_passages, split_corpus  # noqa: E402

@@ -32,7 +32,7 @@ def test_passages_are_bounded_exact_ordered_slices(tokenizer, text, bound):
     for passage in passages:
         assert passage.text == text[passage.start : passage.end]
         assert passage.start >= cursor and passage.text.strip() == passage.text and passage.text
-        assert 1 <= passage.tokens <= bound
+        assert 1 <= passage.tokens <= bound and len(passage.token_ids) == passage.tokens
         assert passage.location["lines"][0] == text.count("\n", 0, passage.start) + 1
         cursor = passage.end
     # Nothing but whitespace is left out.

@@ -16,7 +16,8 @@ import torch
 
 from ..errors import ModelError
 from .loading import DEFAULT_MODEL, load_base_model, resolve_device
-from .memory import ADAPTER_WEIGHTS, MemoryConfig, MemoryNetwork, load_adapter_weights, read_adapter_config
+from .memory import (ADAPTER_WEIGHTS, MemoryConfig, MemoryNetwork, load_adapter_weights, pad_batch,
+                     read_adapter_config)
 
 SHIPPED_ADAPTERS = {DEFAULT_MODEL: "smollm2-135m-instruct"}
 
@@ -72,7 +73,9 @@ class MemoryEngine:
     def token_ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _batches(self, items: list[list[int]], batch_size: int):
+    @staticmethod
+    def batches_by_length(items: list, batch_size: int):
+        """Indices of `items` in batches of similar length, so padding stays small."""
         order = sorted(range(len(items)), key=lambda i: len(items[i]))
         for first in range(0, len(order), batch_size):
             yield order[first : first + batch_size]
@@ -81,15 +84,9 @@ class MemoryEngine:
     def compress(self, token_lists: list[list[int]], batch_size: int = 16) -> list[torch.Tensor]:
         """Token ids per passage -> memory [slots, width] per passage, on the CPU."""
         out: list[torch.Tensor | None] = [None] * len(token_lists)
-        pad = self.tokenizer.eos_token_id
-        for picked in self._batches(token_lists, batch_size):
-            length = max(len(token_lists[i]) for i in picked)
-            ids = torch.full((len(picked), length), pad, dtype=torch.long)
-            mask = torch.zeros((len(picked), length), dtype=torch.long)
-            for row, i in enumerate(picked):
-                ids[row, : len(token_lists[i])] = torch.tensor(token_lists[i])
-                mask[row, : len(token_lists[i])] = 1
-            memory, slot_mask = self.network.compress(ids.to(self.device), mask.to(self.device))
+        for picked in self.batches_by_length(token_lists, batch_size):
+            ids, mask = pad_batch([token_lists[i] for i in picked], self.tokenizer.eos_token_id, self.device)
+            memory, slot_mask = self.network.compress(ids, mask)
             for row, i in enumerate(picked):
                 used = int(slot_mask[row].sum())
                 out[i] = memory[row, :used].to("cpu", self.memory_dtype).contiguous()
@@ -101,7 +98,7 @@ class MemoryEngine:
         texts: list[str | None] = [None] * len(memories)
         slots = self.config.memory_slots
         width = self.network.memory_width
-        for picked in self._batches([list(range(len(m))) for m in memories], batch_size):
+        for picked in self.batches_by_length([list(range(len(m))) for m in memories], batch_size):
             memory = torch.zeros((len(picked), slots, width), dtype=torch.float32)
             slot_mask = torch.zeros((len(picked), slots), dtype=torch.long)
             for row, i in enumerate(picked):

@@ -85,6 +85,17 @@ def autocast(device: str | torch.device, enabled: bool):
     return torch.autocast(kind, dtype=torch.bfloat16)
 
 
+def pad_batch(token_lists: list[list[int]], pad_id: int, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's input convention: right-padded ids [B, T] and attention mask [B, T]."""
+    length = max(len(tokens) for tokens in token_lists)
+    ids = torch.full((len(token_lists), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(token_lists), length), dtype=torch.long)
+    for row, tokens in enumerate(token_lists):
+        ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        mask[row, : len(tokens)] = 1
+    return ids.to(device), mask.to(device)
+
+
 def _layer_kv(cache, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
     if hasattr(cache, "layers"):  # transformers >= 4.56
         return cache.layers[layer].keys, cache.layers[layer].values

@@ -109,7 +109,7 @@ def ingest(
         if not pending:
             return
         passages = [p for _, parts in pending for p in parts]
-        memories = engine.compress([engine.token_ids(p.text) for p in passages])
+        memories = engine.compress([p.token_ids for p in passages])  # tokenised once, by the segmenter
         batch, cursor = [], 0
         for document, parts in pending:
             new_passages = []

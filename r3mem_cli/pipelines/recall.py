@@ -8,19 +8,12 @@ ingest, so it works in pure-memory archives too.
 from __future__ import annotations
 
 import hashlib
-from difflib import SequenceMatcher
 from pathlib import Path
 
 from ..archive import Archive
 from ..errors import NotFound
+from ..evaluation.metrics import char_similarity
 from ..model.engine import MemoryEngine
-
-
-def char_similarity(a: str, b: str) -> float:
-    """Character-level similarity in [0, 1] (difflib's ratio, no junk heuristics)."""
-    if not a and not b:
-        return 1.0
-    return SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
 def resolve_document(archive: Archive, ref: str):

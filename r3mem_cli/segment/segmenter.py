@@ -31,6 +31,7 @@ class Passage:
     end: int
     tokens: int
     location: dict = field(default_factory=dict)
+    token_ids: list[int] = field(default_factory=list)  # the passage as the model reads it
 
 
 def _paragraphs_in(text: str, span: Span) -> list[Span]:
@@ -69,8 +70,11 @@ class Segmenter:
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
 
+    def token_ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
     def count(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self.token_ids(text))
 
     def _cut_long(self, text: str, span: Span) -> list[Span]:
         """A sentence longer than the bound: cut at token boundaries (character offsets)."""
@@ -139,10 +143,12 @@ class Segmenter:
         body = text[span.start : span.end]
         first_line = text.count("\n", 0, span.start) + 1
         last_line = first_line + body.count("\n")
+        ids = self.token_ids(body)
         return Passage(
             text=body,
             start=span.start,
             end=span.end,
-            tokens=self.count(body),
+            tokens=len(ids),
             location={"lines": [first_line, last_line]},
+            token_ids=ids,
         )

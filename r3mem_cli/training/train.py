@@ -17,7 +17,6 @@ import random
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
-from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +24,8 @@ import torch
 
 from ..errors import R3memError
 from ..model.loading import DEFAULT_MODEL, load_base_model, resolve_device
-from ..model.memory import MemoryConfig, MemoryNetwork, load_adapter_weights, read_adapter_config
+from ..evaluation.metrics import char_similarity
+from ..model.memory import MemoryConfig, MemoryNetwork, load_adapter_weights, pad_batch, read_adapter_config
 from ..segment.segmenter import Segmenter
 from ..sources.text import ReaderError, iter_files, read_text_file
 
@@ -81,13 +81,7 @@ def load_passages(files: list[Path], segmenter: Segmenter) -> list[str]:
 def encode_batch(tokenizer, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded token ids and attention mask for a list of passages."""
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    length = max(len(e) for e in encoded)
-    ids = torch.full((len(encoded), length), tokenizer.eos_token_id, dtype=torch.long)
-    mask = torch.zeros((len(encoded), length), dtype=torch.long)
-    for row, e in enumerate(encoded):
-        ids[row, : len(e)] = torch.tensor(e, dtype=torch.long)
-        mask[row, : len(e)] = 1
-    return ids.to(device), mask.to(device)
+    return pad_batch(encoded, tokenizer.eos_token_id, device)
 
 
 def evaluate(network: MemoryNetwork, tokenizer, passages: list[str], batch_size: int = 16) -> dict:
@@ -106,7 +100,7 @@ def evaluate(network: MemoryNetwork, tokenizer, passages: list[str], batch_size:
             for text, tokens in zip(texts, network.generate(memory, slot_mask)):
                 rebuilt = tokenizer.decode(tokens)
                 exact += rebuilt == text
-                similarity += SequenceMatcher(None, rebuilt, text, autojunk=False).ratio()
+                similarity += char_similarity(rebuilt, text)
     n = max(1, len(passages))
     return {"token_accuracy": correct / max(1, scored), "exact_rate": exact / n, "similarity": similarity / n, "passages": len(passages)}
 

@@ -1,0 +1,1 @@
+"""How faithful a rebuild is: metrics shared by recall, training and the benchmarks."""
