@@ -58,7 +58,6 @@ class MemoryEngine:
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load the archive's adapter: {exc}") from exc
         self.config = MemoryConfig.from_dict(info["memory"])
-        self.trained = bool(info.get("training"))
         base, self.tokenizer = load_base_model(model, self.device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
