@@ -565,10 +565,9 @@ def test_interrupted_adapter_install_rolls_back(archive, tmp_path):
 def test_old_schema_is_migrated_and_newer_refused(archive):
     archive.add_documents([make_doc("a")])
     archive.close()
-    with sqlite3.connect(archive.root / "manifest.sqlite") as c:
-        c.execute("DROP TABLE passages_fts")  # back to schema version 1: undo 0003 and 0002
-        c.execute("DROP TABLE files")
-        c.execute("DELETE FROM migrations WHERE name IN ('0002_files', '0003_fts')")
+    from .schema_helpers import downgrade  # here: subprocess tests import this module bare
+
+    downgrade(archive.root / "manifest.sqlite", to_version=1)
     with Archive.open(archive.root) as r:  # a reader upgrades under a short writer lock
         assert r.schema_version == SCHEMA_VERSION
         assert r.verify() == []

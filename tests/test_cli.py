@@ -245,3 +245,51 @@ def test_mixed_folder_with_chat_exports_keeps_who_said_what_when(archive, tmp_pa
     again = as_json(r3mem(archive, "ingest", str(folder), "--json"))
     assert again["added"] == [] and len(again["unchanged"]) == 3
     verify_clean(archive)
+
+
+def test_pure_memory_archive_recalls_exactly_with_the_residual(tmp_path, tiny_model_dir, notes):
+    """An untrained adapter paraphrases badly, yet memory + residual give back every byte."""
+    root = tmp_path / "archive"
+    made = as_json(r3mem(root, "init", "--model", str(tiny_model_dir), "--no-keep-source", "--exact", "residual",
+                         "--json"))
+    assert made["settings"]["exact"] == "residual"
+    doc = as_json(r3mem(root, "ingest", str(notes / "garden.md"), "--json"))["added"][0]
+    recalled = as_json(r3mem(root, "recall", "--doc", doc["id"], "--json"))
+    assert recalled["exact_rate"] == 1.0
+    assert {p["method"] for p in recalled["passages"]} == {"residual"}
+    assert recalled["similarity"] is None  # nothing kept to compare with: exactness is by hash
+    stats = as_json(r3mem(root, "stats", "--json"))
+    assert stats["residual_bytes"] > 0 and stats["source_bytes"] == 0
+    verify_clean(root)
+
+
+def test_refine_archive_stores_memory_that_recalls_exactly(tmp_path, tiny_model_dir):
+    root = tmp_path / "archive"
+    r3mem(root, "init", "--model", str(tiny_model_dir), "--no-keep-source", "--exact", "refine",
+          "--refine-steps", "400", "--refine-lr", "0.1")
+    note = tmp_path / "note.txt"
+    note.write_text("Maya planted six tomato plants. They grew fast!\n")
+    ingested = as_json(r3mem(root, "ingest", str(note), "--json"))
+    assert ingested["refined"] == {"exact": 1, "passages": 1}
+    recalled = as_json(r3mem(root, "recall", "--doc", ingested["added"][0]["id"], "--json"))
+    assert recalled["passages"][0]["text"] == "Maya planted six tomato plants. They grew fast!"
+    assert recalled["exact_rate"] == 1.0 and recalled["passages"][0]["method"] == "memory"
+
+
+def test_levels_ratio_and_bad_settings(tmp_path, tiny_model_dir, notes):
+    root = tmp_path / "archive"
+    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--compression-ratio", "2").exit_code == 2
+    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--exact", "magic").exit_code == 2
+    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--compression-ratio", "8").exit_code == 0
+    doc = as_json(r3mem(root, "ingest", str(notes / "garden.md"), "--json"))["added"][0]
+    stats = as_json(r3mem(root, "stats", "--json"))
+    assert stats["compression_ratio"] > 4  # ceil(tokens / 8) slots per passage
+    assert stats["state_rows"] > 0 and stats["sentence_rows"] >= stats["passages"]
+    sentences = as_json(r3mem(root, "recall", "--doc", doc["id"], "--level", "sentence", "--json"))
+    assert sentences["level"] == "sentence" and all(p["sentences"] for p in sentences["passages"])
+    opening = as_json(r3mem(root, "recall", "--doc", doc["id"], "--level", "document", "--json"))
+    assert opening["level"] == "document" and isinstance(opening["opening"], str)
+    assert 0.0 <= opening["similarity"] <= 1.0
+    bad = r3mem(root, "recall", "--doc", doc["id"], "--level", "chapter")
+    assert bad.exit_code == 2 and "--level" in bad.output
+    verify_clean(root)

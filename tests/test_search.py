@@ -13,6 +13,7 @@ from r3mem_cli.archive import manifest as mf
 from r3mem_cli.archive.archive import fts_query
 
 from .cli_helpers import as_json, r3mem
+from .schema_helpers import downgrade
 
 NOTES = {
     "garden.md": "# Garden\n\nMaya planted six tomato plants on 20 April.\n\nThe beans came from Tom.\n",
@@ -167,11 +168,9 @@ def test_pure_memory_archive_gives_clear_error(tmp_path, tiny_model_dir):
 
 def test_archive_from_previous_schema_gets_its_index_on_open(archive):
     want = search(archive, "garden lemon")
-    with sqlite3.connect(archive / "manifest.sqlite") as c:
-        c.execute("DROP TABLE passages_fts")
-        c.execute("DELETE FROM migrations WHERE name = '0003_fts'")
+    downgrade(archive / "manifest.sqlite", to_version=2)
     with Archive.open(archive) as a:  # a reader upgrades under a short writer lock
-        assert a.schema_version == SCHEMA_VERSION == 3
+        assert a.schema_version == SCHEMA_VERSION == 4
         n = a.conn.execute("SELECT COUNT(*) FROM passages_fts").fetchone()[0]
         assert n == a.conn.execute("SELECT COUNT(*) FROM sources").fetchone()[0] > 0
         assert a.verify() == []
@@ -186,5 +185,5 @@ def test_migration_function_directly():
     conn.execute("INSERT INTO documents VALUES ('abcd1234', 's', 'document', 't', ?, 1, 1, '{}', 'x')", ("0" * 64,))
     conn.execute("INSERT INTO passages (doc_id, idx, text_sha256, tokens, location) VALUES ('abcd1234', 0, 'h', 1, '{}')")
     conn.execute("INSERT INTO sources VALUES (1, ?, 5)", (zstandard.ZstdCompressor().compress("Crème brûlée".encode()),))
-    assert mf.migrate(conn) == 3
+    assert mf.migrate(conn) == mf.SCHEMA_VERSION
     assert conn.execute("SELECT rowid FROM passages_fts WHERE passages_fts MATCH '\"creme\"'").fetchall() == [(1,)]

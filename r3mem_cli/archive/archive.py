@@ -55,13 +55,19 @@ _FILE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
 
 @dataclass
 class NewPassage:
-    """One passage to store. `memory` is [slots, D] of any float dtype, stored bit-exactly."""
+    """One passage to store. `memory` is [slots + sentence_rows + state_rows, D] of any float
+    dtype, stored bit-exactly: passage slots, sentence memory, then (optionally) document state.
+    `residual` is an optional exact-recall code (bytes) and `coder` names how it was made."""
 
     index: int
     text: str
     tokens: int
     location: dict
     memory: torch.Tensor
+    sentence_rows: int = 0
+    state_rows: int = 0
+    residual: bytes | None = None
+    coder: str | None = None
 
 
 @dataclass
@@ -97,6 +103,8 @@ class PassageInfo:
     tokens: int
     location: dict
     slots: int | None  # memory slots; None only in a damaged archive (verify reports it)
+    sentence_rows: int = 0
+    state_rows: int = 0
 
 
 @dataclass
@@ -131,6 +139,8 @@ def _passage(row) -> PassageInfo:
         tokens=row[4],
         location=json.loads(row[5]),
         slots=row[6],
+        sentence_rows=row[7] or 0,
+        state_rows=row[8] or 0,
     )
 
 
@@ -242,6 +252,8 @@ class Archive:
         self.model: str = info["model"]
         self.keep_source: bool = bool(info["keep_source"])
         self.memory_config: dict = info["memory_config"]
+        # How ingest writes memory: compression ratio and exact-recall method (none/refine/residual).
+        self.settings: dict = info.get("settings") or {}
         self.created_at: str = info["created_at"]
         self.r3mem_version: str | None = info.get("r3mem_version")
 
@@ -261,7 +273,8 @@ class Archive:
         return self._lock is not None and self._lock.held
 
     @classmethod
-    def create(cls, root, *, model: str, keep_source: bool = True, memory_config: dict) -> "Archive":
+    def create(cls, root, *, model: str, keep_source: bool = True, memory_config: dict,
+               settings: dict | None = None) -> "Archive":
         """Create a new archive at `root` (a missing or empty folder) and open it for writing.
 
         It is built in a temp folder beside `root` and renamed into place, so a crash never leaves
@@ -295,6 +308,7 @@ class Archive:
                             "keep_source": bool(keep_source),
                             "created_at": utc_now(),
                             "memory_config": json.loads(_json(memory_config, "memory_config")),
+                            "settings": json.loads(_json(settings or {}, "settings")),
                             "r3mem_version": __version__,
                         },
                     )
@@ -561,7 +575,7 @@ class Archive:
         who = speaker.casefold() if speaker else None
         sql = (
             "SELECT p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, p.location, m.slots, "
-            "bm25(passages_fts), d.ingested_at "
+            "m.sentence_rows, m.state_rows, bm25(passages_fts), d.ingested_at "
             "FROM passages_fts f JOIN passages p ON p.id = f.rowid JOIN documents d ON d.id = p.doc_id "
             "LEFT JOIN memory m ON m.passage_id = p.id WHERE passages_fts MATCH ?"
         )
@@ -575,16 +589,16 @@ class Archive:
         sql += " ORDER BY bm25(passages_fts), p.id"
         out: list[tuple[PassageInfo, float]] = []
         for row in self.conn.execute(sql, args):
-            info = _passage(row[:7])
+            info = _passage(row[:9])
             if who is not None:
                 names = info.location.get("speakers") or []
                 if not any(isinstance(n, str) and n.casefold() == who for n in names):
                     continue
             if lo is not None or hi is not None:
-                start, end = _passage_times(info.location, row[8])
+                start, end = _passage_times(info.location, row[10])
                 if start is None or (lo is not None and end < lo) or (hi is not None and start > hi):
                     continue
-            out.append((info, -float(row[7])))
+            out.append((info, -float(row[9])))
             if len(out) >= top_k:
                 break
         return out
@@ -626,6 +640,18 @@ class Archive:
                     raise ArchiveError(f"memory shard {missing} is missing; run `r3mem verify`") from None
         raise AssertionError("unreachable")
 
+    def residuals(self, passage_ids: list[int]) -> dict[int, tuple[bytes, str]]:
+        """Exact-recall codes by passage id (passages without one are left out)."""
+        ids = sorted({int(i) for i in passage_ids})
+        out = {}
+        for chunk in mf.chunked(ids):
+            for pid, code, coder in self.conn.execute(
+                f"SELECT passage_id, code, coder FROM residuals WHERE passage_id IN ({mf.placeholders(len(chunk))})",
+                chunk,
+            ):
+                out[pid] = (bytes(code), coder)
+        return out
+
     def stats(self) -> dict:
         c = self.conn
         one = lambda sql: c.execute(sql).fetchone()[0] or 0  # noqa: E731
@@ -642,6 +668,9 @@ class Archive:
             "source_raw_bytes": one("SELECT SUM(raw_bytes) FROM sources"),
             "memory_bytes": one("SELECT SUM(bytes) FROM shards"),
             "memory_slots": slots,
+            "sentence_rows": one("SELECT SUM(sentence_rows) FROM memory"),
+            "state_rows": one("SELECT SUM(state_rows) FROM memory"),
+            "residual_bytes": one("SELECT SUM(length(code)) FROM residuals"),
             "shards": one("SELECT COUNT(*) FROM shards"),
             "adapter_bytes": one("SELECT SUM(bytes) FROM files WHERE name LIKE 'adapter/%'"),
             "archive_bytes": archive_bytes,
@@ -679,7 +708,7 @@ class Archive:
                 ids: list[str] = []
                 taken: dict[str, str] = {}  # content hash -> id, within this call
                 tensors: dict[str, torch.Tensor] = {}
-                memory_rows, source_rows, fts_rows = [], [], []
+                memory_rows, source_rows, fts_rows, residual_rows = [], [], [], []
                 for doc, sha, texts in prepared:
                     existing = taken.get(sha) or c.execute(
                         "SELECT id FROM documents WHERE content_sha256 = ?", (sha,)
@@ -719,7 +748,10 @@ class Archive:
                         pid = cur.lastrowid
                         name = f"p{pid}"
                         tensors[name] = p.memory
-                        memory_rows.append((pid, name, int(p.memory.shape[0])))
+                        memory_rows.append((pid, name, int(p.memory.shape[0]) - p.sentence_rows - p.state_rows,
+                                            int(p.sentence_rows), int(p.state_rows)))
+                        if p.residual is not None:
+                            residual_rows.append((pid, bytes(p.residual), str(p.coder or "")))
                         if cctx is not None:
                             source_rows.append((pid, cctx.compress(raw), len(raw)))
                             fts_rows.append((pid, p.text))
@@ -730,9 +762,11 @@ class Archive:
                         (written.name, written.sha256, written.bytes, written.tensors, now),
                     )
                     c.executemany(
-                        "INSERT INTO memory (passage_id, shard, tensor, slots) VALUES (?,?,?,?)",
-                        [(pid, written.name, name, slots) for pid, name, slots in memory_rows],
+                        "INSERT INTO memory (passage_id, shard, tensor, slots, sentence_rows, state_rows) "
+                        "VALUES (?,?,?,?,?,?)",
+                        [(pid, written.name, name, *rows) for pid, name, *rows in memory_rows],
                     )
+                c.executemany("INSERT INTO residuals (passage_id, code, coder) VALUES (?,?,?)", residual_rows)
                 c.executemany("INSERT INTO sources (passage_id, zstd, raw_bytes) VALUES (?,?,?)", source_rows)
                 c.executemany("INSERT INTO passages_fts (rowid, text) VALUES (?,?)", fts_rows)
         except BaseException:

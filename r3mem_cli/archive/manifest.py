@@ -130,10 +130,30 @@ def _m0003_fts(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO passages_fts (rowid, text) VALUES (?, ?)", (pid, text))
 
 
+def _m0004_levels(conn: sqlite3.Connection) -> None:
+    """Hierarchical memory and exact-recall residuals.
+
+    A passage's tensor holds its passage slots, then one row per sentence-slot (`sentence_rows`),
+    then on a document's last passage the document state (`state_rows`). A residual is the
+    arithmetic code of the passage under the expand direction (model/exact.py); deleting the
+    passage deletes it.
+    """
+    conn.execute("ALTER TABLE memory ADD COLUMN sentence_rows INTEGER NOT NULL DEFAULT 0")
+    conn.execute("ALTER TABLE memory ADD COLUMN state_rows INTEGER NOT NULL DEFAULT 0")
+    conn.execute(
+        """CREATE TABLE residuals (
+            passage_id INTEGER PRIMARY KEY REFERENCES passages(id) ON DELETE CASCADE,
+            code BLOB NOT NULL,
+            coder TEXT NOT NULL
+        )"""
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _m0001_initial),
     ("0002_files", _m0002_files),
     ("0003_fts", _m0003_fts),
+    ("0004_levels", _m0004_levels),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -315,6 +335,6 @@ def placeholders(n: int) -> str:
 
 DOCUMENT_COLUMNS = "id, source, kind, title, content_sha256, passage_count, tokens, ingested_at, metadata"
 PASSAGE_QUERY = (
-    "SELECT p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, p.location, m.slots "
+    "SELECT p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, p.location, m.slots, m.sentence_rows, m.state_rows "
     "FROM passages p LEFT JOIN memory m ON m.passage_id = p.id"
 )

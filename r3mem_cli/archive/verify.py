@@ -123,7 +123,9 @@ def _check_shards(a, c, add, other_writer: bool) -> None:
     for p in a.shards.other_files():
         add("unexpected_file", p, "unexpected file in the shards folder")
     memory: dict[str, list[tuple[int, str, int]]] = {}
-    for pid, shard, tensor, slots in c.execute("SELECT passage_id, shard, tensor, slots FROM memory"):
+    for pid, shard, tensor, slots in c.execute(
+        "SELECT passage_id, shard, tensor, slots + sentence_rows + state_rows FROM memory"
+    ):
         memory.setdefault(shard, []).append((pid, tensor, slots))
     for name, (sha, size, ntensors) in sorted(recorded.items()):
         try:
@@ -156,7 +158,7 @@ def _check_shards(a, c, add, other_writer: bool) -> None:
                 add("memory", path, f"tensor {tensor} of passage {pid} is not in the shard")
             elif len(h.shape) != 2 or h.shape[0] != slots:
                 shape = list(h.shape)
-                add("memory", path, f"tensor {tensor} of passage {pid} has shape {shape}, expected [{slots}, D]")
+                add("memory", path, f"tensor {tensor} of passage {pid} has shape {shape}, expected [{slots}, D] (passage, sentence and state rows)")
 
 
 def _check_files(a, c, add) -> None:

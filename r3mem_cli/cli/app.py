@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from pathlib import Path
 from typing import List, Optional
 
@@ -77,6 +79,12 @@ def init(
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Hugging Face causal LM id or folder."),
     no_keep_source: bool = typer.Option(False, "--no-keep-source", help="Pure-memory archive: keep no source text."),
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="Adapter folder written by `r3mem train`."),
+    compression_ratio: Optional[int] = typer.Option(None, "--compression-ratio", min=1,
+                                                    help="Passage tokens per memory token (default: the adapter's)."),
+    exact: str = typer.Option("none", "--exact", help="Exact recall from memory: none | refine (optimise each "
+                                                      "passage's memory at ingest) | residual (store an arithmetic code)."),
+    refine_steps: int = typer.Option(200, "--refine-steps", min=1, help="Step budget per passage for --exact refine."),
+    refine_lr: float = typer.Option(0.05, "--refine-lr", min=0.0, help="Adam learning rate for --exact refine."),
     json_out: bool = JsonOption,
 ) -> None:
     """Create an archive (ingest creates a default one when none exists)."""
@@ -86,10 +94,14 @@ def init(
     root = _archive_path()
     if Archive.exists(root):
         raise ArchiveError(f"an archive already exists at {root}")
-    archive, warnings = create_archive(root, model=model, keep_source=not no_keep_source, adapter=adapter)
+    settings = {"exact": exact, "refine_steps": refine_steps, "refine_lr": refine_lr}
+    if compression_ratio is not None:
+        settings["compression_ratio"] = compression_ratio
+    archive, warnings = create_archive(root, model=model, keep_source=not no_keep_source, adapter=adapter,
+                                       settings=settings)
     with archive:
         result = {"archive": str(root), "model": archive.model, "keep_source": archive.keep_source,
-                  "memory_config": archive.memory_config, "warnings": warnings}
+                  "memory_config": archive.memory_config, "settings": archive.settings, "warnings": warnings}
     for warning in warnings:
         say(f"warning: {warning}")
     print_json(result) if json_out else say(f"created archive at {root} (model {model})")
@@ -204,22 +216,35 @@ def stats(json_out: bool = JsonOption) -> None:
 def recall(
     doc: str = typer.Option(..., "--doc", help="Document id (a unique prefix is enough) or source file path."),
     passage: Optional[int] = typer.Option(None, "--passage", min=0, help="Only this passage (0-based)."),
+    level: str = typer.Option("passage", "--level", help="passage | sentence (each sentence from its own "
+                                                         "memory) | document (the opening, from the document state)."),
     device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Rebuild a document's text from its memory tokens alone (the backward model)."""
     from ..pipelines.recall import recall as run_recall
 
+    if level not in ("passage", "sentence", "document"):
+        raise R3memError(f"--level must be passage, sentence or document, not {level!r}")
     with _open() as archive:
-        result = run_recall(archive, _engine(archive, device), doc, passage)
+        result = run_recall(archive, _engine(archive, device), doc, passage, level=level)
     if json_out:
         print_json(result)
+        return
+    similarity = "n/a (source not kept)" if result["similarity"] is None else f"{result['similarity']:.3f}"
+    if level == "document":
+        typer.echo(result["opening"])
+        say(f"{result['doc']}: opening rebuilt from the document state, character similarity {similarity}")
+        return
+    if level == "sentence":
+        for item in result["passages"]:
+            typer.echo("\n".join(item["sentences"]) + "\n")
+        say(f"{result['doc']}: sentences rebuilt from sentence memory, character similarity {similarity}")
         return
     for item in result["passages"]:
         typer.echo(item["text"])
         typer.echo("")
     exact = sum(p["exact"] for p in result["passages"])
-    similarity = "n/a (source not kept)" if result["similarity"] is None else f"{result['similarity']:.3f}"
     say(f"{result['doc']}: {exact}/{len(result['passages'])} passages exact, character similarity {similarity}")
 
 
@@ -317,18 +342,24 @@ def import_archive(file: Path = typer.Argument(..., help="File written by `r3mem
 @app.command()
 @handles_errors
 def train(
-    data: Path = typer.Argument(..., help="Folder of .txt/.md files to train on."),
+    data: Path = typer.Argument(..., help="Folder of documents or chat exports to train on."),
     output: Path = typer.Option(Path("r3mem-adapter"), "--output", "-o", help="Checkpoints and the finished adapter."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Base model the adapter is for."),
     steps: int = typer.Option(1000, "--steps", min=1, help="Total optimizer steps (raise to continue a run)."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Passages per step (whole windows)."),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate of the LoRA weights."),
     memory_lr: float = typer.Option(1e-2, "--memory-lr", help="Learning rate of the memory embeddings."),
-    compression_ratio: int = typer.Option(4, "--compression-ratio", min=1, help="Passage tokens per memory token."),
+    init_adapter: Optional[Path] = typer.Option(None, "--init-adapter", help="Start from this adapter (warm start)."),
+    compression_ratio: int = typer.Option(4, "--compression-ratio", min=1, help="Densest ratio: passage tokens per memory token."),
+    ratios: str = typer.Option("", "--ratios", help="Comma-separated ratios to train for (default: the compression ratio)."),
+    losses: str = typer.Option("", "--losses", help="Loss weights, e.g. 'passage=1,sentence=0.5,retention=0.5,"
+                                                    "document=0.25,cycle=0.1,query=0.1' (0 switches one off)."),
+    window: int = typer.Option(3, "--window", min=1, help="Consecutive passages per example (backprop through them)."),
     max_passage_tokens: int = typer.Option(64, "--max-passage-tokens", min=4),
     lora_r: int = typer.Option(8, "--lora-r", min=1, help="Rank of the compress LoRA adapter (alpha = 2r)."),
     decay_steps: int = typer.Option(0, "--decay-steps", min=0, help="Decay the learning rate to zero over the last N steps."),
     eval_every: int = typer.Option(100, "--eval-every", min=0, help="Held-out evaluation every N steps (0: only at the end)."),
+    eval_passages: int = typer.Option(32, "--eval-passages", min=1, help="Held-out passages per evaluation."),
     heldout_fraction: float = typer.Option(0.1, "--heldout-fraction", min=0.0, max=0.9, help="Share of files kept out of training."),
     bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="bf16 autocast where the hardware supports it."),
     checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes"),
@@ -336,33 +367,66 @@ def train(
     device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
-    """Train the compress adapter and memory embeddings (resumable: rerun to continue)."""
-    from ..model.memory import MemoryConfig
+    """Train the compress adapter and memory embeddings (resumable: rerun to continue).
+
+    Runs on CPU, one GPU, or several under `accelerate launch -m r3mem_cli.cli.app train ...`."""
+    from dataclasses import fields as dataclass_fields
+
+    from ..model.memory import MemoryConfig, read_adapter_config
+    from ..training.objectives import ObjectiveConfig
     from ..training.train import TrainConfig
     from ..training.train import train as run_train
 
     if not data.is_dir():
         raise R3memError(f"{data}: not a folder")
+    objectives = ObjectiveConfig(window=window)
+    weights = set(objectives.weights())
+    for item in filter(None, (part.strip() for part in losses.split(","))):
+        name, _, value = item.partition("=")
+        try:
+            if name not in weights:
+                raise ValueError
+            setattr(objectives, name, float(value))
+        except ValueError:
+            raise R3memError(f"--losses: cannot read {item!r}; names are {', '.join(sorted(weights))}") from None
+    try:
+        objectives.ratios = [int(r) for r in ratios.split(",") if r.strip()] or [compression_ratio]
+    except ValueError:
+        raise R3memError(f"--ratios: expected comma-separated integers, got {ratios!r}") from None
+    if min(objectives.ratios) < compression_ratio:
+        raise R3memError(f"--ratios must not be denser than --compression-ratio {compression_ratio}")
     config = TrainConfig(data=str(data.resolve()), output=str(output), base_model=model, steps=steps,
                          batch_size=batch_size, lr=lr, memory_lr=memory_lr, eval_every=eval_every,
-                         heldout_fraction=heldout_fraction, decay_steps=decay_steps,
-                         checkpoint_minutes=checkpoint_minutes, seed=seed, device=device)
+                         eval_passages=eval_passages, heldout_fraction=heldout_fraction, decay_steps=decay_steps,
+                         checkpoint_minutes=checkpoint_minutes, seed=seed, device=device,
+                         init_adapter=str(init_adapter) if init_adapter else None, objectives=objectives)
     memory = MemoryConfig(compression_ratio=compression_ratio, max_passage_tokens=max_passage_tokens,
                           lora_r=lora_r, lora_alpha=2 * lora_r, autocast_bf16=bf16)
+    if init_adapter:  # the warm start's shape wins; new knobs keep their defaults
+        try:
+            saved = read_adapter_config(init_adapter)["memory"]
+        except ValueError as exc:
+            raise R3memError(str(exc)) from None
+        known = {f.name for f in dataclass_fields(MemoryConfig)}
+        memory = MemoryConfig.from_dict({**{k: v for k, v in saved.items() if k in known}, "autocast_bf16": bf16})
 
-    def report(event: dict) -> None:
-        if json_out:
-            return
-        if event["event"] == "step" and event["step"] % 10 == 0:
-            say(f"step {event['step']}/{event['steps']}  loss {event['loss']:.3f}  "
-                f"acc {event['token_accuracy']:.3f}  {event['tokens_per_second']:.0f} tok/s")
-        elif event["event"] == "eval":
-            say(f"held-out @ {event['step']}: token accuracy {event.get('token_accuracy', 0):.3f}, "
-                f"exact {event.get('exact_rate', 0):.3f}, similarity {event.get('similarity', 0):.3f}")
-        elif event["event"] in ("data", "resumed", "checkpoint"):
-            say(" ".join(f"{k}={v}" for k, v in event.items()))
+    with progress_bar(not json_out, "train") as update:
+        def report(event: dict) -> None:
+            if event["event"] == "step":
+                update(f"step (loss {event['loss']:.3f})", event["step"], event["steps"])
+            if json_out:
+                return
+            if event["event"] == "step" and not sys.stderr.isatty() and event["step"] % 10 == 0:
+                say(f"step {event['step']}/{event['steps']} " + " ".join(
+                    f"{k[:-5]} {v:.3f}" for k, v in event.items() if k.endswith("_loss"))
+                    + f" {event['tokens_per_second']:.0f} tok/s")
+            if event["event"] == "eval":
+                say(f"held-out @ {event['step']}: " + ", ".join(
+                    f"{k} {v:.3f}" for k, v in event.items() if isinstance(v, float)))
+            elif event["event"] in ("data", "resumed", "checkpoint"):
+                say(" ".join(f"{k}={v}" for k, v in event.items()))
 
-    summary = run_train(config, memory, progress=report)
+        summary = run_train(config, memory, progress=report)
     print_json(summary) if json_out else say(f"adapter written to {output}")
 
 
@@ -371,3 +435,7 @@ def main() -> None:
         app()
     except R3memError as exc:  # raised outside a command (e.g. in the option callback)
         fail(str(exc), exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

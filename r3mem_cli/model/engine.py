@@ -1,7 +1,8 @@
 """The memory network ready for use: base model + adapter loaded once per process.
 
 Ingest compresses with it, recall expands with it. Batches are sorted by length so padding
-stays small, and run under `torch.inference_mode`.
+stays small, and run under `torch.inference_mode`. The document state recurrence runs as a
+wavefront: step t updates the state of every document that has a passage t, in one batch.
 """
 
 from __future__ import annotations
@@ -9,15 +10,17 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import warnings
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import torch
 
 from ..errors import ModelError
+from .exact import coder_tag, decode_residual, encode_residual, refine
 from .loading import DEFAULT_MODEL, load_base_model, resolve_device
 from .memory import (ADAPTER_WEIGHTS, MemoryConfig, MemoryNetwork, load_adapter_weights, pad_batch,
-                     read_adapter_config)
+                     read_adapter_config, sentence_ends)
 
 SHIPPED_ADAPTERS = {DEFAULT_MODEL: "smollm2-135m-instruct"}
 
@@ -42,6 +45,28 @@ def fresh_adapter(model: str, memory_config: MemoryConfig, device: str = "cpu") 
     return folder
 
 
+@dataclass
+class PassageMemory:
+    """All memory one passage leaves: its passage slots, one row per sentence slot, and (on a
+    document's last passage) the document state. Stored as one tensor, rows in that order."""
+
+    memory: torch.Tensor  # [slots, W]
+    sentences: torch.Tensor  # [sentence rows, W]
+    state: torch.Tensor | None = None  # [document slots, W]
+    refined: bool | None = None  # refinement reached exact greedy recall (None: not refined)
+
+    def packed(self) -> torch.Tensor:
+        parts = [self.memory, self.sentences] + ([self.state] if self.state is not None else [])
+        return torch.cat(parts, dim=0)
+
+    @classmethod
+    def unpack(cls, tensor: torch.Tensor, slots: int, sentence_rows: int, state_rows: int) -> "PassageMemory":
+        if tensor.shape[0] != slots + sentence_rows + state_rows:
+            raise ModelError(f"memory tensor has {tensor.shape[0]} rows, expected {slots + sentence_rows + state_rows}")
+        state = tensor[slots + sentence_rows:] if state_rows else None
+        return cls(tensor[:slots], tensor[slots:slots + sentence_rows], state)
+
+
 def adapter_fingerprint(folder: Path) -> str:
     return hashlib.sha256((Path(folder) / ADAPTER_WEIGHTS).read_bytes()).hexdigest()[:16]
 
@@ -63,7 +88,9 @@ class MemoryEngine:
             warnings.simplefilter("ignore")
             self.network = MemoryNetwork(base, self.config, eos_token_id=self.tokenizer.eos_token_id)
         try:
-            self.network.load_trainable_state(weights)
+            # A format-1 adapter knows the passage level only; the other levels keep their
+            # (seeded, so reproducible) initial embeddings until an adapter trained for them is used.
+            self.network.load_trainable_state(weights, partial=info.get("format_version") == 1)
         except (KeyError, RuntimeError, ValueError) as exc:
             raise ModelError(f"the archive's adapter does not fit model {model!r}: {exc}") from exc
         self.network.to(self.device).eval()
@@ -80,33 +107,98 @@ class MemoryEngine:
             yield order[first : first + batch_size]
 
     @torch.inference_mode()
-    def compress(self, token_lists: list[list[int]], batch_size: int = 16) -> list[torch.Tensor]:
-        """Token ids per passage -> memory [slots, width] per passage, on the CPU."""
-        out: list[torch.Tensor | None] = [None] * len(token_lists)
+    def compress(self, token_lists: list[list[int]], batch_size: int = 16, ratio: int | None = None) -> list[torch.Tensor]:
+        """Token ids per passage -> passage memory [slots, width] per passage, on the CPU."""
+        return [m.memory for m in self._compress_passages(token_lists, batch_size, ratio)]
+
+    def _compress_passages(self, token_lists, batch_size, ratio) -> list[PassageMemory]:
+        out: list[PassageMemory | None] = [None] * len(token_lists)
+        ms = self.config.sentence_slots
         for picked in self.batches_by_length(token_lists, batch_size):
-            ids, mask = pad_batch([token_lists[i] for i in picked], self.tokenizer.eos_token_id, self.device)
-            memory, slot_mask = self.network.compress(ids, mask)
+            chunk = [token_lists[i] for i in picked]
+            ids, mask = pad_batch(chunk, self.tokenizer.eos_token_id, self.device)
+            ends = [sentence_ends(t, self.tokenizer, self.config.max_sentences) for t in chunk]
+            c = self.network.compress(ids, mask, ends, ratio)
             for row, i in enumerate(picked):
-                used = int(slot_mask[row].sum())
-                out[i] = memory[row, :used].to("cpu", self.memory_dtype).contiguous()
+                used = int(c.slot_mask[row].sum())
+                out[i] = PassageMemory(
+                    c.memory[row, :used].to("cpu", self.memory_dtype).contiguous(),
+                    c.sentence_memory[row, : len(ends[row]) * ms].to("cpu", self.memory_dtype).contiguous())
         return out  # type: ignore[return-value]
 
+    def compress_documents(self, documents: list[list[list[int]]], batch_size: int = 16,
+                           ratio: int | None = None, refine_steps: int = 0,
+                           refine_lr: float = 0.05) -> list[list[PassageMemory]]:
+        """Token ids per passage per document -> every level of memory; each document's last
+        passage carries the document state. With `refine_steps`, passage memory is refined
+        towards exact recall first. The state is computed from the stored (reduced precision)
+        passage memory, so it can be recomputed from the archive alone."""
+        flat = [p for doc in documents for p in doc]
+        with torch.inference_mode():
+            memories = self._compress_passages(flat, batch_size, ratio)
+        if refine_steps:
+            for picked in self.batches_by_length(flat, batch_size):
+                results = refine(self.network, [memories[i].memory for i in picked], [flat[i] for i in picked],
+                                 steps=refine_steps, lr=refine_lr, storage_dtype=self.memory_dtype)
+                for i, result in zip(picked, results):
+                    memories[i].memory, memories[i].refined = result.memory, result.converged
+        per_doc, cursor = [], 0
+        for doc in documents:
+            per_doc.append(memories[cursor:cursor + len(doc)])
+            cursor += len(doc)
+        with torch.inference_mode():
+            for first in range(0, len(per_doc), 64):
+                group = [d for d in per_doc[first:first + 64] if d]
+                for doc, state in zip(group, self.document_states([[m.memory for m in d] for d in group])):
+                    doc[-1].state = state
+        return per_doc
+
+    def encode_residual(self, memory: torch.Tensor, token_ids: list[int]) -> bytes:
+        return encode_residual(self.network, memory, token_ids)
+
+    def decode_residual(self, memory: torch.Tensor, code: bytes, n_tokens: int) -> str:
+        return self.tokenizer.decode(decode_residual(self.network, memory, code, n_tokens))
+
+    def coder_tag(self) -> str:
+        return coder_tag(self.network)
+
     @torch.inference_mode()
-    def expand(self, memories: list[torch.Tensor], batch_size: int = 16) -> list[str]:
-        """Memory tensors -> text regenerated by the expand direction alone."""
-        texts: list[str | None] = [None] * len(memories)
-        slots = self.config.memory_slots
+    def document_states(self, documents: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+        """Fold each document's passage memories into its state S_T, documents batched by step."""
+        states: list[torch.Tensor | None] = [None] * len(documents)
+        carry: list[torch.Tensor | None] = [None] * len(documents)
+        for t in range(max((len(doc) for doc in documents), default=0)):
+            rows = [i for i, doc in enumerate(documents) if len(doc) > t]
+            memory, slot_mask = self._memory_batch([documents[i][t] for i in rows], self.config.memory_slots)
+            previous = None if t == 0 else torch.stack([carry[i] for i in rows])
+            new_state, new_carry = self.network.update_state(memory, slot_mask, previous)
+            for k, i in enumerate(rows):
+                states[i], carry[i] = new_state[k], new_carry[k]
+        return [s.to("cpu", self.memory_dtype).contiguous() for s in states]
+
+    def _memory_batch(self, memories: list[torch.Tensor], slots: int | None = None):
+        """Memory tensors of different lengths -> zero-padded [B, m, W] and a row mask, on device."""
         width = self.network.memory_width
+        slots = slots or max(m.shape[0] for m in memories)
+        memory = torch.zeros((len(memories), slots, width), dtype=torch.float32)
+        mask = torch.zeros((len(memories), slots), dtype=torch.long)
+        for row, m in enumerate(memories):
+            if m.dim() != 2 or m.shape[1] != width or m.shape[0] > slots:
+                raise ModelError(f"memory of shape {tuple(m.shape)} does not fit this model")
+            memory[row, : m.shape[0]] = m.float()
+            mask[row, : m.shape[0]] = 1
+        return memory.to(self.device), mask.to(self.device)
+
+    @torch.inference_mode()
+    def expand(self, memories: list[torch.Tensor], batch_size: int = 16, level: str = "passage") -> list[str]:
+        """Memory tensors -> text regenerated by the expand direction alone. `level` says what
+        the memory is: a passage's, one sentence's, or a document state (its opening passage)."""
+        texts: list[str | None] = [None] * len(memories)
+        slots = {"passage": self.config.memory_slots, "sentence": self.config.sentence_slots}.get(
+            level, self.config.document_slots)
         for picked in self.batches_by_length([list(range(len(m))) for m in memories], batch_size):
-            memory = torch.zeros((len(picked), slots, width), dtype=torch.float32)
-            slot_mask = torch.zeros((len(picked), slots), dtype=torch.long)
-            for row, i in enumerate(picked):
-                used = memories[i].shape[0]
-                if memories[i].shape[1] != width or used > slots:
-                    raise ModelError(f"memory of shape {tuple(memories[i].shape)} does not fit this model")
-                memory[row, :used] = memories[i].float()
-                slot_mask[row, :used] = 1
-            generated = self.network.generate(memory.to(self.device), slot_mask.to(self.device))
+            memory, mask = self._memory_batch([memories[i] for i in picked], slots)
+            generated = self.network.generate(memory, mask, level=level)
             for row, i in enumerate(picked):
                 texts[i] = self.tokenizer.decode(generated[row])
         return texts  # type: ignore[return-value]

@@ -1,24 +1,32 @@
-"""The memory network: compress a passage into memory tokens, expand memory back into text.
+"""The memory network: compress text into hierarchical memory, expand memory back into text.
 
-Read this file top to bottom to see the whole network (nanoGPT style):
+Read this file top to bottom to see the whole network (nanoGPT style). Three levels of memory
+come out of one compress pass per passage plus a small recurrent update:
 
     compress (forward):  frozen LM + LoRA "compress" adapter reads
-                         [passage tokens ; m learned write slots]
-                         and the write slots' per-layer keys and values become the memory.
-    expand (backward):   the frozen LM, adapter off, reads the memory as its cache (a prefix
-                         it attends to), then a learned <expand> embedding, and regenerates the
-                         passage token by token, ending with end-of-sequence.
+                           [passage tokens ; M passage write slots ; one sentence slot per sentence]
+                         passage memory  P_t = the passage slots' per-layer keys and values,
+                         sentence memory E_t = each sentence slot's keys and values; a sentence
+                         slot sees the text up to the end of its sentence and nothing reads it.
+    state update:        the same adapter reads P_t as its cache, then D read slots carrying the
+                         previous step's state and D document write slots; the write slots' keys
+                         and values are the document state S_t, their final hidden states the
+                         carry into the next step (RMT-style read/write memory, fixed size
+                         however long the document is).
+    expand (backward):   the frozen LM, adapter off, reads one memory as its cache, then a learned
+                         marker embedding for the level, and generates: the passage from P_t, a
+                         sentence from its E, the document's opening passage from S_t, or (the
+                         "continue" level, the retention objective) the next passage from S_t.
 
-Memory is stored in the per-layer key/value form because it is what the expand side can
-read without learning to: on this machine kind that variant learned within minutes where
-final-hidden-state memory (ICAE style) had not started after 100 steps (research/method.md,
-and docs/decisions/0002-memory-network.md). Gradients flow from the expand loss through the
-cached keys and values back into the compress adapter and the write embeddings.
+Memory is stored in the per-layer key/value form because it is what the frozen expand side can
+read without learning to (research/method.md; docs/decisions/0002 and 0007). Gradients flow from
+every expand loss through the cached keys and values back into the compress adapter and the
+write embeddings, and through the carry from passage to passage (backpropagation through time).
 
-Positions are laid out so that memory does not depend on padding or passage length: passage
-tokens sit at 0..T-1, write slot j always at P+j (P = max_passage_tokens), and the expand
-pass continues at P+m. The number of memory tokens a passage keeps is
-ceil(tokens / compression_ratio); unused slots are masked out.
+Positions make every memory independent of padding and length: passage tokens sit at 0..T-1,
+passage slot j at P+j (P = max_passage_tokens), and everything read after a memory starts at
+A = P+M: sentence slots at A, document read slots at A..A+D-1 and write slots after them, the
+passage expansion at A, the sentence expansion at A+1, the document expansions at A+2D.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -35,16 +44,27 @@ from torch import nn
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_CONFIG = "config.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)  # v1 = passage level only; its missing embeddings start fresh (warm start)
+LEVELS = ("passage", "sentence", "document", "continue")
 
 
 @dataclass
 class MemoryConfig:
     """Every knob of the memory network, saved as JSON next to the adapter weights."""
 
-    compression_ratio: int = field(default=4, metadata={"help": "passage tokens per memory token"})
+    compression_ratio: int = field(
+        default=4, metadata={"help": "passage tokens per memory token at the densest setting the adapter "
+                                     "supports; an archive may choose a higher ratio (fewer slots)"})
     max_passage_tokens: int = field(
         default=64, metadata={"help": "upper bound on a passage, in tokens of the base model"}
+    )
+    sentence_slots: int = field(default=1, metadata={"help": "memory tokens written after each sentence"})
+    max_sentences: int = field(
+        default=8, metadata={"help": "sentence memories per passage at most (shorter sentences are merged)"}
+    )
+    document_slots: int = field(
+        default=8, metadata={"help": "memory tokens of the document state carried from passage to passage"}
     )
     lora_r: int = field(default=8, metadata={"help": "rank of the compress LoRA adapter"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
@@ -63,11 +83,19 @@ class MemoryConfig:
 
     @property
     def memory_slots(self) -> int:
-        """Write slots per passage: enough for the longest passage at the configured ratio."""
+        """Passage write slots: enough for the longest passage at the densest ratio."""
         return math.ceil(self.max_passage_tokens / self.compression_ratio)
 
-    def slots_for(self, n_tokens: int) -> int:
-        return max(1, min(self.memory_slots, math.ceil(n_tokens / self.compression_ratio)))
+    @property
+    def after_memory(self) -> int:
+        """First position after the passage slots: where whatever reads a memory starts."""
+        return self.max_passage_tokens + self.memory_slots
+
+    def slots_for(self, n_tokens: int, ratio: int | None = None) -> int:
+        ratio = ratio or self.compression_ratio
+        if ratio < self.compression_ratio:
+            raise ValueError(f"compression ratio {ratio} is denser than this adapter's {self.compression_ratio}")
+        return max(1, min(self.memory_slots, math.ceil(n_tokens / ratio)))
 
     @classmethod
     def from_dict(cls, data: dict) -> "MemoryConfig":
@@ -87,7 +115,7 @@ def autocast(device: str | torch.device, enabled: bool):
 
 def pad_batch(token_lists: list[list[int]], pad_id: int, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """The network's input convention: right-padded ids [B, T] and attention mask [B, T]."""
-    length = max(len(tokens) for tokens in token_lists)
+    length = max(1, max(len(tokens) for tokens in token_lists))
     ids = torch.full((len(token_lists), length), pad_id, dtype=torch.long)
     mask = torch.zeros((len(token_lists), length), dtype=torch.long)
     for row, tokens in enumerate(token_lists):
@@ -96,10 +124,56 @@ def pad_batch(token_lists: list[list[int]], pad_id: int, device="cpu") -> tuple[
     return ids.to(device), mask.to(device)
 
 
+# ------------------------------------------------------------------ sentences
+@lru_cache(maxsize=8)
+def _sentence_end_ids(tokenizer) -> frozenset[int]:
+    pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    return frozenset(i for i, s in enumerate(pieces)
+                     if "\n" in s or s.rstrip().rstrip("\"')]").endswith((".", "!", "?")))
+
+
+def sentence_ends(token_ids: list[int], tokenizer, max_sentences: int) -> list[int]:
+    """Token index one past the end of each sentence of a passage (the last one is its length).
+
+    A sentence ends at a token that closes one (. ! ? or a newline, so chat turns are sentences).
+    Pieces under two tokens join the next one; past `max_sentences`, ends are thinned evenly."""
+    enders = _sentence_end_ids(tokenizer)
+    n = len(token_ids)
+    ends, start = [], 0
+    for i, token in enumerate(token_ids[:-1]):
+        if token in enders and i + 1 - start >= 2:
+            ends.append(i + 1)
+            start = i + 1
+    if n:
+        ends.append(n)
+    if len(ends) > max_sentences:
+        ends = [ends[round((k + 1) * len(ends) / max_sentences) - 1] for k in range(max_sentences)]
+    return ends
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> dict:
+    """Cross-entropy over the scored targets (-100 = ignored), with token accuracy for monitoring."""
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+    scored = targets != -100
+    correct = ((logits.argmax(-1) == targets) & scored).sum()
+    return {"loss": loss, "correct": correct.detach(), "scored": scored.sum().detach()}
+
+
 def _layer_kv(cache, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
     if hasattr(cache, "layers"):  # transformers >= 4.56
         return cache.layers[layer].keys, cache.layers[layer].values
     return cache.key_cache[layer], cache.value_cache[layer]
+
+
+@dataclass
+class Compressed:
+    """What one compress pass gives for a batch of passages (masks mark the rows in use)."""
+
+    memory: torch.Tensor  # [B, M, W] passage memory
+    slot_mask: torch.Tensor  # [B, M]
+    sentence_memory: torch.Tensor  # [B, S*ms, W]
+    sentence_mask: torch.Tensor  # [B, S*ms]
+    sentence_ends: list[list[int]]
 
 
 class MemoryNetwork(nn.Module):
@@ -126,14 +200,22 @@ class MemoryNetwork(nn.Module):
         )
         self.lm = get_peft_model(base_model, self.lora_config, adapter_name="compress")
         self.embed_tokens = base_model.get_input_embeddings()
-        # Learned memory embeddings: m write slots and one <expand> marker, initialised from
-        # real token embeddings so they start in the distribution the frozen LM expects.
+        # Learned memory embeddings, initialised from real token embeddings so they start in the
+        # distribution the frozen LM expects: write slots for each level, and one marker per
+        # expand level (the "direction embedding" that tells the frozen LM what to regenerate).
         generator = torch.Generator().manual_seed(0)
         weight = self.embed_tokens.weight.detach()
-        rows = torch.randint(0, weight.size(0), (config.memory_slots + 1,), generator=generator)
-        init = weight[rows.to(weight.device)].clone().float()
-        self.write_embeddings = nn.Parameter(init[:-1].clone())  # [m, d]
-        self.expand_embedding = nn.Parameter(init[-1:].clone())  # [1, d]
+        counts = [config.memory_slots, 1, config.sentence_slots, config.document_slots, len(LEVELS) - 1,
+                  config.document_slots]
+        rows = torch.randint(0, weight.size(0), (sum(counts),), generator=generator)
+        init = weight[rows.to(weight.device)].clone().float().split(counts)
+        self.write_embeddings = nn.Parameter(init[0].clone())  # [M, d] passage slots
+        self.expand_embedding = nn.Parameter(init[1].clone())  # [1, d] passage marker
+        self.sentence_write_embeddings = nn.Parameter(init[2].clone())  # [ms, d]
+        self.document_write_embeddings = nn.Parameter(init[3].clone())  # [D, d]
+        self.level_markers = nn.Parameter(init[4].clone())  # [3, d]: sentence, document, continue
+        self.initial_state = nn.Parameter(init[5].clone())  # [D, d]: read slots of a document's first step
+        self.register_buffer("embedding_rms", weight.float().pow(2).mean().sqrt(), persistent=False)
         assert self.write_embeddings.shape == (config.memory_slots, hidden)
 
     # ---------------------------------------------------------------- shapes
@@ -147,46 +229,21 @@ class MemoryNetwork(nn.Module):
         return self.n_layers * 2 * self.n_kv_heads * self.head_dim
 
     def _decoder(self):
-        # The transformer body without the LM head: compress needs hidden states only.
+        # The transformer body without the LM head: compress needs keys/values only.
         return self.lm.get_base_model().base_model
 
     def _autocast(self):
         return autocast(self.device, self.config.autocast_bf16)
 
-    # -------------------------------------------------------------- compress
-    def compress(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Passages [B, T] (right-padded) -> memory [B, m, W] and slot mask [B, m]."""
-        batch, length = input_ids.shape
-        m, start = self.config.memory_slots, self.config.max_passage_tokens
-        if length > start:
-            raise ValueError(f"passage of {length} tokens exceeds max_passage_tokens={start}")
-        device = input_ids.device
-        text = self.embed_tokens(input_ids)
-        slots = self.write_embeddings.to(text.dtype).unsqueeze(0).expand(batch, -1, -1)
-        inputs = torch.cat([text, slots], dim=1)  # [B, T+m, d]
-        mask = torch.cat([attention_mask, attention_mask.new_ones(batch, m)], dim=1)
-        positions = torch.cat([torch.arange(length, device=device), start + torch.arange(m, device=device)])
-        with self._autocast():
-            out = self._decoder()(
-                inputs_embeds=inputs,
-                attention_mask=mask,
-                position_ids=positions.unsqueeze(0).expand(batch, -1),
-                use_cache=True,
-            )
-        cache = out.past_key_values
+    def _pack(self, cache, start: int, count: int) -> torch.Tensor:
+        """Cache rows [start, start+count) of every layer -> memory tokens [B, count, W]."""
         per_layer = []
         for layer in range(self.n_layers):
-            keys, values = _layer_kv(cache, layer)  # [B, kvh, T+m, hd]
-            per_layer.append(torch.stack([keys[:, :, length:], values[:, :, length:]], dim=1))
-        kv = torch.stack(per_layer, dim=1)  # [B, L, 2, kvh, m, hd]
-        memory = kv.permute(0, 4, 1, 2, 3, 5).reshape(batch, m, self.memory_width)
-        used = torch.tensor(
-            [self.config.slots_for(int(n)) for n in attention_mask.sum(dim=1)], device=device
-        )
-        slot_mask = (torch.arange(m, device=device).unsqueeze(0) < used.unsqueeze(1)).long()
-        return memory, slot_mask
+            keys, values = _layer_kv(cache, layer)  # [B, kvh, N, hd]
+            per_layer.append(torch.stack([keys[:, :, start:start + count], values[:, :, start:start + count]], dim=1))
+        kv = torch.stack(per_layer, dim=1)  # [B, L, 2, kvh, count, hd]
+        return kv.permute(0, 4, 1, 2, 3, 5).reshape(kv.size(0), count, self.memory_width)
 
-    # ---------------------------------------------------------------- expand
     def _memory_cache(self, memory: torch.Tensor):
         """Memory [B, m, W] -> a transformers cache holding it as each layer's keys/values."""
         from transformers import DynamicCache
@@ -199,58 +256,187 @@ class MemoryNetwork(nn.Module):
             cache.update(kv[:, layer, 0].contiguous(), kv[:, layer, 1].contiguous(), layer)
         return cache
 
-    def _expand_positions(self, batch: int, offset: int, length: int) -> torch.Tensor:
-        first = self.config.max_passage_tokens + self.config.memory_slots + offset
+    # -------------------------------------------------------------- compress
+    def _compress_mask(self, attention_mask: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        """Bool [B, 1, N, N]: causal over text and passage slots; sentence slot k sees the text
+        up to the end of sentence k and the earlier slots of its own sentence; nothing else
+        sees a sentence slot, so passage memory is the same with or without them."""
+        batch, length = attention_mask.shape
+        m, ms = self.config.memory_slots, self.config.sentence_slots
+        n_sent = ends.size(1)
+        first_sentence = length + m
+        total = first_sentence + n_sent * ms
+        device = attention_mask.device
+        index = torch.arange(total, device=device)
+        causal = index.unsqueeze(0) <= index.unsqueeze(1)  # [N(query), N(key)]
+        valid = torch.cat([attention_mask.bool(), attention_mask.new_ones(batch, total - length).bool()], dim=1)
+        mask = causal.unsqueeze(0) & valid.unsqueeze(1)
+        mask[:, :, first_sentence:] = False
+        text_index = torch.arange(length, device=device)
+        own = torch.tril(torch.ones(ms, ms, dtype=torch.bool, device=device))
+        for k in range(n_sent):
+            rows = slice(first_sentence + k * ms, first_sentence + (k + 1) * ms)
+            sees_text = (text_index.unsqueeze(0) < ends[:, k : k + 1]) & attention_mask.bool()  # [B, T]
+            mask[:, rows, :length] = sees_text.unsqueeze(1)
+            mask[:, rows, length:first_sentence] = False
+            mask[:, rows, rows] = own
+        mask[:, index, index] = True  # every row sees itself (no empty softmax for padding)
+        return mask.unsqueeze(1)
+
+    def compress(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        sentence_ends: list[list[int]] | None = None,
+        ratio: int | None = None,
+    ) -> Compressed:
+        """Passages [B, T] (right-padded) -> passage and sentence memory in one forward pass.
+
+        `sentence_ends` (token index one past each sentence, per passage) default to one sentence
+        per passage; `ratio` picks fewer passage slots than the adapter's densest setting."""
+        batch, length = input_ids.shape
+        cfg = self.config
+        m, ms, start = cfg.memory_slots, cfg.sentence_slots, cfg.max_passage_tokens
+        if length > start:
+            raise ValueError(f"passage of {length} tokens exceeds max_passage_tokens={start}")
+        device = input_ids.device
+        lengths = [int(n) for n in attention_mask.sum(dim=1)]
+        if sentence_ends is None:
+            sentence_ends = [[n] for n in lengths]
+        n_sent = max(1, max(len(e) for e in sentence_ends))
+        ends = torch.zeros((batch, n_sent), dtype=torch.long)
+        sentence_mask = torch.zeros((batch, n_sent), dtype=torch.long)
+        for row, row_ends in enumerate(sentence_ends):
+            ends[row, : len(row_ends)] = torch.tensor(row_ends, dtype=torch.long)
+            sentence_mask[row, : len(row_ends)] = 1
+        ends, sentence_mask = ends.to(device), sentence_mask.to(device)
+
+        text = self.embed_tokens(input_ids)
+        slots = self.write_embeddings.to(text.dtype).unsqueeze(0).expand(batch, -1, -1)
+        sentence_slots = self.sentence_write_embeddings.to(text.dtype).repeat(n_sent, 1)
+        inputs = torch.cat([text, slots, sentence_slots.unsqueeze(0).expand(batch, -1, -1)], dim=1)
+        positions = torch.cat([
+            torch.arange(length, device=device),
+            start + torch.arange(m, device=device),
+            cfg.after_memory + torch.arange(ms, device=device).repeat(n_sent),
+        ])
+        with self._autocast():
+            out = self._decoder()(
+                inputs_embeds=inputs,
+                attention_mask=self._compress_mask(attention_mask, ends),
+                position_ids=positions.unsqueeze(0).expand(batch, -1),
+                use_cache=True,
+            )
+        cache = out.past_key_values
+        memory = self._pack(cache, length, m)
+        sentence_memory = self._pack(cache, length + m, n_sent * ms)
+        used = torch.tensor([cfg.slots_for(n, ratio) for n in lengths], device=device)
+        slot_mask = (torch.arange(m, device=device).unsqueeze(0) < used.unsqueeze(1)).long()
+        return Compressed(memory, slot_mask, sentence_memory, sentence_mask.repeat_interleave(ms, dim=1),
+                          [list(e) for e in sentence_ends])
+
+    def update_state(
+        self, memory: torch.Tensor, slot_mask: torch.Tensor, carry: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of the document recurrence (RMT-style): D read slots holding the carried
+        state and D write slots read the passage memory P_t as their cache. Returns the new
+        state S_t (the write slots' keys/values [B, D, W], what the expand side reads) and the
+        new carry (their final hidden states [B, D, d], fed to the next step as read slots).
+
+        The carry goes in at the input, not as cached keys/values: a cached key/value of layer l
+        only reaches layers above l, so a state passed on as cache alone would lose the first
+        passage after L steps; read slots at the input keep every layer in the loop."""
+        batch, d = memory.size(0), self.config.document_slots
+        if carry is None:
+            carry = self.initial_state.unsqueeze(0).expand(batch, -1, -1)
+        slots = self.document_write_embeddings.unsqueeze(0).expand(batch, -1, -1)
+        inputs = torch.cat([carry.to(slots.dtype), slots], dim=1)
+        mask = torch.cat([slot_mask, slot_mask.new_ones(batch, 2 * d)], dim=1)
+        positions = self.config.after_memory + torch.arange(2 * d, device=self.device)
+        with self._autocast():
+            out = self._decoder()(
+                inputs_embeds=inputs,
+                attention_mask=mask,
+                position_ids=positions.unsqueeze(0).expand(batch, -1),
+                past_key_values=self._memory_cache(memory),
+                use_cache=True,
+            )
+        state = self._pack(out.past_key_values, memory.size(1) + d, d)
+        hidden = out.last_hidden_state[:, d:].float()
+        # Final hidden states are normed to a different scale than input embeddings: rescale.
+        new_carry = hidden / hidden.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt() * self.embedding_rms
+        return state, new_carry
+
+    # ---------------------------------------------------------------- expand
+    def _marker(self, level: str) -> torch.Tensor:
+        if level == "passage":
+            return self.expand_embedding
+        return self.level_markers[LEVELS.index(level) - 1 : LEVELS.index(level)]
+
+    def _expand_start(self, level: str) -> int:
+        """Position of the marker: right after where the level's memory was written."""
+        after = self.config.after_memory
+        return {"passage": after, "sentence": after + self.config.sentence_slots}.get(
+            level, after + 2 * self.config.document_slots)
+
+    def _positions(self, level: str, batch: int, offset: int, length: int) -> torch.Tensor:
+        first = self._expand_start(level) + offset
         return (first + torch.arange(length, device=self.device)).unsqueeze(0).expand(batch, -1)
 
     def expand_logits(
-        self, memory: torch.Tensor, slot_mask: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self, memory: torch.Tensor, memory_mask: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+        level: str = "passage", autocast: bool = True,
     ) -> torch.Tensor:
-        """Teacher-forced expand: logits [B, T+1, V]; position i predicts token i (then EOS)."""
+        """Teacher-forced expand: logits [B, T+1, V]; position i predicts token i (then EOS).
+        `autocast=False` computes in full precision, as greedy decoding does."""
         batch, length = input_ids.shape
-        marker = self.expand_embedding.unsqueeze(0).expand(batch, -1, -1)
+        marker = self._marker(level).unsqueeze(0).expand(batch, -1, -1)
         text = self.embed_tokens(input_ids)
         inputs = torch.cat([marker.to(text.dtype), text], dim=1)
-        mask = torch.cat([slot_mask, slot_mask.new_ones(batch, 1), attention_mask], dim=1)
-        with self.lm.disable_adapter(), self._autocast():
+        mask = torch.cat([memory_mask, memory_mask.new_ones(batch, 1), attention_mask], dim=1)
+        with self.lm.disable_adapter(), (self._autocast() if autocast else contextlib.nullcontext()):
             out = self.lm(
                 inputs_embeds=inputs,
                 attention_mask=mask,
-                position_ids=self._expand_positions(batch, 0, length + 1),
+                position_ids=self._positions(level, batch, 0, length + 1),
                 past_key_values=self._memory_cache(memory),
                 use_cache=True,
             )
         return out.logits
 
-    def reconstruction_targets(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """[B, T+1]: the passage, then EOS, then -100 (ignored) for padding."""
+    def reconstruction_targets(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                               eos: bool = True) -> torch.Tensor:
+        """[B, T+1]: the text, then EOS (unless `eos` is False), then -100 (ignored) for padding."""
         batch = input_ids.size(0)
         targets = torch.full((batch, input_ids.size(1) + 1), -100, dtype=torch.long, device=input_ids.device)
         lengths = attention_mask.sum(dim=1)
         for row in range(batch):
             n = int(lengths[row])
             targets[row, :n] = input_ids[row, :n]
-            targets[row, n] = self.eos_token_id
+            if eos:
+                targets[row, n] = self.eos_token_id
         return targets
 
-    def reconstruction_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict:
-        """-log p_expand(passage | compress(passage)), with token accuracy for monitoring."""
-        memory, slot_mask = self.compress(input_ids, attention_mask)
-        logits = self.expand_logits(memory, slot_mask, input_ids, attention_mask).float()
-        targets = self.reconstruction_targets(input_ids, attention_mask)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
-        scored = targets != -100
-        correct = ((logits.argmax(-1) == targets) & scored).sum()
-        return {"loss": loss, "correct": correct.detach(), "scored": scored.sum().detach()}
+    def expand_loss(self, memory, memory_mask, input_ids, attention_mask, level: str = "passage") -> dict:
+        """-log p_expand(text | memory) at one level, with token accuracy for monitoring.
+        The "continue" level predicts the next passage, which does not end the document: no EOS."""
+        logits = self.expand_logits(memory, memory_mask, input_ids, attention_mask, level).float()
+        return lm_loss(logits, self.reconstruction_targets(input_ids, attention_mask, eos=level != "continue"))
+
+    def reconstruction_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, ratio: int | None = None) -> dict:
+        """-log p_expand(passage | compress(passage))."""
+        compressed = self.compress(input_ids, attention_mask, ratio=ratio)
+        return self.expand_loss(compressed.memory, compressed.slot_mask, input_ids, attention_mask)
 
     @torch.inference_mode()
-    def generate(self, memory: torch.Tensor, slot_mask: torch.Tensor, max_new_tokens: int | None = None) -> list[list[int]]:
-        """Greedy expand from memory alone; returns token ids per passage (without EOS)."""
+    def generate(self, memory: torch.Tensor, memory_mask: torch.Tensor, max_new_tokens: int | None = None,
+                 level: str = "passage") -> list[list[int]]:
+        """Greedy expand from memory alone; returns token ids per row (without EOS)."""
         batch = memory.size(0)
         limit = max_new_tokens or self.config.max_passage_tokens + 8
         cache = self._memory_cache(memory)
-        mask = torch.cat([slot_mask, slot_mask.new_ones(batch, 1)], dim=1)
-        inputs = {"inputs_embeds": self.expand_embedding.unsqueeze(0).expand(batch, -1, -1)}
+        mask = torch.cat([memory_mask, memory_mask.new_ones(batch, 1)], dim=1)
+        inputs = {"inputs_embeds": self._marker(level).unsqueeze(0).expand(batch, -1, -1)}
         done = torch.zeros(batch, dtype=torch.bool, device=self.device)
         tokens: list[list[int]] = [[] for _ in range(batch)]
         # No autocast here: for one token per step, casting every weight to bf16 costs more than
@@ -260,7 +446,7 @@ class MemoryNetwork(nn.Module):
                 out = self.lm(
                     **inputs,
                     attention_mask=mask,
-                    position_ids=self._expand_positions(batch, step, 1),
+                    position_ids=self._positions(level, batch, step, 1),
                     past_key_values=cache,
                     use_cache=True,
                 )
@@ -278,17 +464,41 @@ class MemoryNetwork(nn.Module):
                 mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
         return tokens
 
+    @torch.inference_mode()
+    def expand_steps(self, memory: torch.Tensor, level: str = "passage"):
+        """Generator over one memory [m, W]: yields fp32 next-token logits [V] and takes the
+        token actually chosen via send(). Residual coding runs this same computation when
+        encoding and when decoding, so both sides see bit-identical probabilities."""
+        memory = memory.unsqueeze(0).to(self.device, torch.float32)
+        cache = self._memory_cache(memory)
+        mask = torch.ones((1, memory.size(1) + 1), dtype=torch.long, device=self.device)
+        inputs = {"inputs_embeds": self._marker(level).unsqueeze(0)}
+        step = 0
+        with self.lm.disable_adapter():
+            while True:
+                out = self.lm(**inputs, attention_mask=mask, position_ids=self._positions(level, 1, step, 1),
+                              past_key_values=cache, use_cache=True)
+                cache = out.past_key_values
+                token = yield out.logits[0, -1].float()
+                inputs = {"input_ids": torch.tensor([[int(token)]], device=self.device)}
+                mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
+                step += 1
+
     # ------------------------------------------------------------ persistence
+    _EMBEDDINGS = ("write_embeddings", "expand_embedding", "sentence_write_embeddings",
+                   "document_write_embeddings", "level_markers", "initial_state")
+
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The adapter: LoRA weights plus learned memory embeddings (a few MB)."""
         from peft import get_peft_model_state_dict
 
         state = {f"lora.{k}": v for k, v in get_peft_model_state_dict(self.lm, adapter_name="compress").items()}
-        state["memory.write_embeddings"] = self.write_embeddings.detach()
-        state["memory.expand_embedding"] = self.expand_embedding.detach()
+        for name in self._EMBEDDINGS:
+            state[f"memory.{name}"] = getattr(self, name).detach()
         return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
-    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+    def load_trainable_state(self, state: dict[str, torch.Tensor], *, partial: bool = False) -> None:
+        """Load an adapter; with `partial`, embeddings it lacks (a v1 adapter) keep their init."""
         from peft import set_peft_model_state_dict
 
         lora = {k[len("lora."):]: v for k, v in state.items() if k.startswith("lora.")}
@@ -297,13 +507,16 @@ class MemoryNetwork(nn.Module):
         if unexpected:
             raise ValueError(f"adapter does not fit this model: unexpected keys {unexpected[:3]}")
         with torch.no_grad():
-            self.write_embeddings.copy_(state["memory.write_embeddings"])
-            self.expand_embedding.copy_(state["memory.expand_embedding"])
+            for name in self._EMBEDDINGS:
+                key = f"memory.{name}"
+                if key not in state and partial:
+                    continue
+                getattr(self, name).copy_(state[key])
 
     def trainable_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(LoRA weights, memory embeddings): trained with different learning rates."""
         lora = [p for n, p in self.lm.named_parameters() if "lora_" in n and p.requires_grad]
-        return lora, [self.write_embeddings, self.expand_embedding]
+        return lora, [getattr(self, name) for name in self._EMBEDDINGS]
 
     def save_adapter(self, folder: Path, *, base_model: str, extra: dict | None = None) -> None:
         """Write adapter.safetensors + config.json into `folder` (which must exist)."""
@@ -322,8 +535,8 @@ def read_adapter_config(folder: Path) -> dict:
         info = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read adapter config {path}: {exc}") from exc
-    if info.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"adapter {folder} has format {info.get('format_version')}, expected {FORMAT_VERSION}")
+    if info.get("format_version") not in READABLE_FORMATS:
+        raise ValueError(f"adapter {folder} has format {info.get('format_version')}, expected one of {READABLE_FORMATS}")
     return info
 
 

@@ -34,10 +34,14 @@ class IngestReport:
     errors: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    refined: list[int] = field(default_factory=lambda: [0, 0])  # [exact after refinement, refined]
 
     def to_json(self) -> dict:
-        return {"added": self.added, "unchanged": self.unchanged, "errors": self.errors,
-                "skipped": self.skipped, "seconds": round(self.seconds, 3)}
+        out = {"added": self.added, "unchanged": self.unchanged, "errors": self.errors,
+               "skipped": self.skipped, "seconds": round(self.seconds, 3)}
+        if self.refined[1]:
+            out["refined"] = {"exact": self.refined[0], "passages": self.refined[1]}
+        return out
 
 
 def _symlink_loop(path: Path) -> bool:
@@ -108,16 +112,26 @@ def ingest(
     def flush() -> None:
         if not pending:
             return
-        passages = [p for _, parts in pending for p in parts]
-        memories = engine.compress([p.token_ids for p in passages])  # tokenised once, by the segmenter
-        batch, cursor = [], 0
-        for document, parts in pending:
+        settings = archive.settings
+        exact = settings.get("exact", "none")
+        memories = engine.compress_documents(  # token ids come from the segmenter: tokenised once
+            [[p.token_ids for p in parts] for _, parts in pending], ratio=settings.get("compression_ratio"),
+            refine_steps=int(settings.get("refine_steps", 200)) if exact == "refine" else 0,
+            refine_lr=float(settings.get("refine_lr", 0.05)))
+        coder = engine.coder_tag() if exact == "residual" else None
+        batch = []
+        for (document, parts), levels in zip(pending, memories):
             new_passages = []
-            for index, part in enumerate(parts):
+            for index, (part, level) in enumerate(zip(parts, levels)):
+                residual = engine.encode_residual(level.memory, part.token_ids) if coder else None
+                if level.refined is not None:
+                    report.refined[0] += level.refined
+                    report.refined[1] += 1
                 new_passages.append(NewPassage(index=index, text=part.text, tokens=part.tokens,
                                                location=document.locate(part.start, part.end),
-                                               memory=memories[cursor]))
-                cursor += 1
+                                               memory=level.packed(), sentence_rows=level.sentences.shape[0],
+                                               state_rows=0 if level.state is None else level.state.shape[0],
+                                               residual=residual, coder=coder))
             metadata = {**document.metadata, **({"part": document.part} if document.part else {})}
             batch.append(NewDocument(source=document.source, kind=document.kind, title=document.title,
                                      content_sha256=document.content_sha256,

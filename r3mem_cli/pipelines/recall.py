@@ -2,7 +2,12 @@
 
 The text is always regenerated from the memory tokens; a kept source is only read to measure
 how faithful the rebuild is. `exact` compares the rebuild's sha256 with the hash recorded at
-ingest, so it works in pure-memory archives too.
+ingest, so it works in pure-memory archives too. Where ingest stored a residual, the passage is
+decoded from memory + residual (exact by construction on the same numerics); if the hash says
+otherwise, the greedy rebuild is returned and `method` says the residual did not decode.
+
+Levels: `passage` rebuilds each passage from its passage memory, `sentence` each sentence from
+its own sentence memory, `document` the document's opening from its fixed-size document state.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from pathlib import Path
 from ..archive import Archive
 from ..errors import NotFound
 from ..evaluation.metrics import char_similarity
-from ..model.engine import MemoryEngine
+from ..model.engine import MemoryEngine, PassageMemory
 
 
 def resolve_document(archive: Archive, ref: str):
@@ -28,29 +33,81 @@ def resolve_document(archive: Archive, ref: str):
         return found
 
 
-def recall(archive: Archive, engine: MemoryEngine, doc: str, passage: int | None = None) -> dict:
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def recall(archive: Archive, engine: MemoryEngine, doc: str, passage: int | None = None,
+           level: str = "passage") -> dict:
     document = resolve_document(archive, doc)
     passages = archive.passages(document.id)
+    if level == "document":
+        return _recall_document(archive, engine, document, passages)
     if passage is not None:
         passages = [p for p in passages if p.index == passage]
         if not passages:
             raise NotFound(f"document {document.id} has no passage {passage} (it has {document.passages})")
-    memory = archive.load_memory([p.id for p in passages])
-    texts = engine.expand([memory[p.id] for p in passages])
+    stored = archive.load_memory([p.id for p in passages])
+    levels = {p.id: PassageMemory.unpack(stored[p.id], p.slots or 0, p.sentence_rows, p.state_rows) for p in passages}
+    if level == "sentence":
+        return _recall_sentences(archive, engine, document, passages, levels)
+    texts = engine.expand([levels[p.id].memory for p in passages])
+    residuals = archive.residuals([p.id for p in passages])
     results = []
     for info, text in zip(passages, texts):
+        method = "memory"
+        if info.id in residuals:
+            decoded = engine.decode_residual(levels[info.id].memory, residuals[info.id][0], info.tokens)
+            if _sha(decoded) == info.text_sha256:
+                text, method = decoded, "residual"
+            else:
+                method = "memory (the residual did not decode on this machine's numerics)"
         original = archive.source_text(info.id)
         results.append({
             "passage": info.index,
             "text": text,
-            "exact": hashlib.sha256(text.encode("utf-8")).hexdigest() == info.text_sha256,
+            "exact": _sha(text) == info.text_sha256,
+            "method": method,
             "similarity": None if original is None else round(char_similarity(text, original), 4),
         })
     similarities = [r["similarity"] for r in results if r["similarity"] is not None]
     return {
         "doc": document.id,
         "title": document.title,
+        "level": "passage",
         "passages": results,
         "exact_rate": sum(r["exact"] for r in results) / max(1, len(results)),
         "similarity": round(sum(similarities) / len(similarities), 4) if similarities else None,
     }
+
+
+def _recall_sentences(archive, engine, document, passages, levels) -> dict:
+    """Each sentence regenerated from its own sentence memory (one memory token by default)."""
+    ms = engine.config.sentence_slots
+    rows = [(p, k) for p in passages for k in range(levels[p.id].sentences.shape[0] // ms)]
+    texts = engine.expand([levels[p.id].sentences[k * ms:(k + 1) * ms] for p, k in rows], level="sentence")
+    out: dict[int, list[str]] = {}
+    for (info, _), text in zip(rows, texts):
+        out.setdefault(info.index, []).append(text)
+    results = []
+    for info in passages:
+        original = archive.source_text(info.id)
+        joined = " ".join(out.get(info.index, []))
+        results.append({"passage": info.index, "sentences": out.get(info.index, []),
+                        "similarity": None if original is None else round(char_similarity(joined, original), 4)})
+    similarities = [r["similarity"] for r in results if r["similarity"] is not None]
+    return {"doc": document.id, "title": document.title, "level": "sentence", "passages": results,
+            "similarity": round(sum(similarities) / len(similarities), 4) if similarities else None}
+
+
+def _recall_document(archive, engine, document, passages) -> dict:
+    """The document's opening passage, regenerated from the document state alone."""
+    last = passages[-1] if passages else None
+    if last is None or not last.state_rows:
+        raise NotFound(f"document {document.id} has no document memory (ingested before r3mem kept one)")
+    stored = archive.load_memory([last.id])[last.id]
+    state = PassageMemory.unpack(stored, last.slots or 0, last.sentence_rows, last.state_rows).state
+    text = engine.expand([state], level="document")[0]
+    original = archive.source_text(passages[0].id)
+    return {"doc": document.id, "title": document.title, "level": "document", "opening": text,
+            "similarity": None if original is None else round(char_similarity(text, original), 4)}

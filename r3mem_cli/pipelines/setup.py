@@ -21,14 +21,20 @@ def default_archive_path() -> Path:
     return Path(env) if env else Path(platformdirs.user_data_dir("r3mem")) / "default"
 
 
+EXACT_METHODS = ("none", "refine", "residual")
+
+
 def create_archive(root: Path, *, model: str = DEFAULT_MODEL, keep_source: bool = True,
-                   adapter: Path | None = None) -> tuple[Archive, list[str]]:
+                   adapter: Path | None = None, settings: dict | None = None) -> tuple[Archive, list[str]]:
     """Create an archive opened for writing; returns it with warnings for the user.
 
     The adapter comes from `adapter` (a folder written by `r3mem train`), else the one shipped
     for the default model, else a fresh untrained one (recall stays poor until trained).
     """
     warnings: list[str] = []
+    settings = dict(settings or {})
+    if settings.get("exact", "none") not in EXACT_METHODS:
+        raise ArchiveError(f"--exact must be one of {', '.join(EXACT_METHODS)}, not {settings['exact']!r}")
     temporary = None
     if adapter is None:
         adapter = shipped_adapter(model)
@@ -37,22 +43,32 @@ def create_archive(root: Path, *, model: str = DEFAULT_MODEL, keep_source: bool 
         warnings.append(f"no trained adapter for {model}: memory is untrained, recall will be poor; "
                         "train one with `r3mem train FOLDER --model ...` and pass it to `r3mem init --adapter`")
     try:
+        return _create(root, model, keep_source, adapter, settings), warnings
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _create(root: Path, model: str, keep_source: bool, adapter: Path, settings: dict) -> Archive:
+    try:
         info = read_adapter_config(adapter)
     except ValueError as exc:
         raise ArchiveError(f"--adapter {adapter}: {exc}") from exc
     if info.get("base_model") not in (None, model):
         raise ArchiveError(f"adapter {adapter} was trained for {info['base_model']}, not {model}")
+    memory = MemoryConfig.from_dict(info["memory"])
+    ratio = settings.get("compression_ratio")
+    if ratio is not None and not memory.compression_ratio <= int(ratio) <= memory.max_passage_tokens:
+        raise ArchiveError(f"--compression-ratio {ratio}: this adapter supports {memory.compression_ratio} "
+                           f"to {memory.max_passage_tokens} passage tokens per memory token")
     existed = Path(root).exists()
+    archive = Archive.create(root, model=model, keep_source=keep_source, memory_config=info["memory"],
+                             settings=settings)
     try:
-        archive = Archive.create(root, model=model, keep_source=keep_source, memory_config=info["memory"])
-        try:
-            archive.install_adapter(adapter)
-        except BaseException:
-            archive.close()
-            if not existed:  # never leave a half-made archive behind
-                shutil.rmtree(root, ignore_errors=True)
-            raise
-    finally:
-        if temporary is not None:
-            shutil.rmtree(temporary, ignore_errors=True)
-    return archive, warnings
+        archive.install_adapter(adapter)
+    except BaseException:
+        archive.close()
+        if not existed:  # never leave a half-made archive behind
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    return archive

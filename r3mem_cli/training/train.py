@@ -1,6 +1,8 @@
-"""Train the memory network's adapter with the reconstruction objective, resumably.
+"""Train the memory network's adapter with its objectives (training/objectives.py), resumably.
 
-A flat loop (nanoGPT style). The output folder holds:
+A flat loop (nanoGPT style) on CPU, one GPU, or several: run it under `accelerate launch` or
+`torchrun` and each process takes its share of every step's windows while `accelerate`
+synchronises gradients; only the main process evaluates and writes. The output folder holds:
     checkpoint/   adapter + optimizer + loop state, rewritten atomically every few minutes;
                   a killed run started again with the same command continues from here
     adapter.safetensors, config.json   the finished adapter (what `r3mem init --adapter` takes)
@@ -27,18 +29,22 @@ from ..model.loading import DEFAULT_MODEL, load_base_model, resolve_device
 from ..evaluation.metrics import char_similarity
 from ..model.memory import MemoryConfig, MemoryNetwork, load_adapter_weights, pad_batch, read_adapter_config
 from ..segment.segmenter import Segmenter
-from ..sources.text import ReaderError, iter_files, read_text_file
+from ..sources import ReaderError, iter_inputs, read_path, supported
+from .objectives import ObjectiveConfig, Objectives, make_windows
 
 
 @dataclass
 class TrainConfig:
     """Every knob of a training run; saved in the checkpoint so a resumed run is the same run."""
 
-    data: str = field(metadata={"help": "folder of .txt/.md files to train on"})
+    data: str = field(metadata={"help": "folder of documents or chat exports to train on (any format ingest reads)"})
     output: str = field(metadata={"help": "folder for checkpoints and the finished adapter"})
     base_model: str = DEFAULT_MODEL
     steps: int = field(default=1000, metadata={"help": "total optimizer steps (raise it to continue a run)"})
-    batch_size: int = 8
+    batch_size: int = field(default=8, metadata={"help": "passages per step (whole windows, across all processes)"})
+    init_adapter: str | None = field(default=None, metadata={
+        "help": "adapter folder to start from (warm start; its missing embeddings start fresh)"})
+    objectives: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     lr: float = field(default=1e-3, metadata={"help": "learning rate of the LoRA weights"})
     memory_lr: float = field(default=1e-2, metadata={"help": "learning rate of the memory embeddings"})
     warmup_steps: int = 20
@@ -67,42 +73,58 @@ def split_corpus(files: list[Path], root: Path, fraction: float) -> tuple[list[P
     return train, heldout
 
 
-def load_passages(files: list[Path], segmenter: Segmenter) -> list[str]:
-    passages = []
+def load_documents(files: list[Path], segmenter: Segmenter) -> list[list[list[int]]]:
+    """Token ids of each passage, per document, in reading order (what the recurrence needs).
+    Chat turns are kept whole and sessions apart, exactly as `ingest` segments them."""
+    documents = []
     for path in files:
         try:
-            document = read_text_file(path)
+            read = read_path(path)
         except ReaderError:
             continue
-        passages.extend(p.text for p in segmenter.split(document.text))
-    return passages
+        for document in read:
+            units = [(t.start, t.end, t.session) for t in document.turns] if document.turns else None
+            passages = [p.token_ids for p in segmenter.split(document.text, units) if p.token_ids]
+            if passages:
+                documents.append(passages)
+    return documents
 
 
-def encode_batch(tokenizer, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded token ids and attention mask for a list of passages."""
-    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    return pad_batch(encoded, tokenizer.eos_token_id, device)
-
-
-def evaluate(network: MemoryNetwork, tokenizer, passages: list[str], batch_size: int = 16) -> dict:
-    """Held-out reconstruction: teacher-forced token accuracy, greedy exact rate, similarity."""
+def evaluate(network: MemoryNetwork, tokenizer, documents: list[list[list[int]]], objectives: ObjectiveConfig,
+             batch_size: int = 16) -> dict:
+    """Held-out: greedy passage recall (exact rate, character similarity) and the teacher-forced
+    token accuracy of every objective that is switched on."""
     network.eval()
-    correct = scored = exact = 0
+    passages = [p for doc in documents for p in doc]
+    exact = 0
     similarity = 0.0
+    counts: dict[str, list[int]] = {}
+    objective = Objectives(network, tokenizer, objectives)
     with torch.no_grad():
         for first in range(0, len(passages), batch_size):
-            texts = passages[first : first + batch_size]
-            ids, mask = encode_batch(tokenizer, texts, network.device)
-            out = network.reconstruction_loss(ids, mask)
-            correct += int(out["correct"])
-            scored += int(out["scored"])
-            memory, slot_mask = network.compress(ids, mask)
-            for text, tokens in zip(texts, network.generate(memory, slot_mask)):
-                rebuilt = tokenizer.decode(tokens)
-                exact += rebuilt == text
-                similarity += char_similarity(rebuilt, text)
+            chunk = passages[first : first + batch_size]
+            ids, mask = pad_batch(chunk, tokenizer.eos_token_id, network.device)
+            compressed = network.compress(ids, mask)
+            for tokens, rebuilt in zip(chunk, network.generate(compressed.memory, compressed.slot_mask)):
+                text, again = tokenizer.decode(tokens), tokenizer.decode(rebuilt)
+                exact += again == text
+                similarity += char_similarity(again, text)
+        windows = make_windows(documents, objectives.window)
+        per_step = max(1, batch_size // max(1, objectives.window))
+        for first in range(0, len(windows), per_step):
+            # The query objective picks sentences at random: the same ones at every evaluation.
+            out = objective(windows[first : first + per_step], rng=random.Random(first))
+            for name, term in out.items():
+                if isinstance(term, dict) and int(term["scored"]):
+                    got = counts.setdefault(name, [0, 0])
+                    got[0] += int(term["correct"])
+                    got[1] += int(term["scored"])
     n = max(1, len(passages))
-    return {"token_accuracy": correct / max(1, scored), "exact_rate": exact / n, "similarity": similarity / n, "passages": len(passages)}
+    result = {"exact_rate": exact / n, "similarity": similarity / n, "passages": len(passages)}
+    for name, (correct, scored) in counts.items():
+        key = "token_accuracy" if name == "passage" else f"{name}_accuracy"
+        result[key] = correct / max(1, scored)
+    return result
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -196,24 +218,28 @@ def train(
         loop_state.update({k: saved[k] for k in loop_state})
     memory_config = memory_config or MemoryConfig()
 
-    device = resolve_device(config.device)
-    random.seed(config.seed)
+    accelerator = _accelerator(resolve_device(config.device))
+    device = str(accelerator.device)
     torch.manual_seed(config.seed)
     base, tokenizer = model_and_tokenizer or load_base_model(config.base_model, device)
     network = MemoryNetwork(base, memory_config, eos_token_id=tokenizer.eos_token_id).to(device)
+    if config.init_adapter and not resume:
+        read_adapter_config(Path(config.init_adapter))
+        network.load_trainable_state(load_adapter_weights(Path(config.init_adapter)), partial=True)
     segmenter = Segmenter(tokenizer, memory_config.max_passage_tokens)
 
     root = Path(config.data)
-    files = iter_files([root])
+    files = [f for f in iter_inputs([root]) if supported(f)]
     if not files:
-        raise R3memError(f"no .txt or .md files under {root}")
+        raise R3memError(f"no readable documents under {root}")
     train_files, heldout_files = split_corpus(files, root, config.heldout_fraction)
-    train_passages = load_passages(train_files, segmenter)
-    heldout_passages = load_passages(heldout_files, segmenter)[: config.eval_passages]
-    if not train_passages:
+    train_windows = make_windows(load_documents(train_files, segmenter), config.objectives.window)
+    heldout_documents = _first_passages(load_documents(heldout_files, segmenter), config.eval_passages)
+    if not train_windows:
         raise R3memError(f"no text to train on under {root}")
     emit({"event": "data", "train_files": len(train_files), "heldout_files": len(heldout_files),
-          "train_passages": len(train_passages), "heldout_passages": len(heldout_passages)})
+          "train_windows": len(train_windows), "train_passages": sum(len(w) for w in train_windows),
+          "heldout_passages": sum(len(d) for d in heldout_documents)})
 
     lora, memory_params = network.trainable_parameters()
     optimizer = torch.optim.AdamW(
@@ -227,10 +253,13 @@ def train(
 
         torch.set_rng_state(load_file(str(checkpoint / "rng.safetensors"))["torch"])
         emit({"event": "resumed", "step": loop_state["step"]})
+    objective, optimizer = accelerator.prepare(Objectives(network, tokenizer, config.objectives), optimizer)
+    main = accelerator.is_main_process
+    windows_per_step = max(1, config.batch_size // max(1, config.objectives.window))
 
     def order(epoch: int) -> list[int]:
         generator = torch.Generator().manual_seed(config.seed * 1000003 + epoch)
-        return torch.randperm(len(train_passages), generator=generator).tolist()
+        return torch.randperm(len(train_windows), generator=generator).tolist()
 
     permutation = order(loop_state["epoch"])
     last_checkpoint = time.monotonic()
@@ -238,65 +267,103 @@ def train(
 
     def snapshot() -> None:
         loop_state["seconds"] = time.monotonic() - started
-        save_checkpoint(checkpoint, network, optimizer, loop_state, config)
-        emit({"event": "checkpoint", "step": loop_state["step"]})
+        accelerator.wait_for_everyone()
+        if main:
+            save_checkpoint(checkpoint, network, optimizer, loop_state, config)
+            emit({"event": "checkpoint", "step": loop_state["step"]})
 
     def run_eval() -> dict:
-        metrics = evaluate(network, tokenizer, heldout_passages) if heldout_passages else {}
+        metrics = evaluate(network, tokenizer, heldout_documents, config.objectives) if heldout_documents else {}
         metrics["step"] = loop_state["step"]
         loop_state["history"].append(metrics)
-        with (output / "metrics.jsonl").open("a") as handle:
-            handle.write(json.dumps(metrics) + "\n")
-        emit({"event": "eval", **metrics})
+        if main:
+            with (output / "metrics.jsonl").open("a") as handle:
+                handle.write(json.dumps(metrics) + "\n")
+            emit({"event": "eval", **metrics})
         network.train()
         return metrics
 
     output.mkdir(parents=True, exist_ok=True)
-    if loop_state["step"] == 0 and heldout_passages:
+    if loop_state["step"] == 0 and heldout_documents:
         run_eval()
     network.train()
     while loop_state["step"] < config.steps:
-        if loop_state["cursor"] + config.batch_size > len(permutation):
+        if loop_state["cursor"] + windows_per_step > len(permutation):
             loop_state["epoch"] += 1
             loop_state["cursor"] = 0
             permutation = order(loop_state["epoch"])
-        picked = permutation[loop_state["cursor"] : loop_state["cursor"] + config.batch_size]
-        texts = [train_passages[i] for i in picked]
-        ids, mask = encode_batch(tokenizer, texts, device)
+        picked = permutation[loop_state["cursor"] : loop_state["cursor"] + windows_per_step]
+        # Each process takes its share of the step's windows; one RNG per step keeps a resumed
+        # run identical to an uninterrupted one without saving Python's random state.
+        windows = [train_windows[i] for i in picked][accelerator.process_index :: accelerator.num_processes]
+        rng = random.Random(config.seed * 1000003 + loop_state["step"])
+        ratio = rng.choice(config.objectives.ratios)
 
         scale = learning_rate_scale(loop_state["step"], config)
         for group, lr in zip(optimizer.param_groups, base_lrs):
             group["lr"] = lr * scale
-        out = network.reconstruction_loss(ids, mask)
+        out = objective(windows, ratio=ratio, rng=rng)
         optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(lora + memory_params, config.grad_clip)
+        accelerator.backward(out["loss"])
+        accelerator.clip_grad_norm_(lora + memory_params, config.grad_clip)
         optimizer.step()
 
         loop_state["step"] += 1
-        loop_state["cursor"] += config.batch_size
-        loop_state["tokens"] += int(mask.sum())
+        loop_state["cursor"] += windows_per_step
+        loop_state["tokens"] += sum(len(p) for w in windows for p in w) * accelerator.num_processes
         elapsed = time.monotonic() - started
-        emit({"event": "step", "step": loop_state["step"], "steps": config.steps, "loss": float(out["loss"].detach()),
-              "token_accuracy": int(out["correct"]) / max(1, int(out["scored"])),
-              "tokens_per_second": loop_state["tokens"] / max(elapsed, 1e-9)})
-        if config.eval_every and loop_state["step"] % config.eval_every == 0 and heldout_passages:
+        event = {"event": "step", "step": loop_state["step"], "steps": config.steps, "ratio": ratio,
+                 "loss": float(out["loss"].detach()), "tokens_per_second": loop_state["tokens"] / max(elapsed, 1e-9)}
+        for name, term in out.items():
+            if isinstance(term, dict):
+                event[f"{name}_loss"] = float(term["loss"].detach())
+        event["token_accuracy"] = int(out["passage"]["correct"]) / max(1, int(out["passage"]["scored"])) \
+            if "passage" in out else None
+        emit(event)
+        if config.eval_every and loop_state["step"] % config.eval_every == 0 and heldout_documents:
             run_eval()
-        if time.monotonic() - last_checkpoint > config.checkpoint_minutes * 60:
+        due = [time.monotonic() - last_checkpoint > config.checkpoint_minutes * 60]
+        if accelerator.num_processes > 1:  # every process must take the same decision
+            from accelerate.utils import broadcast_object_list
+
+            broadcast_object_list(due)
+        if due[0]:
             snapshot()
             last_checkpoint = time.monotonic()
 
     final_eval = loop_state["history"][-1] if loop_state["history"] else {}
-    if heldout_passages and final_eval.get("step") != loop_state["step"]:
+    if heldout_documents and final_eval.get("step") != loop_state["step"]:
         final_eval = run_eval()
     snapshot()
     summary = {
         "steps": loop_state["step"],
-        "train_passages": len(train_passages),
+        "train_passages": sum(len(w) for w in train_windows),
         "heldout": final_eval,
         "tokens_per_second": loop_state["tokens"] / max(loop_state["seconds"], 1e-9),
         "train_seconds": loop_state["seconds"],
         "device": device,
     }
-    network.save_adapter(output, base_model=config.base_model, extra={"training": {**summary, "config": asdict(config)}})
+    if main:
+        network.save_adapter(output, base_model=config.base_model,
+                             extra={"training": {**summary, "config": asdict(config)}})
     return summary
+
+
+def _accelerator(device: str):
+    """One `accelerate` Accelerator: a no-op wrapper on one device, DDP under a multi-process
+    launch. Unused parameters are allowed because switched-off objectives leave some idle."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    return Accelerator(cpu=device == "cpu", kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def _first_passages(documents: list[list[list[int]]], limit: int) -> list[list[list[int]]]:
+    """Held-out documents cut so that they hold `limit` passages in all (whole windows first)."""
+    out, left = [], limit
+    for doc in documents:
+        if left <= 0:
+            break
+        out.append(doc[:left])
+        left -= len(out[-1])
+    return out
