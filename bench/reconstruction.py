@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--residual-passages", type=int, default=32)
     parser.add_argument("--refine-passages", type=int, default=16)
     parser.add_argument("--refine-steps", type=int, default=100)
-    parser.add_argument("--refine-lr", type=float, default=0.05)
+    parser.add_argument("--refine-lr", type=float, default=0.03)
     parser.add_argument("--ratios", default="4,8,16")
     parser.add_argument("--adapter", type=Path, default=None, help="adapter folder (default: the shipped one)")
     parser.add_argument("--device", default="auto")
@@ -136,6 +136,7 @@ def main() -> None:
               "Command: `.venv/bin/python bench/reconstruction.py`", ""]
     write_results("reconstruction", result, "\n".join(lines))
     plot(rows)
+    plot_training(adapter)
     print("\n".join(lines))
 
 
@@ -163,6 +164,37 @@ def plot(rows: dict) -> None:
     right.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(RESULTS_PNG, dpi=100)
+
+
+def plot_training(adapter: Path) -> None:
+    """Held-out metrics over the adapter's training: stage 1 (passage level only, if the
+    adapter records it) then stage 2 (all objectives), on one step axis."""
+    import json
+
+    def read(name):
+        path = adapter / name
+        return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+
+    stage1, stage2 = read("stage1-metrics.jsonl"), read("metrics.jsonl")
+    offset = max((m["step"] for m in stage1), default=0)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for key, label in [("token_accuracy", "passage token accuracy"), ("similarity", "passage similarity (greedy)"),
+                       ("sentence_accuracy", "sentence token accuracy"), ("retention_accuracy", "next-passage accuracy"),
+                       ("document_accuracy", "opening-from-state accuracy"), ("query_accuracy", "query retrieval @1")]:
+        points = [(m["step"], m[key]) for m in stage1 if key in m]
+        points += [(offset + m["step"], m[key]) for m in stage2 if key in m]
+        if points:
+            ax.plot(*zip(*points), marker=".", label=label)
+    if stage1:
+        ax.axvline(offset, color="grey", linestyle=":")
+        ax.text(offset, 0.02, " stage 2: all objectives", fontsize=8)
+    ax.set_xlabel("training step")
+    ax.set_ylim(0, 1)
+    ax.set_title("held-out metrics during training")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS_PNG.with_name("training_curve.png"), dpi=100)
 
 
 RESULTS_PNG = Path(__file__).resolve().parent / "results" / "reconstruction.png"

@@ -46,3 +46,22 @@ def test_default_model_ingest_recall_verify(tmp_path):
     # The trained adapter carries the passage: far above what an untrained memory gives (~0.1).
     assert result["similarity"] > 0.3, result
     assert r3mem(archive, "verify").returncode == 0
+
+
+def test_default_model_pure_memory_archive_is_exact_with_the_residual(tmp_path):
+    """No source kept: memory + residual give back every byte of a real note, and every level
+    of memory expands to text."""
+    archive = tmp_path / "archive"
+    made = r3mem(archive, "init", "--no-keep-source", "--exact", "residual", "--json")
+    assert made.returncode == 0, made.stderr
+    doc = json.loads(r3mem(archive, "ingest", str(SAMPLE), "--json").stdout)["added"][0]
+    result = json.loads(r3mem(archive, "recall", "--doc", doc["id"], "--json").stdout)
+    assert result["exact_rate"] == 1.0, result
+    assert {p["method"] for p in result["passages"]} == {"residual"}
+    stats = json.loads(r3mem(archive, "stats", "--json").stdout)
+    assert stats["source_bytes"] == 0 and 0 < stats["residual_bytes"] < stats["passage_tokens"]  # < 8 bits/token
+    opening = json.loads(r3mem(archive, "recall", "--doc", doc["id"], "--level", "document", "--json").stdout)
+    assert opening["opening"].strip()
+    sentences = json.loads(r3mem(archive, "recall", "--doc", doc["id"], "--level", "sentence", "--json").stdout)
+    assert all(p["sentences"] for p in sentences["passages"])
+    assert r3mem(archive, "verify").returncode == 0

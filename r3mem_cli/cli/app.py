@@ -84,7 +84,7 @@ def init(
     exact: str = typer.Option("none", "--exact", help="Exact recall from memory: none | refine (optimise each "
                                                       "passage's memory at ingest) | residual (store an arithmetic code)."),
     refine_steps: int = typer.Option(200, "--refine-steps", min=1, help="Step budget per passage for --exact refine."),
-    refine_lr: float = typer.Option(0.05, "--refine-lr", min=0.0, help="Adam learning rate for --exact refine."),
+    refine_lr: float = typer.Option(0.03, "--refine-lr", min=0.0, help="Adam learning rate for --exact refine."),
     json_out: bool = JsonOption,
 ) -> None:
     """Create an archive (ingest creates a default one when none exists)."""
@@ -427,7 +427,8 @@ def train(
                 say(" ".join(f"{k}={v}" for k, v in event.items()))
 
         summary = run_train(config, memory, progress=report)
-    print_json(summary) if json_out else say(f"adapter written to {output}")
+    if summary.pop("main_process"):  # under `accelerate launch`, one process reports
+        print_json(summary) if json_out else say(f"adapter written to {output}")
 
 
 def main() -> None:

@@ -128,7 +128,7 @@ class MemoryEngine:
 
     def compress_documents(self, documents: list[list[list[int]]], batch_size: int = 16,
                            ratio: int | None = None, refine_steps: int = 0,
-                           refine_lr: float = 0.05) -> list[list[PassageMemory]]:
+                           refine_lr: float = 0.03) -> list[list[PassageMemory]]:
         """Token ids per passage per document -> every level of memory; each document's last
         passage carries the document state. With `refine_steps`, passage memory is refined
         towards exact recall first. The state is computed from the stored (reduced precision)

@@ -95,7 +95,7 @@ def refine(
     token_lists: list[list[int]],
     *,
     steps: int = 200,
-    lr: float = 1e-2,
+    lr: float = 0.03,
     margin: float = 1.0,
     check_every: int = 5,
     storage_dtype: torch.dtype = torch.float16,

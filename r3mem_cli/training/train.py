@@ -220,6 +220,8 @@ def train(
 
     accelerator = _accelerator(resolve_device(config.device))
     device = str(accelerator.device)
+    if not accelerator.is_main_process:  # one process reports progress
+        emit = lambda event: None  # noqa: E731
     torch.manual_seed(config.seed)
     base, tokenizer = model_and_tokenizer or load_base_model(config.base_model, device)
     network = MemoryNetwork(base, memory_config, eos_token_id=tokenizer.eos_token_id).to(device)
@@ -342,11 +344,12 @@ def train(
         "tokens_per_second": loop_state["tokens"] / max(loop_state["seconds"], 1e-9),
         "train_seconds": loop_state["seconds"],
         "device": device,
+        "processes": accelerator.num_processes,
     }
     if main:
         network.save_adapter(output, base_model=config.base_model,
                              extra={"training": {**summary, "config": asdict(config)}})
-    return summary
+    return {**summary, "main_process": main}
 
 
 def _accelerator(device: str):
