@@ -75,6 +75,40 @@ def residual(engine, memories, tokens, texts) -> dict:
             "decode_tokens_per_second": n_tokens / decode_seconds}
 
 
+def levels(engine, documents: list[list[list[int]]], passages: int) -> dict:
+    """Every level's backward direction on held-out text: each sentence from its own sentence
+    memory, and each document's opening passage from its final document state."""
+    from r3mem_cli.model.memory import sentence_ends
+
+    docs, left = [], passages
+    for doc in documents:
+        if left <= 0:
+            break
+        docs.append(doc[:left])
+        left -= len(docs[-1])
+    per_doc = engine.compress_documents(docs)
+    ms = engine.config.sentence_slots
+    sentence_rows, sentence_texts = [], []
+    for doc, memories in zip(docs, per_doc):
+        for tokens, memory in zip(doc, memories):
+            ends = sentence_ends(tokens, engine.tokenizer, engine.config.max_sentences)
+            for k, end in enumerate(ends):
+                sentence_rows.append(memory.sentences[k * ms:(k + 1) * ms])
+                sentence_texts.append(engine.tokenizer.decode(tokens[(ends[k - 1] if k else 0):end]).strip())
+    rebuilt = [r.strip() for r in engine.expand(sentence_rows, level="sentence")]
+    openings = engine.expand([m[-1].state for m in per_doc], level="document")
+    firsts = [engine.tokenizer.decode(doc[0]) for doc in docs]
+    return {
+        "sentence": {"sentences": len(rebuilt), "exact_rate": statistics.mean(r == t for r, t in zip(rebuilt, sentence_texts)),
+                     "similarity": statistics.mean(char_similarity(r, t) for r, t in zip(rebuilt, sentence_texts)),
+                     "bleu": bleu(rebuilt, sentence_texts),
+                     "examples": [{"original": t, "rebuilt": r} for t, r in list(zip(sentence_texts, rebuilt))[:3]]},
+        "document": {"documents": len(docs), "passages_folded": sum(map(len, docs)),
+                     "opening_similarity": statistics.mean(char_similarity(o, f) for o, f in zip(openings, firsts)),
+                     "examples": [{"original": f, "rebuilt": o} for f, o in list(zip(firsts, openings))[:2]]},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--passages", type=int, default=64, help="held-out passages for amortised recall")
@@ -87,7 +121,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     engine, adapter, info = engine_and_adapter(args.adapter, args.device)
-    tokens = [p for doc in heldout_documents(engine, info) for p in doc][: args.passages]
+    documents = heldout_documents(engine, info)
+    tokens = [p for doc in documents for p in doc][: args.passages]
     texts = [engine.tokenizer.decode(t) for t in tokens]
     n_tokens = sum(map(len, tokens))
     raw = "\n".join(texts).encode()
@@ -111,8 +146,10 @@ def main() -> None:
         print(ratio, {k: v for k, v in row["amortised"].items() if k != "examples"},
               row["residual"]["bits_per_token"], row["refined"]["exact_rate"], flush=True)
 
+    by_level = levels(engine, documents, args.passages)
+    print("levels", {k: {m: v for m, v in x.items() if m != "examples"} for k, x in by_level.items()}, flush=True)
     training = info.get("training") or {}
-    result = {"machine": machine(engine), "adapter": {"path": str(adapter), "steps": training.get("steps"),
+    result = {"levels": by_level, "machine": machine(engine), "adapter": {"path": str(adapter), "steps": training.get("steps"),
                                                       "objectives": (training.get("config") or {}).get("objectives")},
               "passages": len(tokens), "tokens": n_tokens, "source": source, "ratios": rows}
     lines = [
@@ -131,6 +168,13 @@ def main() -> None:
                      f"{f['exact_rate']:.3f} | {f['similarity']:.3f} | {f['seconds_per_passage']:.1f} | "
                      f"{r['exact_rate']:.3f} | {r['bits_per_token']:.2f} | {fr['bits_per_token']:.2f} | "
                      f"{row['memory_bytes_per_token']:.0f} |")
+    sl, dl = by_level["sentence"], by_level["document"]
+    lines += ["", "Other levels (4×, amortised):", "",
+              "| level | unit | exact | similarity | BLEU |", "|---|---|---|---|---|",
+              f"| sentence memory (1 memory token per sentence) | {sl['sentences']} sentences | {sl['exact_rate']:.3f} | "
+              f"{sl['similarity']:.3f} | {sl['bleu']:.3f} |",
+              f"| document state (8 memory tokens) -> opening passage | {dl['documents']} documents "
+              f"({dl['passages_folded']} passages folded) | | {dl['opening_similarity']:.3f} | |"]
     m = result["machine"]
     lines += ["", f"Machine: {m['platform']}, {m['cpus']} CPUs, torch {m['torch']}, device {m['device']}.",
               "Command: `.venv/bin/python bench/reconstruction.py`", ""]

@@ -293,3 +293,20 @@ def test_levels_ratio_and_bad_settings(tmp_path, tiny_model_dir, notes):
     bad = r3mem(root, "recall", "--doc", doc["id"], "--level", "chapter")
     assert bad.exit_code == 2 and "--level" in bad.output
     verify_clean(root)
+
+
+def test_a_residual_that_does_not_decode_is_reported_not_trusted(tmp_path, tiny_model_dir, notes):
+    """Stands in for decoding on other numerics: the decoded text fails the stored hash, so
+    recall says so and returns the greedy rebuild with exact=false."""
+    import sqlite3
+
+    root = tmp_path / "archive"
+    r3mem(root, "init", "--model", str(tiny_model_dir), "--no-keep-source", "--exact", "residual")
+    doc = as_json(r3mem(root, "ingest", str(notes / "garden.md"), "--json"))["added"][0]
+    with sqlite3.connect(root / "manifest.sqlite") as c:
+        pid, code = c.execute("SELECT passage_id, code FROM residuals ORDER BY passage_id LIMIT 1").fetchone()
+        c.execute("UPDATE residuals SET code = ? WHERE passage_id = ?", (bytes(b ^ 0x55 for b in code), pid))
+    recalled = as_json(r3mem(root, "recall", "--doc", doc["id"], "--json"))
+    first = recalled["passages"][0]
+    assert first["exact"] is False and "did not decode" in first["method"]
+    assert all(p["exact"] and p["method"] == "residual" for p in recalled["passages"][1:])
