@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 _UNDO = {  # migration -> SQL that undoes it
+    "0005_search_keys": ["DROP TABLE search_keys", "DROP TABLE document_keys"],
     # Before 0004 a passage's tensor held passage slots only: count every row as a slot.
     "0004_levels": ["DROP TABLE residuals", "UPDATE memory SET slots = slots + sentence_rows + state_rows",
                     "ALTER TABLE memory DROP COLUMN sentence_rows",

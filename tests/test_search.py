@@ -1,4 +1,5 @@
-"""`r3mem search`, keyword slice: FTS5 / BM25 over kept sources, filters, forget, migration."""
+"""`r3mem search`: the keyword path (FTS5 / BM25 over kept sources, filters, forget, migration),
+the memory path (compressed query vs sentence memory, coarse to fine) and their rank fusion."""
 
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ def archive(tmp_path, tiny_model_dir) -> Path:
 
 
 def search(root: Path, *args: str) -> dict:
-    result = r3mem(root, "search", *args, "--json")
+    """Keyword path unless the test picks a mode: the tiny test model's memory is untrained."""
+    mode = () if "--mode" in args else ("--mode", "keyword")
+    result = r3mem(root, "search", *args, *mode, "--json")
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -64,7 +67,8 @@ def test_rare_word_ranks_first_and_json_shape(archive):
     assert out["query"] == "where is the xylophonequartz key"
     assert sources(out)[0] == "vault.txt"
     first = out["results"][0]
-    assert set(first) == {"doc", "passage", "score", "text", "source", "location"}
+    assert set(first) == {"doc", "passage", "score", "text", "source", "location", "scores"}
+    assert out["mode"] == "keyword" and set(first["scores"]) == {"keyword"}
     assert first["passage"] == 0 and "xylophonequartz" in first["text"] and first["score"] > 0
     assert isinstance(first["location"], dict)
     scores = [r["score"] for r in out["results"]]
@@ -153,24 +157,48 @@ def test_forget_removes_passage_from_results_and_index(archive):
     assert as_json(r3mem(archive, "verify", "--json"))["ok"] is True
 
 
-def test_pure_memory_archive_gives_clear_error(tmp_path, tiny_model_dir):
+VAULT = NOTES["vault.txt"].strip()
+
+
+def test_memory_path_finds_a_sentence_by_its_memory(archive):
+    """A query that is a stored sentence compresses to (nearly) the same sentence memory, so the
+    memory path ranks its passage first, even on an untrained model."""
+    out = search(archive, VAULT, "--mode", "memory")
+    assert out["mode"] == "memory"
+    assert sources(out)[0] == "vault.txt"
+    assert out["results"][0]["score"] > 0.99 > out["results"][1]["score"]
+    fused = search(archive, VAULT, "--mode", "hybrid", "--top-k", "3")
+    assert fused["mode"] == "keyword+memory" and sources(fused)[0] == "vault.txt"
+    assert set(fused["results"][0]["scores"]) == {"keyword", "memory"}
+    # Filters hold on the memory path too.
+    chats_only = search(archive, VAULT, "--mode", "memory", "--kind", "chat")
+    assert chats_only["results"] and all(r["location"].get("speakers") for r in chats_only["results"])
+    # Coarse to fine: only the passages of the best-matching document are compared.
+    coarse = search(archive, VAULT, "--mode", "memory", "--coarse", "1")
+    assert len({r["doc"] for r in coarse["results"]}) == 1
+
+
+def test_pure_memory_archive_searches_memory_and_rebuilds_text(tmp_path, tiny_model_dir):
     root = tmp_path / "pure"
-    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--no-keep-source").exit_code == 0
+    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--no-keep-source", "--exact", "residual").exit_code == 0
     notes, _ = _write_inputs(tmp_path)
     assert r3mem(root, "ingest", str(notes)).exit_code == 0
-    result = r3mem(root, "search", "garden", "--json")
+    result = r3mem(root, "search", "garden", "--mode", "keyword", "--json")
     assert result.exit_code == 2
     assert "keyword search needs kept sources; this archive is pure memory" in result.stderr
     assert result.stdout == ""
     with Archive.open(root) as a:
         assert a.conn.execute("SELECT COUNT(*) FROM passages_fts").fetchone()[0] == 0
+    out = search(root, VAULT, "--mode", "auto")
+    assert out["mode"] == "memory" and sources(out)[0] == "vault.txt"
+    assert out["results"][0]["text"] == VAULT  # rebuilt from memory + residual, exactly
 
 
 def test_archive_from_previous_schema_gets_its_index_on_open(archive):
     want = search(archive, "garden lemon")
     downgrade(archive / "manifest.sqlite", to_version=2)
     with Archive.open(archive) as a:  # a reader upgrades under a short writer lock
-        assert a.schema_version == SCHEMA_VERSION == 4
+        assert a.schema_version == SCHEMA_VERSION == 5
         n = a.conn.execute("SELECT COUNT(*) FROM passages_fts").fetchone()[0]
         assert n == a.conn.execute("SELECT COUNT(*) FROM sources").fetchone()[0] > 0
         assert a.verify() == []

@@ -68,6 +68,7 @@ class NewPassage:
     state_rows: int = 0
     residual: bytes | None = None
     coder: str | None = None
+    search_keys: torch.Tensor | None = None  # [sentences, K] float16
 
 
 @dataclass
@@ -79,6 +80,7 @@ class NewDocument:
     tokens: int
     metadata: dict
     passages: list[NewPassage] = field(default_factory=list)
+    search_key: torch.Tensor | None = None  # [K] float16, of the document state
 
 
 @dataclass
@@ -142,6 +144,47 @@ def _passage(row) -> PassageInfo:
         sentence_rows=row[7] or 0,
         state_rows=row[8] or 0,
     )
+
+
+def _key(blob: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(blob), dtype=torch.float16).float()
+
+
+def _key_blob(key: torch.Tensor) -> bytes:
+    return key.detach().to("cpu", torch.float16).contiguous().numpy().tobytes()
+
+
+@dataclass
+class PassageFilter:
+    """Which passages a search may return (built by Archive.passage_filter)."""
+
+    doc: str | None = None
+    kind: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    speaker: str | None = None  # casefolded
+
+    def where(self) -> tuple[str, list]:
+        """SQL conditions on `p` (passages) and `d` (documents), and their arguments."""
+        sql, args = "", []
+        if self.doc is not None:
+            sql, args = sql + " AND p.doc_id = ?", args + [self.doc]
+        if self.kind is not None:
+            sql, args = sql + " AND d.kind = ?", args + [self.kind]
+        return sql, args
+
+    def accepts(self, info: "PassageInfo", ingested_at: str) -> bool:
+        """The filters SQL cannot express: speakers and times inside the provenance JSON."""
+        if self.speaker is not None:
+            names = info.location.get("speakers") or []
+            if not any(isinstance(n, str) and n.casefold() == self.speaker for n in names):
+                return False
+        if self.since is not None or self.until is not None:
+            start, end = _passage_times(info.location, ingested_at)
+            if start is None or (self.since is not None and end < self.since) or (
+                    self.until is not None and start > self.until):
+                return False
+        return True
 
 
 def _json(value, what: str) -> str:
@@ -563,45 +606,74 @@ class Archive:
 
         if not self.keep_source:
             raise R3memError("keyword search needs kept sources; this archive is pure memory")
+        wanted = self.passage_filter(doc=doc, kind=kind, since=since, until=until, speaker=speaker)
         if top_k < 1:
             raise R3memError(f"--top-k must be at least 1 (got {top_k})")
-        if kind is not None and kind not in ("document", "chat"):
-            raise R3memError(f"--kind must be 'document' or 'chat' (got {kind!r})")
         match = fts_query(query)
         if match is None:
             return []
-        lo = _parse_when(since, "since", end=False) if since else None
-        hi = _parse_when(until, "until", end=True) if until else None
-        who = speaker.casefold() if speaker else None
+        where, args = wanted.where()
         sql = (
             "SELECT p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, p.location, m.slots, "
-            "m.sentence_rows, m.state_rows, bm25(passages_fts), d.ingested_at "
+            "m.sentence_rows, m.state_rows, d.ingested_at, bm25(passages_fts) "
             "FROM passages_fts f JOIN passages p ON p.id = f.rowid JOIN documents d ON d.id = p.doc_id "
-            "LEFT JOIN memory m ON m.passage_id = p.id WHERE passages_fts MATCH ?"
+            "LEFT JOIN memory m ON m.passage_id = p.id WHERE passages_fts MATCH ?" + where
+            + " ORDER BY bm25(passages_fts), p.id"
         )
-        args: list = [match]
-        if doc is not None:
-            sql += " AND p.doc_id = ?"
-            args.append(self.document(doc).id)
-        if kind is not None:
-            sql += " AND d.kind = ?"
-            args.append(kind)
-        sql += " ORDER BY bm25(passages_fts), p.id"
         out: list[tuple[PassageInfo, float]] = []
-        for row in self.conn.execute(sql, args):
+        for row in self.conn.execute(sql, [match, *args]):
             info = _passage(row[:9])
-            if who is not None:
-                names = info.location.get("speakers") or []
-                if not any(isinstance(n, str) and n.casefold() == who for n in names):
-                    continue
-            if lo is not None or hi is not None:
-                start, end = _passage_times(info.location, row[10])
-                if start is None or (lo is not None and end < lo) or (hi is not None and start > hi):
-                    continue
-            out.append((info, -float(row[9])))
-            if len(out) >= top_k:
-                break
+            if wanted.accepts(info, row[9]):
+                out.append((info, -float(row[10])))
+                if len(out) >= top_k:
+                    break
         return out
+
+    def passage_filter(self, *, doc=None, kind=None, since=None, until=None, speaker=None) -> "PassageFilter":
+        """Validated search filters (see keyword_search); `doc` resolves to one document id."""
+        from r3mem_cli.errors import R3memError
+
+        if kind is not None and kind not in ("document", "chat"):
+            raise R3memError(f"--kind must be 'document' or 'chat' (got {kind!r})")
+        return PassageFilter(
+            doc=self.document(doc).id if doc is not None else None, kind=kind,
+            since=_parse_when(since, "since", end=False) if since else None,
+            until=_parse_when(until, "until", end=True) if until else None,
+            speaker=speaker.casefold() if speaker else None)
+
+    def memory_search(self, query_key: torch.Tensor, *, top_k: int, wanted: "PassageFilter",
+                      coarse_documents: int | None = None) -> list[tuple[PassageInfo, float]]:
+        """Passages ranked by the best cosine between the query's search key and their sentence
+        keys, best first. With `coarse_documents`, documents are ranked by their document-state
+        key first and only the passages of the best ones are compared (coarse to fine: the work
+        grows with the documents kept, not with the whole archive)."""
+        query = query_key.float().reshape(-1)
+        where, args = wanted.where()
+        if coarse_documents:
+            docs = self.conn.execute(
+                "SELECT k.doc_id, k.key FROM document_keys k JOIN documents d ON d.id = k.doc_id "
+                "JOIN passages p ON p.doc_id = d.id AND p.idx = 0 WHERE 1=1" + where, args).fetchall()
+            if docs:
+                scores = torch.stack([_key(blob) for _, blob in docs]) @ query
+                best = [docs[i][0] for i in scores.topk(min(coarse_documents, len(docs))).indices.tolist()]
+                where += f" AND p.doc_id IN ({mf.placeholders(len(best))})"
+                args = [*args, *best]
+        rows = self.conn.execute(
+            "SELECT p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, p.location, m.slots, m.sentence_rows, "
+            "m.state_rows, d.ingested_at, k.keys FROM search_keys k JOIN passages p ON p.id = k.passage_id "
+            "JOIN documents d ON d.id = p.doc_id LEFT JOIN memory m ON m.passage_id = p.id WHERE 1=1" + where,
+            args).fetchall()
+        scored = []
+        for row in rows:
+            info = _passage(row[:9])
+            if wanted.accepts(info, row[9]):
+                keys = _key(row[10]).reshape(-1, query.numel())
+                scored.append((info, float((keys @ query).max())))
+        scored.sort(key=lambda item: (-item[1], item[0].id))
+        return scored[:top_k]
+
+    def has_search_keys(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM search_keys LIMIT 1").fetchone() is not None
 
     def load_memory(self, passage_ids: list[int]) -> dict[int, torch.Tensor]:
         """Memory tensors by passage id, read through memory maps, one open per shard.
@@ -708,7 +780,7 @@ class Archive:
                 ids: list[str] = []
                 taken: dict[str, str] = {}  # content hash -> id, within this call
                 tensors: dict[str, torch.Tensor] = {}
-                memory_rows, source_rows, fts_rows, residual_rows = [], [], [], []
+                memory_rows, source_rows, fts_rows, residual_rows, key_rows = [], [], [], [], []
                 for doc, sha, texts in prepared:
                     existing = taken.get(sha) or c.execute(
                         "SELECT id FROM documents WHERE content_sha256 = ?", (sha,)
@@ -734,6 +806,9 @@ class Archive:
                             now,
                         ),
                     )
+                    if doc.search_key is not None:
+                        c.execute("INSERT INTO document_keys (doc_id, key) VALUES (?,?)",
+                                  (doc_id, _key_blob(doc.search_key)))
                     for p, raw in zip(doc.passages, texts):
                         cur = c.execute(
                             "INSERT INTO passages (doc_id, idx, text_sha256, tokens, location) VALUES (?,?,?,?,?)",
@@ -752,6 +827,8 @@ class Archive:
                                             int(p.sentence_rows), int(p.state_rows)))
                         if p.residual is not None:
                             residual_rows.append((pid, bytes(p.residual), str(p.coder or "")))
+                        if p.search_keys is not None:
+                            key_rows.append((pid, _key_blob(p.search_keys)))
                         if cctx is not None:
                             source_rows.append((pid, cctx.compress(raw), len(raw)))
                             fts_rows.append((pid, p.text))
@@ -767,6 +844,7 @@ class Archive:
                         [(pid, written.name, name, *rows) for pid, name, *rows in memory_rows],
                     )
                 c.executemany("INSERT INTO residuals (passage_id, code, coder) VALUES (?,?,?)", residual_rows)
+                c.executemany("INSERT INTO search_keys (passage_id, keys) VALUES (?,?)", key_rows)
                 c.executemany("INSERT INTO sources (passage_id, zstd, raw_bytes) VALUES (?,?,?)", source_rows)
                 c.executemany("INSERT INTO passages_fts (rowid, text) VALUES (?,?)", fts_rows)
         except BaseException:

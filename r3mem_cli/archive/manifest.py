@@ -149,11 +149,30 @@ def _m0004_levels(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m0005_search_keys(conn: sqlite3.Connection) -> None:
+    """Search keys for memory-similarity search: per passage, one float16 key per sentence
+    memory (concatenated); per document, one key of its document state. Derived from memory,
+    deleted with their passage/document."""
+    conn.execute(
+        """CREATE TABLE search_keys (
+            passage_id INTEGER PRIMARY KEY REFERENCES passages(id) ON DELETE CASCADE,
+            keys BLOB NOT NULL
+        )"""
+    )
+    conn.execute(
+        """CREATE TABLE document_keys (
+            doc_id TEXT PRIMARY KEY REFERENCES documents(id) ON DELETE CASCADE,
+            key BLOB NOT NULL
+        )"""
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _m0001_initial),
     ("0002_files", _m0002_files),
     ("0003_fts", _m0003_fts),
     ("0004_levels", _m0004_levels),
+    ("0005_search_keys", _m0005_search_keys),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -258,13 +258,20 @@ def search(
     since: Optional[str] = typer.Option(None, "--since", help="Only passages from this ISO date/time on."),
     until: Optional[str] = typer.Option(None, "--until", help="Only passages up to this ISO date/time (a date: the whole day)."),
     speaker: Optional[str] = typer.Option(None, "--speaker", help="Only chat passages where this speaker talks."),
+    mode: str = typer.Option("auto", "--mode", help="keyword (BM25) | memory (compressed query vs sentence "
+                                                    "memory) | hybrid (both, rank-fused) | auto (all the archive has)."),
+    coarse: Optional[int] = typer.Option(None, "--coarse", min=1, help="Memory path: compare passages of the N "
+                                                                       "documents whose document memory fits best only."),
+    device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
-    """Ranked passages for a query (keyword BM25 over kept sources), no generation."""
+    """Ranked passages for a query: keyword BM25 and memory similarity, rank-fused; no generation."""
     from ..pipelines.search import search as run_search
 
     with _open() as archive:
-        result = run_search(archive, query, top_k, doc=doc, kind=kind, since=since, until=until, speaker=speaker)
+        engine = None if mode == "keyword" else _engine(archive, device)
+        result = run_search(archive, query, top_k, engine=engine, mode=mode, coarse=coarse, doc=doc, kind=kind,
+                            since=since, until=until, speaker=speaker)
         titles = {r["doc"]: archive.document(r["doc"]).title for r in result["results"]}
     if json_out:
         print_json(result)

@@ -54,6 +54,8 @@ class PassageMemory:
     sentences: torch.Tensor  # [sentence rows, W]
     state: torch.Tensor | None = None  # [document slots, W]
     refined: bool | None = None  # refinement reached exact greedy recall (None: not refined)
+    keys: torch.Tensor | None = None  # [sentences, K] float16 search keys (not part of the memory tensor)
+    state_key: torch.Tensor | None = None  # [K] the document's search key, with the state
 
     def packed(self) -> torch.Tensor:
         parts = [self.memory, self.sentences] + ([self.state] if self.state is not None else [])
@@ -121,9 +123,10 @@ class MemoryEngine:
             c = self.network.compress(ids, mask, ends, ratio)
             for row, i in enumerate(picked):
                 used = int(c.slot_mask[row].sum())
+                sentences = c.sentence_memory[row, : len(ends[row]) * ms].to(self.memory_dtype)
                 out[i] = PassageMemory(
-                    c.memory[row, :used].to("cpu", self.memory_dtype).contiguous(),
-                    c.sentence_memory[row, : len(ends[row]) * ms].to("cpu", self.memory_dtype).contiguous())
+                    c.memory[row, :used].to("cpu", self.memory_dtype).contiguous(), sentences.cpu().contiguous(),
+                    keys=self.network.search_keys(sentences.view(len(ends[row]), ms, -1)).half().cpu())
         return out  # type: ignore[return-value]
 
     def compress_documents(self, documents: list[list[list[int]]], batch_size: int = 16,
@@ -151,7 +154,17 @@ class MemoryEngine:
                 group = [d for d in per_doc[first:first + 64] if d]
                 for doc, state in zip(group, self.document_states([[m.memory for m in d] for d in group])):
                     doc[-1].state = state
+                    doc[-1].state_key = self.network.search_keys(state.mean(0, keepdim=True))[0].half()
         return per_doc
+
+    @torch.inference_mode()
+    def query_key(self, text: str) -> torch.Tensor:
+        """A query compressed like a one-sentence passage: its sentence memory's search key [K]."""
+        tokens = self.token_ids(text)[: self.config.max_passage_tokens] or [self.tokenizer.eos_token_id]
+        ids, mask = pad_batch([tokens], self.tokenizer.eos_token_id, self.device)
+        c = self.network.compress(ids, mask, [[len(tokens)]])
+        row = c.sentence_memory[0, : self.config.sentence_slots].to(self.memory_dtype)
+        return self.network.search_keys(row.unsqueeze(0))[0].float().cpu()
 
     def encode_residual(self, memory: torch.Tensor, token_ids: list[int]) -> bytes:
         return encode_residual(self.network, memory, token_ids)

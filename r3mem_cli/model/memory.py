@@ -66,6 +66,9 @@ class MemoryConfig:
     document_slots: int = field(
         default=8, metadata={"help": "memory tokens of the document state carried from passage to passage"}
     )
+    search_key_dims: int = field(
+        default=256, metadata={"help": "size of the search keys: a fixed random projection of unit-normalised "
+                                       "sentence memory (cosine is preserved to about 1/sqrt(dims))"})
     lora_r: int = field(default=8, metadata={"help": "rank of the compress LoRA adapter"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
     lora_dropout: float = field(default=0.0, metadata={"help": "dropout inside the LoRA adapter"})
@@ -483,6 +486,20 @@ class MemoryNetwork(nn.Module):
                 inputs = {"input_ids": torch.tensor([[int(token)]], device=self.device)}
                 mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
                 step += 1
+
+    # ---------------------------------------------------------------- search
+    def search_keys(self, memory: torch.Tensor) -> torch.Tensor:
+        """Memory tokens [n, m, W] (or [n, W]) -> unit search keys [n, K]: the comparison the
+        query objective trains (cosine of unit-normalised memory), through a fixed Gaussian
+        projection seeded by the input size, so keys from different processes agree."""
+        flat = F.normalize(memory.reshape(memory.size(0), -1).float(), dim=-1)
+        dims = flat.size(1)
+        projection = self._projections.get(dims) if hasattr(self, "_projections") else None
+        if projection is None:
+            generator = torch.Generator().manual_seed(dims)
+            projection = torch.randn(dims, self.config.search_key_dims, generator=generator)
+            self._projections = {**getattr(self, "_projections", {}), dims: projection}
+        return F.normalize(flat @ projection.to(flat.device), dim=-1)
 
     # ------------------------------------------------------------ persistence
     _EMBEDDINGS = ("write_embeddings", "expand_embedding", "sentence_write_embeddings",

@@ -131,12 +131,12 @@ def ingest(
                                                location=document.locate(part.start, part.end),
                                                memory=level.packed(), sentence_rows=level.sentences.shape[0],
                                                state_rows=0 if level.state is None else level.state.shape[0],
-                                               residual=residual, coder=coder))
+                                               residual=residual, coder=coder, search_keys=level.keys))
             metadata = {**document.metadata, **({"part": document.part} if document.part else {})}
             batch.append(NewDocument(source=document.source, kind=document.kind, title=document.title,
                                      content_sha256=document.content_sha256,
                                      tokens=sum(p.tokens for p in parts), metadata=metadata,
-                                     passages=new_passages))
+                                     passages=new_passages, search_key=levels[-1].state_key if levels else None))
         for info in archive.add_documents(batch):
             for waiting in awaiting_id.pop(info.content_sha256, []):
                 waiting["id"] = info.id

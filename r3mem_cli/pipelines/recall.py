@@ -37,6 +37,34 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _levels(archive: Archive, passages) -> dict[int, PassageMemory]:
+    stored = archive.load_memory([p.id for p in passages])
+    return {p.id: PassageMemory.unpack(stored[p.id], p.slots or 0, p.sentence_rows, p.state_rows) for p in passages}
+
+
+def rebuild(archive: Archive, engine: MemoryEngine, passages) -> dict[int, tuple[str, str]]:
+    """Passage id -> (text rebuilt from memory, how): the residual where one decodes to the
+    stored hash, else greedy expansion of the passage memory."""
+    levels = _levels(archive, passages)
+    texts = engine.expand([levels[p.id].memory for p in passages])
+    residuals = archive.residuals([p.id for p in passages])
+    out = {}
+    for info, text in zip(passages, texts):
+        method = "memory"
+        if info.id in residuals:
+            decoded = engine.decode_residual(levels[info.id].memory, residuals[info.id][0], info.tokens)
+            if _sha(decoded) == info.text_sha256:
+                text, method = decoded, "residual"
+            else:
+                method = "memory (the residual did not decode on this machine's numerics)"
+        out[info.id] = (text, method)
+    return out
+
+
+def rebuild_passages(archive: Archive, engine: MemoryEngine, passages) -> dict[int, str]:
+    return {pid: text for pid, (text, _) in rebuild(archive, engine, passages).items()}
+
+
 def recall(archive: Archive, engine: MemoryEngine, doc: str, passage: int | None = None,
            level: str = "passage") -> dict:
     document = resolve_document(archive, doc)
@@ -47,21 +75,12 @@ def recall(archive: Archive, engine: MemoryEngine, doc: str, passage: int | None
         passages = [p for p in passages if p.index == passage]
         if not passages:
             raise NotFound(f"document {document.id} has no passage {passage} (it has {document.passages})")
-    stored = archive.load_memory([p.id for p in passages])
-    levels = {p.id: PassageMemory.unpack(stored[p.id], p.slots or 0, p.sentence_rows, p.state_rows) for p in passages}
     if level == "sentence":
-        return _recall_sentences(archive, engine, document, passages, levels)
-    texts = engine.expand([levels[p.id].memory for p in passages])
-    residuals = archive.residuals([p.id for p in passages])
+        return _recall_sentences(archive, engine, document, passages, _levels(archive, passages))
+    rebuilt = rebuild(archive, engine, passages)
     results = []
-    for info, text in zip(passages, texts):
-        method = "memory"
-        if info.id in residuals:
-            decoded = engine.decode_residual(levels[info.id].memory, residuals[info.id][0], info.tokens)
-            if _sha(decoded) == info.text_sha256:
-                text, method = decoded, "residual"
-            else:
-                method = "memory (the residual did not decode on this machine's numerics)"
+    for info in passages:
+        text, method = rebuilt[info.id]
         original = archive.source_text(info.id)
         results.append({
             "passage": info.index,

@@ -1,15 +1,23 @@
 """`r3mem search`: ranked passages for a query (DESIGN §1 JSON shape).
 
-This first slice is keyword retrieval only: SQLite FTS5 / BM25 over the kept source text
-(docs/decisions/0006-keyword-search.md). Memory-similarity retrieval, rank fusion and rerank
-come later; a pure-memory archive gets a clear error until then.
+Two retrieval paths, fused by reciprocal rank (RRF, k=60):
+  keyword  SQLite FTS5 / BM25 over kept source text (docs/decisions/0006);
+  memory   the query compressed by the archive's own network into a sentence memory, compared
+           (cosine of search keys) with every passage's sentence memories; with `coarse`,
+           documents are ranked by their document-state key first and only the best ones'
+           passages are compared.
+A pure-memory archive uses the memory path only, and its result text is rebuilt from memory.
 """
 
 from __future__ import annotations
 
 from r3mem_cli.archive import Archive
+from r3mem_cli.errors import R3memError
 
 from .recall import resolve_document
+
+RRF_K = 60
+MODES = ("auto", "hybrid", "keyword", "memory")
 
 
 def search(
@@ -17,30 +25,64 @@ def search(
     query: str,
     top_k: int = 10,
     *,
+    engine=None,
+    mode: str = "auto",
+    coarse: int | None = None,
     doc: str | None = None,
     kind: str | None = None,
     since: str | None = None,
     until: str | None = None,
     speaker: str | None = None,
 ) -> dict:
-    """`{"query", "results": [{"doc", "passage", "score", "text", "source", "location"}]}`,
-    best first. `doc` may be an id, a unique id prefix, or the path of the ingested file."""
+    """`{"query", "mode", "results": [{"doc", "passage", "score", "text", "source", "location",
+    "scores"}]}`, best first. `doc` may be an id, a unique id prefix, or the ingested file's path.
+    `engine` (a MemoryEngine) is needed for the memory path and for pure-memory result text."""
+    if mode not in MODES:
+        raise R3memError(f"--mode must be one of {', '.join(MODES)} (got {mode!r})")
+    if top_k < 1:
+        raise R3memError(f"--top-k must be at least 1 (got {top_k})")
     doc_id = resolve_document(archive, doc).id if doc is not None else None
-    hits = archive.keyword_search(
-        query, top_k=top_k, doc=doc_id, kind=kind, since=since, until=until, speaker=speaker
-    )
+    wanted = archive.passage_filter(doc=doc_id, kind=kind, since=since, until=until, speaker=speaker)
+    use_keyword = archive.keep_source and mode in ("auto", "hybrid", "keyword")
+    use_memory = mode in ("auto", "hybrid", "memory") and engine is not None and archive.has_search_keys()
+    if mode == "keyword" and not archive.keep_source:
+        raise R3memError("keyword search needs kept sources; this archive is pure memory (use --mode memory)")
+    if mode in ("memory", "hybrid") and not use_memory:
+        raise R3memError("this archive has no search keys (ingested before r3mem kept them); re-ingest or "
+                         "use --mode keyword")
+    depth = max(50, 5 * top_k)
+    ranked: dict[str, list] = {}
+    if use_keyword:
+        ranked["keyword"] = archive.keyword_search(query, top_k=depth, doc=doc_id, kind=kind, since=since,
+                                                   until=until, speaker=speaker)
+    if use_memory:
+        ranked["memory"] = archive.memory_search(engine.query_key(query), top_k=depth, wanted=wanted,
+                                                 coarse_documents=coarse)
+    fused: dict[int, dict] = {}
+    for path, hits in ranked.items():
+        for rank, (info, score) in enumerate(hits, start=1):
+            entry = fused.setdefault(info.id, {"info": info, "rrf": 0.0, "scores": {}})
+            entry["rrf"] += 1.0 / (RRF_K + rank)
+            entry["scores"][path] = round(score, 6)
+    best = sorted(fused.values(), key=lambda e: (-e["rrf"], e["info"].id))[:top_k]
+    texts = _texts(archive, engine, [e["info"] for e in best])
     documents: dict[str, object] = {}
     results = []
-    for info, score in hits:
+    for entry in best:
+        info = entry["info"]
         d = documents.get(info.doc_id) or documents.setdefault(info.doc_id, archive.document(info.doc_id))
-        results.append(
-            {
-                "doc": info.doc_id,
-                "passage": info.index,
-                "score": round(score, 6),
-                "text": archive.source_text(info.id),
-                "source": d.source,
-                "location": info.location,
-            }
-        )
-    return {"query": query, "results": results}
+        # One path alone keeps its own score (BM25 or cosine); fused results carry the RRF score.
+        score = entry["rrf"] if len(ranked) > 1 else next(iter(entry["scores"].values()))
+        results.append({"doc": info.doc_id, "passage": info.index, "score": round(score, 6),
+                        "text": texts[info.id], "source": d.source, "location": info.location,
+                        "scores": entry["scores"]})
+    return {"query": query, "mode": "+".join(ranked) or "none", "results": results}
+
+
+def _texts(archive: Archive, engine, infos) -> dict[int, str | None]:
+    """Stored originals, or (pure-memory archives) the passages rebuilt from memory."""
+    if archive.keep_source or not infos:
+        return {info.id: archive.source_text(info.id) for info in infos}
+    from .recall import rebuild_passages
+
+    return rebuild_passages(archive, engine, infos)
