@@ -284,6 +284,46 @@ def search(
         typer.echo("")
 
 
+@app.command()
+@handles_errors
+def ask(
+    question: str = typer.Argument(..., help="A question about what the archive holds."),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="Passages retrieved to answer from."),
+    model: Optional[str] = typer.Option(None, "--model", help="Answer with this causal LM instead of the "
+                                                               "archive's model (retrieval still uses the archive's)."),
+    max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
+    doc: Optional[str] = typer.Option(None, "--doc", help="Only this document (id, unique prefix or source path)."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="Only 'document' or 'chat' passages."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only passages from this ISO date/time on."),
+    until: Optional[str] = typer.Option(None, "--until", help="Only passages up to this ISO date/time."),
+    speaker: Optional[str] = typer.Option(None, "--speaker", help="Only chat passages where this speaker talks."),
+    mode: str = typer.Option("auto", "--mode", help="Retrieval: keyword | memory | hybrid | auto (as for search)."),
+    device: str = DeviceOption,
+    json_out: bool = JsonOption,
+) -> None:
+    """Answer a question from the archive, citing passages as [doc:passage]."""
+    from ..model.loading import load_base_model
+    from ..pipelines.ask import ask as run_ask
+
+    stream = not json_out and sys.stdout.isatty()
+    with _open() as archive:
+        engine = _engine(archive, device)
+        answer_model = load_base_model(model, engine.device) if model else None
+        result = run_ask(archive, engine, question, top_k, answer_model=answer_model, max_new_tokens=max_new_tokens,
+                         on_text=(lambda piece: typer.echo(piece, nl=False)) if stream else None,
+                         mode=mode, doc=doc, kind=kind, since=since, until=until, speaker=speaker)
+    if json_out:
+        print_json(result)
+        return
+    if stream:
+        typer.echo("")
+        typer.echo(f"=> {result['answer']}")
+    else:
+        typer.echo(result["answer"])
+    for source in result["sources"]:
+        say(f"[{source['doc']}:{source['passage']}] {source['source']}")
+
+
 # ------------------------------------------------------------------- changing
 @app.command()
 @handles_errors
