@@ -33,6 +33,7 @@ demo: install
 	$(R3MEM) list
 	$(R3MEM) recall --doc examples/notes/garden-log.md
 	$(R3MEM) search "tomato plants" --top-k 2
+	$(R3MEM) ask "Who gave me the runner bean seeds?"
 	$(R3MEM) stats
 
 test: install-dev
