@@ -663,12 +663,9 @@ class Archive:
             "m.state_rows, d.ingested_at, k.keys FROM search_keys k JOIN passages p ON p.id = k.passage_id "
             "JOIN documents d ON d.id = p.doc_id LEFT JOIN memory m ON m.passage_id = p.id WHERE 1=1" + where,
             args).fetchall()
-        scored = []
-        for row in rows:
-            info = _passage(row[:9])
-            if wanted.accepts(info, row[9]):
-                keys = _key(row[10]).reshape(-1, query.numel())
-                scored.append((info, float((keys @ query).max())))
+        kept = [(info, _key(row[10]).reshape(-1, query.numel()))
+                for row in rows for info in [_passage(row[:9])] if wanted.accepts(info, row[9])]
+        scored = [(info, float((keys @ query).max())) for info, keys in kept]
         scored.sort(key=lambda item: (-item[1], item[0].id))
         return scored[:top_k]
 

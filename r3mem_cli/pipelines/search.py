@@ -1,6 +1,6 @@
 """`r3mem search`: ranked passages for a query (DESIGN §1 JSON shape).
 
-Two retrieval paths, fused by reciprocal rank (RRF, k=60):
+Two retrieval paths, fused by weighted reciprocal rank (RRF, k=60):
   keyword  SQLite FTS5 / BM25 over kept source text (docs/decisions/0006);
   memory   the query compressed by the archive's own network into a sentence memory, compared
            (cosine of search keys) with every passage's sentence memories; with `coarse`,
@@ -17,6 +17,9 @@ from r3mem_cli.errors import R3memError
 from .recall import resolve_document
 
 RRF_K = 60
+# Fusion weights: the memory path is the weaker ranker so far (bench/locomo.py), so its ranks
+# count for less than BM25's; they still lift passages both paths agree on.
+WEIGHTS = {"keyword": 1.0, "memory": 0.5}
 MODES = ("auto", "hybrid", "keyword", "memory")
 
 
@@ -62,7 +65,7 @@ def search(
     for path, hits in ranked.items():
         for rank, (info, score) in enumerate(hits, start=1):
             entry = fused.setdefault(info.id, {"info": info, "rrf": 0.0, "scores": {}})
-            entry["rrf"] += 1.0 / (RRF_K + rank)
+            entry["rrf"] += WEIGHTS[path] / (RRF_K + rank)
             entry["scores"][path] = round(score, 6)
     best = sorted(fused.values(), key=lambda e: (-e["rrf"], e["info"].id))[:top_k]
     texts = _texts(archive, engine, [e["info"] for e in best])
