@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from r3mem_cli.model.loading import load_base_model
 from r3mem_cli.model.memory import MemoryConfig
+from r3mem_cli.training.objectives import ObjectiveConfig
 from r3mem_cli.training.train import TrainConfig, split_corpus, train
 
 from .conftest import TINY_CORPUS
@@ -31,7 +32,7 @@ def _corpus(folder: Path) -> Path:
 def _run(tiny_model_dir, data, output, steps):
     config = TrainConfig(data=str(data), output=str(output), base_model=str(tiny_model_dir), steps=steps,
                          batch_size=2, eval_every=0, eval_passages=2, checkpoint_minutes=0, device="cpu",
-                         heldout_fraction=0.2)
+                         heldout_fraction=0.2, objectives=ObjectiveConfig(ratios=[4, 8]))  # every objective on
     return train(config, MemoryConfig(**MEMORY), model_and_tokenizer=load_base_model(str(tiny_model_dir), "cpu"))
 
 
@@ -68,7 +69,7 @@ def test_sigkill_then_rerun_finishes_the_same_run(tiny_model_dir, tmp_path):
     command = [sys.executable, "-m", "r3mem_cli", "train", str(data), "--output", str(output),
                "--model", str(tiny_model_dir), "--steps", "12", "--batch-size", "2", "--eval-every", "0",
                "--checkpoint-minutes", "0", "--compression-ratio", "4", "--max-passage-tokens", "16",
-               "--lora-r", "4", "--device", "cpu", "--no-bf16", "--heldout-fraction", "0.2"]
+               "--lora-r", "4", "--device", "cpu", "--no-bf16", "--heldout-fraction", "0.2", "--ratios", "4,8"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state_file = output / "checkpoint" / "state.json"
     deadline = time.monotonic() + 240
