@@ -145,7 +145,7 @@ def evaluate(archive, engine, baseline, data, docs, covers, args) -> dict:
     answerable = [(n, q) for n, q in questions if q["category"] in (1, 2, 3, 4) and q.get("evidence")]
     if args.max_questions:
         answerable = answerable[:: max(1, len(answerable) // args.max_questions)][: args.max_questions]
-    recall = {name: {k: [] for k in KS} for name in ("bm25_turns", "keyword", "memory", "hybrid")}
+    recall = {name: {k: [] for k in KS} for name in ("bm25_turns", "keyword", "memory", "hybrid", "hybrid_rerank")}
     latency = {name: [] for name in recall}
     for conv, q in answerable:
         evidence = set(q["evidence"])
@@ -154,13 +154,15 @@ def evaluate(archive, engine, baseline, data, docs, covers, args) -> dict:
         latency["bm25_turns"].append(time.perf_counter() - started)
         for k, v in recall_at([{dia} for dia, _, _ in hits], evidence).items():
             recall["bm25_turns"][k].append(v)
-        for mode in ("keyword", "memory", "hybrid"):
+        for name in ("keyword", "memory", "hybrid", "hybrid_rerank"):
+            mode, rerank = name.split("_")[0], 20 if name.endswith("rerank") else 0
             started = time.perf_counter()
-            found = search(archive, q["question"], max(KS), engine=engine, mode=mode, doc=docs[conv])["results"]
-            latency[mode].append(time.perf_counter() - started)
+            found = search(archive, q["question"], max(KS), engine=engine, mode=mode, rerank=rerank,
+                           doc=docs[conv])["results"]
+            latency[name].append(time.perf_counter() - started)
             ranked = [covers[(r["doc"], r["passage"])] for r in found]
             for k, v in recall_at(ranked, evidence).items():
-                recall[mode][k].append(v)
+                recall[name][k].append(v)
     retrieval = {name: {f"recall@{k}": statistics.mean(v[k]) for k in KS} for name, v in recall.items()}
     for name in retrieval:
         retrieval[name]["latency_median_s"] = statistics.median(latency[name])
@@ -222,7 +224,8 @@ def markdown(result: dict) -> str:
              f"Conversations: {', '.join(result['conversations'])}; {result['questions_searched']} questions "
              "(categories 1-4) for search.", "",
              "| retriever | unit | recall@1 | recall@5 | recall@10 | median latency | p95 latency |", "|---|---|---|---|---|---|---|"]
-    units = {"bm25_turns": "turn (baseline)", "keyword": "passage", "memory": "passage", "hybrid": "passage"}
+    units = {"bm25_turns": "turn (baseline)", "keyword": "passage", "memory": "passage", "hybrid": "passage",
+             "hybrid_rerank": "passage (top 20 reranked)"}
     for name, row in s.items():
         lines.append(f"| {name} | {units[name]} | {row['recall@1']:.3f} | {row['recall@5']:.3f} | {row['recall@10']:.3f} | "
                      f"{row['latency_median_s'] * 1000:.0f} ms | {row['latency_p95_s'] * 1000:.0f} ms |")

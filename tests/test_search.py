@@ -173,6 +173,10 @@ def test_memory_path_finds_a_sentence_by_its_memory(archive):
     # Filters hold on the memory path too.
     chats_only = search(archive, VAULT, "--mode", "memory", "--kind", "chat")
     assert chats_only["results"] and all(r["location"].get("speakers") for r in chats_only["results"])
+    # Rerank: the best candidates reordered by the backward model's likelihood of the query.
+    reranked = search(archive, VAULT, "--mode", "hybrid", "--rerank", "4", "--top-k", "3")
+    ranks = [r["scores"]["rerank"] for r in reranked["results"]]
+    assert len(ranks) == 3 and ranks == sorted(ranks, reverse=True) and all(r < 0 for r in ranks)
     # Coarse to fine: only the passages of the best-matching document are compared.
     coarse = search(archive, VAULT, "--mode", "memory", "--coarse", "1")
     assert len({r["doc"] for r in coarse["results"]}) == 1

@@ -262,6 +262,8 @@ def search(
                                                     "memory) | hybrid (both, rank-fused) | auto (all the archive has)."),
     coarse: Optional[int] = typer.Option(None, "--coarse", min=1, help="Memory path: compare passages of the N "
                                                                        "documents whose document memory fits best only."),
+    rerank: int = typer.Option(0, "--rerank", min=0, help="Reorder the best N by the backward model's likelihood "
+                                                          "of the query given each passage's memory (0: off)."),
     device: str = DeviceOption,
     json_out: bool = JsonOption,
 ) -> None:
@@ -270,7 +272,7 @@ def search(
 
     with _open() as archive:
         engine = None if mode == "keyword" else _engine(archive, device)
-        result = run_search(archive, query, top_k, engine=engine, mode=mode, coarse=coarse, doc=doc, kind=kind,
+        result = run_search(archive, query, top_k, engine=engine, mode=mode, coarse=coarse, rerank=rerank, doc=doc, kind=kind,
                             since=since, until=until, speaker=speaker)
         titles = {r["doc"]: archive.document(r["doc"]).title for r in result["results"]}
     if json_out:

@@ -166,6 +166,20 @@ class MemoryEngine:
         row = c.sentence_memory[0, : self.config.sentence_slots].to(self.memory_dtype)
         return self.network.search_keys(row.unsqueeze(0))[0].float().cpu()
 
+    @torch.inference_mode()
+    def query_likelihood(self, memories: list[torch.Tensor], text: str, batch_size: int = 16) -> list[float]:
+        """Mean log-probability per token of `text` under the expand direction reading each
+        passage memory: how well a passage's memory "explains" a query (rerank)."""
+        tokens = self.token_ids(text)[: self.config.max_passage_tokens] or [self.tokenizer.eos_token_id]
+        scores: list[float] = []
+        for first in range(0, len(memories), batch_size):
+            memory, mask = self._memory_batch(memories[first:first + batch_size], self.config.memory_slots)
+            ids, id_mask = pad_batch([tokens] * memory.size(0), self.tokenizer.eos_token_id, self.device)
+            logits = self.network.expand_logits(memory, mask, ids, id_mask).float()[:, : len(tokens)]
+            logp = torch.log_softmax(logits, dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+            scores += logp.mean(dim=1).tolist()
+        return scores
+
     def encode_residual(self, memory: torch.Tensor, token_ids: list[int]) -> bytes:
         return encode_residual(self.network, memory, token_ids)
 

@@ -6,7 +6,9 @@ Two retrieval paths, fused by weighted reciprocal rank (RRF, k=60):
            (cosine of search keys) with every passage's sentence memories; with `coarse`,
            documents are ranked by their document-state key first and only the best ones'
            passages are compared.
-A pure-memory archive uses the memory path only, and its result text is rebuilt from memory.
+An optional rerank orders the best candidates by the backward model's likelihood of the query
+given each passage's memory. A pure-memory archive uses the memory path only, and its result
+text is rebuilt from memory.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def search(
     engine=None,
     mode: str = "auto",
     coarse: int | None = None,
+    rerank: int = 0,
     doc: str | None = None,
     kind: str | None = None,
     since: str | None = None,
@@ -67,7 +70,10 @@ def search(
             entry = fused.setdefault(info.id, {"info": info, "rrf": 0.0, "scores": {}})
             entry["rrf"] += WEIGHTS[path] / (RRF_K + rank)
             entry["scores"][path] = round(score, 6)
-    best = sorted(fused.values(), key=lambda e: (-e["rrf"], e["info"].id))[:top_k]
+    best = sorted(fused.values(), key=lambda e: (-e["rrf"], e["info"].id))
+    if rerank and engine is not None and best:
+        best = _rerank(archive, engine, query, best[: max(rerank, top_k)])
+    best = best[:top_k]
     texts = _texts(archive, engine, [e["info"] for e in best])
     documents: dict[str, object] = {}
     results = []
@@ -75,11 +81,25 @@ def search(
         info = entry["info"]
         d = documents.get(info.doc_id) or documents.setdefault(info.doc_id, archive.document(info.doc_id))
         # One path alone keeps its own score (BM25 or cosine); fused results carry the RRF score.
-        score = entry["rrf"] if len(ranked) > 1 else next(iter(entry["scores"].values()))
+        score = entry["scores"]["rerank"] if "rerank" in entry["scores"] else \
+            entry["rrf"] if len(ranked) > 1 else next(iter(entry["scores"].values()))
         results.append({"doc": info.doc_id, "passage": info.index, "score": round(score, 6),
                         "text": texts[info.id], "source": d.source, "location": info.location,
                         "scores": entry["scores"]})
     return {"query": query, "mode": "+".join(ranked) or "none", "results": results}
+
+
+def _rerank(archive: Archive, engine, query: str, entries: list[dict]) -> list[dict]:
+    """Order candidates by the backward model's likelihood of the query given each passage's
+    memory (mean log-probability per query token)."""
+    from r3mem_cli.model.engine import PassageMemory
+
+    infos = [e["info"] for e in entries]
+    stored = archive.load_memory([i.id for i in infos])
+    memories = [PassageMemory.unpack(stored[i.id], i.slots or 0, i.sentence_rows, i.state_rows).memory for i in infos]
+    for entry, score in zip(entries, engine.query_likelihood(memories, query)):
+        entry["scores"]["rerank"] = round(score, 6)
+    return sorted(entries, key=lambda e: (-e["scores"]["rerank"], e["info"].id))
 
 
 def _texts(archive: Archive, engine, infos) -> dict[int, str | None]:
