@@ -29,10 +29,10 @@ def _corpus(folder: Path) -> Path:
     return folder
 
 
-def _run(tiny_model_dir, data, output, steps):
+def _run(tiny_model_dir, data, output, steps, **extra):
     config = TrainConfig(data=str(data), output=str(output), base_model=str(tiny_model_dir), steps=steps,
                          batch_size=2, eval_every=0, eval_passages=2, checkpoint_minutes=0, device="cpu",
-                         heldout_fraction=0.2, objectives=ObjectiveConfig(ratios=[4, 8]))  # every objective on
+                         heldout_fraction=0.2, objectives=ObjectiveConfig(ratios=[4, 8]), **extra)  # every objective on
     return train(config, MemoryConfig(**MEMORY), model_and_tokenizer=load_base_model(str(tiny_model_dir), "cpu"))
 
 
@@ -60,6 +60,12 @@ def test_resume_gives_the_same_adapter_as_one_run(tiny_model_dir, tmp_path):
     resumed = _run(tiny_model_dir, data, tmp_path / "resumed", steps=6)
     assert resumed["steps"] == 6
     _same_weights(tmp_path / "straight", tmp_path / "resumed")
+    # A staged run on a decaying schedule: --stop-at keeps the schedule of the whole run.
+    _run(tiny_model_dir, data, tmp_path / "decayed", steps=6, decay_steps=4)
+    stage = _run(tiny_model_dir, data, tmp_path / "staged", steps=6, decay_steps=4, stop_at=3)
+    assert stage["stopped_at"] == 3 and not (tmp_path / "staged" / "adapter.safetensors").exists()
+    _run(tiny_model_dir, data, tmp_path / "staged", steps=6, decay_steps=4)
+    _same_weights(tmp_path / "decayed", tmp_path / "staged")
 
 
 def test_sigkill_then_rerun_finishes_the_same_run(tiny_model_dir, tmp_path):

@@ -407,6 +407,8 @@ def train(
     max_passage_tokens: int = typer.Option(64, "--max-passage-tokens", min=4),
     lora_r: int = typer.Option(8, "--lora-r", min=1, help="Rank of the compress LoRA adapter (alpha = 2r)."),
     decay_steps: int = typer.Option(0, "--decay-steps", min=0, help="Decay the learning rate to zero over the last N steps."),
+    stop_at: Optional[int] = typer.Option(None, "--stop-at", min=1, help="Checkpoint and stop at this step; "
+                                                                         "run again (maybe with other --losses) to go on."),
     eval_every: int = typer.Option(100, "--eval-every", min=0, help="Held-out evaluation every N steps (0: only at the end)."),
     eval_passages: int = typer.Option(32, "--eval-passages", min=1, help="Held-out passages per evaluation."),
     heldout_fraction: float = typer.Option(0.1, "--heldout-fraction", min=0.0, max=0.9, help="Share of files kept out of training."),
@@ -447,7 +449,7 @@ def train(
     config = TrainConfig(data=str(data.resolve()), output=str(output), base_model=model, steps=steps,
                          batch_size=batch_size, lr=lr, memory_lr=memory_lr, eval_every=eval_every,
                          eval_passages=eval_passages, heldout_fraction=heldout_fraction, decay_steps=decay_steps,
-                         checkpoint_minutes=checkpoint_minutes, seed=seed, device=device,
+                         checkpoint_minutes=checkpoint_minutes, seed=seed, device=device, stop_at=stop_at,
                          init_adapter=str(init_adapter) if init_adapter else None, objectives=objectives)
     memory = MemoryConfig(compression_ratio=compression_ratio, max_passage_tokens=max_passage_tokens,
                           lora_r=lora_r, lora_alpha=2 * lora_r, autocast_bf16=bf16)
@@ -477,7 +479,9 @@ def train(
 
         summary = run_train(config, memory, progress=report)
     if summary.pop("main_process"):  # under `accelerate launch`, one process reports
-        print_json(summary) if json_out else say(f"adapter written to {output}")
+        done = f"stopped at step {summary['stopped_at']}; run again to go on" if "stopped_at" in summary \
+            else f"adapter written to {output}"
+        print_json(summary) if json_out else say(done)
 
 
 def main() -> None:

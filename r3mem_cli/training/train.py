@@ -50,6 +50,9 @@ class TrainConfig:
     warmup_steps: int = 20
     decay_steps: int = field(default=0, metadata={"help": "linear decay to zero over the last N steps "
                                                           "(warmup-stable-decay; 0 keeps the rate constant)"})
+    stop_at: int | None = field(default=None, metadata={
+        "help": "checkpoint and stop at this step without finishing the run (staged runs: resume later, "
+                "possibly with other loss weights, on the same learning-rate schedule)"})
     grad_clip: float = 1.0
     heldout_fraction: float = field(default=0.1, metadata={"help": "share of files kept out of training"})
     eval_every: int = 100
@@ -289,7 +292,7 @@ def train(
     if loop_state["step"] == 0 and heldout_documents:
         run_eval()
     network.train()
-    while loop_state["step"] < config.steps:
+    while loop_state["step"] < min(config.steps, config.stop_at or config.steps):
         if loop_state["cursor"] + windows_per_step > len(permutation):
             loop_state["epoch"] += 1
             loop_state["cursor"] = 0
@@ -333,6 +336,10 @@ def train(
             snapshot()
             last_checkpoint = time.monotonic()
 
+    if loop_state["step"] < config.steps:  # --stop-at: a stage ends, the run goes on later
+        snapshot()
+        return {"steps": loop_state["step"], "stopped_at": loop_state["step"], "device": device,
+                "processes": accelerator.num_processes, "main_process": main}
     final_eval = loop_state["history"][-1] if loop_state["history"] else {}
     if heldout_documents and final_eval.get("step") != loop_state["step"]:
         final_eval = run_eval()
