@@ -21,12 +21,19 @@ from ..model.memory import ADAPTER_CONFIG, ADAPTER_WEIGHTS, read_adapter_config
 
 def ship(run: Path, target: Path) -> dict:
     info = read_adapter_config(run)
+    # A warm-started run keeps the curve of the adapter it started from (read it first: that
+    # adapter may be the very folder being replaced).
+    init = ((info.get("training") or {}).get("config") or {}).get("init_adapter")
+    earlier = Path(init) / "metrics.jsonl" if init else None
+    earlier_text = earlier.read_text() if earlier and earlier.exists() else None
     weights = {k: v.to(torch.float16).contiguous() for k, v in load_file(str(run / ADAPTER_WEIGHTS)).items()}
     target.mkdir(parents=True, exist_ok=True)
     save_file(weights, str(target / ADAPTER_WEIGHTS), metadata={"format": "r3mem-adapter"})
     (target / ADAPTER_CONFIG).write_text(json.dumps(info, indent=2) + "\n")
     if (run / "metrics.jsonl").exists():
         shutil.copy2(run / "metrics.jsonl", target / "metrics.jsonl")
+    if earlier_text is not None:
+        (target / "stage1-metrics.jsonl").write_text(earlier_text)
     return {"bytes": (target / ADAPTER_WEIGHTS).stat().st_size, "training": info.get("training")}
 
 
