@@ -112,8 +112,8 @@ def levels(engine, documents: list[list[list[int]]], passages: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--passages", type=int, default=64, help="held-out passages for amortised recall")
-    parser.add_argument("--residual-passages", type=int, default=32)
-    parser.add_argument("--refine-passages", type=int, default=16)
+    parser.add_argument("--residual-passages", type=int, default=24)
+    parser.add_argument("--refine-passages", type=int, default=8)
     parser.add_argument("--refine-steps", type=int, default=100)
     parser.add_argument("--refine-lr", type=float, default=0.03)
     parser.add_argument("--ratios", default="4,8,16")
