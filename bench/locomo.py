@@ -1,6 +1,6 @@
 """LoCoMo dev: evidence recall of `search`, answer quality of `ask`, against BM25 baselines.
 
-    .venv/bin/python bench/locomo.py [--conversations conv-26,conv-30] [--ask-questions 60]
+    .venv/bin/python bench/locomo.py [--conversations conv-26,conv-30] [--ask-questions 30] [--max-questions 120]
 
 The dev conversations (../shared/data/locomo-dev, never trained on, never committed) are turned
 into JSONL chat exports (bench/locomo_exports.py) and ingested into a fresh archive through the
