@@ -584,29 +584,19 @@ class Archive:
             raise ArchiveError(f"stored source of passage {passage_id} is damaged ({e}); run `r3mem verify`") from None
 
     def keyword_search(
-        self,
-        query: str,
-        *,
-        top_k: int = 10,
-        doc: str | None = None,
-        kind: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        speaker: str | None = None,
+        self, query: str, *, top_k: int = 10, wanted: "PassageFilter | None" = None
     ) -> list[tuple[PassageInfo, float]]:
         """Passages ranked by BM25 over their kept text (FTS5), best first; score = -bm25 > 0.
 
         `query` is free text: every word becomes a quoted FTS5 term and the terms are OR-ed, so
-        no FTS5 syntax in it can reach the parser. Filters: `doc` (id or unique prefix), `kind`
-        ('document' or 'chat'), `since`/`until` (ISO date or date-time, inclusive; a chat passage
-        is dated by its turns' timestamps, anything else by its document's ingested_at),
-        `speaker` (case-insensitive, one of the chat passage's speakers).
+        no FTS5 syntax in it can reach the parser. `wanted` (from passage_filter) limits the
+        passages, as it does for memory_search.
         """
         from r3mem_cli.errors import R3memError
 
         if not self.keep_source:
             raise R3memError("keyword search needs kept sources; this archive is pure memory")
-        wanted = self.passage_filter(doc=doc, kind=kind, since=since, until=until, speaker=speaker)
+        wanted = wanted or PassageFilter()
         if top_k < 1:
             raise R3memError(f"--top-k must be at least 1 (got {top_k})")
         match = fts_query(query)
@@ -630,7 +620,10 @@ class Archive:
         return out
 
     def passage_filter(self, *, doc=None, kind=None, since=None, until=None, speaker=None) -> "PassageFilter":
-        """Validated search filters (see keyword_search); `doc` resolves to one document id."""
+        """Validated search filters: `doc` (id or unique prefix, resolved to one id), `kind`
+        ('document' or 'chat'), `since`/`until` (ISO date or date-time, inclusive; a chat passage
+        is dated by its turns' timestamps, anything else by its document's ingested_at),
+        `speaker` (case-insensitive, one of the chat passage's speakers)."""
         from r3mem_cli.errors import R3memError
 
         if kind is not None and kind not in ("document", "chat"):

@@ -59,8 +59,7 @@ def search(
     depth = max(50, 5 * top_k)
     ranked: dict[str, list] = {}
     if use_keyword:
-        ranked["keyword"] = archive.keyword_search(query, top_k=depth, doc=doc_id, kind=kind, since=since,
-                                                   until=until, speaker=speaker)
+        ranked["keyword"] = archive.keyword_search(query, top_k=depth, wanted=wanted)
     if use_memory:
         ranked["memory"] = archive.memory_search(engine.query_key(query), top_k=depth, wanted=wanted,
                                                  coarse_documents=coarse)
