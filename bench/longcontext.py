@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from common import RESULTS, engine_and_adapter, heldout_documents, machine, pyplot, write_results
 
-from r3mem_cli.model.memory import pad_batch
+from r3mem_cli.model.memory import pad_batch, pad_memory
 
 
 def _nll_plain(network, context: list[int], passage: list[int]) -> tuple[float, int]:
@@ -54,7 +54,8 @@ def measure(engine, documents: list[list[list[int]]]) -> dict:
     for doc in documents:
         carry = None
         for t in range(len(doc) - 1):
-            memory, slot_mask = engine._memory_batch([engine.compress([doc[t]])[0]], engine.config.memory_slots)
+            memory, slot_mask = pad_memory(engine.compress([doc[t]]), network.memory_width,
+                                           engine.config.memory_slots, engine.device)
             state, carry = network.update_state(memory, slot_mask, carry)
             stored_state = state[0].to(engine.memory_dtype)  # as the archive keeps it
             nxt = doc[t + 1]

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from r3mem_cli.model.exact import decode_residual, encode_residual, refine
-from r3mem_cli.model.memory import (MemoryConfig, MemoryNetwork, load_adapter_weights, pad_batch, read_adapter_config,
-                                    sentence_ends)
+from r3mem_cli.model.memory import (MemoryConfig, MemoryNetwork, load_adapter_weights, pad_batch, pad_memory,
+                                    read_adapter_config, sentence_ends)
 from r3mem_cli.training.objectives import ObjectiveConfig, Objectives
 
 PASSAGES = [
@@ -211,11 +211,7 @@ def test_refinement_makes_untrained_memory_exact(tiny_model):
     results = refine(network, start, token_lists, steps=400, lr=0.1)
     assert all(r.converged for r in results), [r.steps for r in results]
     assert all(r.memory.dtype == torch.float16 for r in results)
-    memory = torch.zeros((3, network.config.memory_slots, network.memory_width))
-    slot_mask = torch.zeros((3, network.config.memory_slots), dtype=torch.long)
-    for i, r in enumerate(results):
-        memory[i, : r.memory.shape[0]] = r.memory.float()
-        slot_mask[i, : r.memory.shape[0]] = 1
+    memory, slot_mask = pad_memory([r.memory for r in results], network.memory_width, network.config.memory_slots)
     assert [tokenizer.decode(t) for t in network.generate(memory, slot_mask)] == DOCUMENT
 
 

@@ -19,7 +19,7 @@ import torch
 from ..errors import ModelError
 from .exact import coder_tag, decode_residual, encode_residual, refine
 from .loading import DEFAULT_MODEL, load_base_model, resolve_device
-from .memory import (ADAPTER_WEIGHTS, MemoryConfig, MemoryNetwork, load_adapter_weights, pad_batch,
+from .memory import (ADAPTER_WEIGHTS, MemoryConfig, MemoryNetwork, load_adapter_weights, pad_batch, pad_memory,
                      read_adapter_config, sentence_ends)
 
 SHIPPED_ADAPTERS = {DEFAULT_MODEL: "smollm2-135m-instruct"}
@@ -205,16 +205,10 @@ class MemoryEngine:
 
     def _memory_batch(self, memories: list[torch.Tensor], slots: int | None = None):
         """Memory tensors of different lengths -> zero-padded [B, m, W] and a row mask, on device."""
-        width = self.network.memory_width
-        slots = slots or max(m.shape[0] for m in memories)
-        memory = torch.zeros((len(memories), slots, width), dtype=torch.float32)
-        mask = torch.zeros((len(memories), slots), dtype=torch.long)
-        for row, m in enumerate(memories):
-            if m.dim() != 2 or m.shape[1] != width or m.shape[0] > slots:
-                raise ModelError(f"memory of shape {tuple(m.shape)} does not fit this model")
-            memory[row, : m.shape[0]] = m.float()
-            mask[row, : m.shape[0]] = 1
-        return memory.to(self.device), mask.to(self.device)
+        try:
+            return pad_memory(memories, self.network.memory_width, slots, self.device)
+        except ValueError as exc:
+            raise ModelError(f"{exc} of this model") from None
 
     @torch.inference_mode()
     def expand(self, memories: list[torch.Tensor], batch_size: int = 16, level: str = "passage") -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .memory import MemoryNetwork, pad_batch
+from .memory import MemoryNetwork, pad_batch, pad_memory
 
 CODER = "range-v1"
 
@@ -104,13 +104,7 @@ def refine(
     (greedy, with `margin` to spare) or `steps` run out. Passages are refined as one batch;
     a converged passage stops changing."""
     device = network.device
-    slots = max(m.shape[0] for m in memories)
-    width = network.memory_width
-    start = torch.zeros((len(memories), slots, width), device=device)
-    slot_mask = torch.zeros((len(memories), slots), dtype=torch.long, device=device)
-    for row, m in enumerate(memories):
-        start[row, : m.shape[0]] = m.to(device, torch.float32)
-        slot_mask[row, : m.shape[0]] = 1
+    start, slot_mask = pad_memory(memories, network.memory_width, device=device)
     ids, mask = pad_batch(token_lists, network.eos_token_id, device)
     targets = network.reconstruction_targets(ids, mask)
     param = torch.nn.Parameter(start.clone())

@@ -127,6 +127,20 @@ def pad_batch(token_lists: list[list[int]], pad_id: int, device="cpu") -> tuple[
     return ids.to(device), mask.to(device)
 
 
+def pad_memory(memories: list[torch.Tensor], width: int, slots: int | None = None,
+               device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Memory tensors [m_i, W] -> zero-padded float32 [B, slots, W] and a row mask [B, slots]."""
+    slots = slots or max(m.shape[0] for m in memories)
+    memory = torch.zeros((len(memories), slots, width), dtype=torch.float32)
+    mask = torch.zeros((len(memories), slots), dtype=torch.long)
+    for row, m in enumerate(memories):
+        if m.dim() != 2 or m.shape[1] != width or m.shape[0] > slots:
+            raise ValueError(f"memory of shape {tuple(m.shape)} does not fit [<= {slots}, {width}]")
+        memory[row, : m.shape[0]] = m.float()
+        mask[row, : m.shape[0]] = 1
+    return memory.to(device), mask.to(device)
+
+
 # ------------------------------------------------------------------ sentences
 @lru_cache(maxsize=8)
 def _sentence_end_ids(tokenizer) -> frozenset[int]:
