@@ -24,6 +24,7 @@ from common import engine_and_adapter, heldout_documents, machine, pyplot, write
 
 from r3mem_cli.evaluation.metrics import char_similarity
 from r3mem_cli.model.exact import refine
+from r3mem_cli.training.train import first_passages
 
 
 def bleu(hypotheses: list[str], references: list[str]) -> float:
@@ -79,12 +80,7 @@ def levels(engine, documents: list[list[list[int]]], passages: int) -> dict:
     memory, and each document's opening passage from its final document state."""
     from r3mem_cli.model.memory import sentence_ends
 
-    docs, left = [], passages
-    for doc in documents:
-        if left <= 0:
-            break
-        docs.append(doc[:left])
-        left -= len(docs[-1])
+    docs = first_passages(documents, passages)
     per_doc = engine.compress_documents(docs)
     ms = engine.config.sentence_slots
     sentence_rows, sentence_texts = [], []

@@ -37,7 +37,8 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _levels(archive: Archive, passages) -> dict[int, PassageMemory]:
+def stored_levels(archive: Archive, passages) -> dict[int, PassageMemory]:
+    """Each passage's stored tensor split into its levels (passage, sentences, state)."""
     stored = archive.load_memory([p.id for p in passages])
     return {p.id: PassageMemory.unpack(stored[p.id], p.slots or 0, p.sentence_rows, p.state_rows) for p in passages}
 
@@ -45,7 +46,7 @@ def _levels(archive: Archive, passages) -> dict[int, PassageMemory]:
 def rebuild(archive: Archive, engine: MemoryEngine, passages) -> dict[int, tuple[str, str]]:
     """Passage id -> (text rebuilt from memory, how): the residual where one decodes to the
     stored hash, else greedy expansion of the passage memory."""
-    levels = _levels(archive, passages)
+    levels = stored_levels(archive, passages)
     texts = engine.expand([levels[p.id].memory for p in passages])
     residuals = archive.residuals([p.id for p in passages])
     out = {}
@@ -76,7 +77,7 @@ def recall(archive: Archive, engine: MemoryEngine, doc: str, passage: int | None
         if not passages:
             raise NotFound(f"document {document.id} has no passage {passage} (it has {document.passages})")
     if level == "sentence":
-        return _recall_sentences(archive, engine, document, passages, _levels(archive, passages))
+        return _recall_sentences(archive, engine, document, passages, stored_levels(archive, passages))
     rebuilt = rebuild(archive, engine, passages)
     results = []
     for info in passages:
@@ -124,8 +125,7 @@ def _recall_document(archive, engine, document, passages) -> dict:
     last = passages[-1] if passages else None
     if last is None or not last.state_rows:
         raise NotFound(f"document {document.id} has no document memory (ingested before r3mem kept one)")
-    stored = archive.load_memory([last.id])[last.id]
-    state = PassageMemory.unpack(stored, last.slots or 0, last.sentence_rows, last.state_rows).state
+    state = stored_levels(archive, [last])[last.id].state
     text = engine.expand([state], level="document")[0]
     original = archive.source_text(passages[0].id)
     return {"doc": document.id, "title": document.title, "level": "document", "opening": text,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from r3mem_cli.archive import Archive
 from r3mem_cli.errors import R3memError
 
-from .recall import resolve_document
+from .recall import resolve_document, stored_levels
 
 RRF_K = 60
 # Fusion weights: the memory path is the weaker ranker so far (bench/locomo.py), so its ranks
@@ -91,11 +91,9 @@ def search(
 def _rerank(archive: Archive, engine, query: str, entries: list[dict]) -> list[dict]:
     """Order candidates by the backward model's likelihood of the query given each passage's
     memory (mean log-probability per query token)."""
-    from r3mem_cli.model.engine import PassageMemory
-
     infos = [e["info"] for e in entries]
-    stored = archive.load_memory([i.id for i in infos])
-    memories = [PassageMemory.unpack(stored[i.id], i.slots or 0, i.sentence_rows, i.state_rows).memory for i in infos]
+    levels = stored_levels(archive, infos)
+    memories = [levels[i.id].memory for i in infos]
     for entry, score in zip(entries, engine.query_likelihood(memories, query)):
         entry["scores"]["rerank"] = round(score, 6)
     return sorted(entries, key=lambda e: (-e["scores"]["rerank"], e["info"].id))

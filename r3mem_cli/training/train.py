@@ -239,7 +239,7 @@ def train(
         raise R3memError(f"no readable documents under {root}")
     train_files, heldout_files = split_corpus(files, root, config.heldout_fraction)
     train_windows = make_windows(load_documents(train_files, segmenter), config.objectives.window)
-    heldout_documents = _first_passages(load_documents(heldout_files, segmenter), config.eval_passages)
+    heldout_documents = first_passages(load_documents(heldout_files, segmenter), config.eval_passages)
     if not train_windows:
         raise R3memError(f"no text to train on under {root}")
     emit({"event": "data", "train_files": len(train_files), "heldout_files": len(heldout_files),
@@ -368,8 +368,8 @@ def _accelerator(device: str):
     return Accelerator(cpu=device == "cpu", kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 
-def _first_passages(documents: list[list[list[int]]], limit: int) -> list[list[list[int]]]:
-    """Held-out documents cut so that they hold `limit` passages in all (whole windows first)."""
+def first_passages(documents: list[list[list[int]]], limit: int) -> list[list[list[int]]]:
+    """The first `limit` passages of `documents`, still grouped by document (held-out sets)."""
     out, left = [], limit
     for doc in documents:
         if left <= 0:
