@@ -14,6 +14,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 
 from r3mem_cli.archive import (
@@ -745,3 +747,21 @@ def test_import_refuses_tampered_exports(archive, tmp_path):
     # The original still imports fine.
     with Archive.import_(good, target) as b:
         assert b.verify() == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-60000, 60000, allow_nan=False, width=16), min_size=1, max_size=40),
+       st.integers(-30, 10))
+def test_int8_rows_round_trip_idempotently(values, shift):
+    """What an int8 archive stores reads back to the same values, and storing those values again
+    gives the same bytes (so memory rounded before the residual is what recall reads)."""
+    import torch
+
+    from r3mem_cli.model.precision import dequantize_rows, quantize_rows, round_rows
+
+    row = (torch.tensor(values, dtype=torch.float32) * 2.0 ** shift).clamp(-60000, 60000).half().unsqueeze(0)
+    rounded = round_rows(row)
+    assert torch.equal(quantize_rows(rounded), quantize_rows(row))
+    assert torch.equal(dequantize_rows(quantize_rows(rounded)), rounded)
+    scale = row.float().abs().max()
+    assert (rounded.float() - row.float()).abs().max() <= scale / 127 + 2.0 ** -24

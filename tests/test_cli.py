@@ -263,6 +263,29 @@ def test_pure_memory_archive_recalls_exactly_with_the_residual(tmp_path, tiny_mo
     verify_clean(root)
 
 
+def test_int8_memory_halves_the_shards_and_still_recalls_exactly(tmp_path, tiny_model_dir, notes):
+    """int8 rows are rounded before the residual and the document state are computed from
+    them, so the residual decodes against what is read back; the shards take about half the bytes."""
+    sizes = {}
+    for precision in ("float16", "int8"):
+        root = tmp_path / precision
+        made = as_json(r3mem(root, "init", "--model", str(tiny_model_dir), "--no-keep-source", "--exact", "residual",
+                             "--memory-precision", precision, "--json"))
+        assert made["settings"]["memory_precision"] == precision
+        doc = as_json(r3mem(root, "ingest", str(notes / "garden.md"), "--json"))["added"][0]
+        recalled = as_json(r3mem(root, "recall", "--doc", doc["id"], "--json"))
+        assert recalled["exact_rate"] == 1.0 and {p["method"] for p in recalled["passages"]} == {"residual"}
+        document_level = as_json(r3mem(root, "recall", "--doc", doc["id"], "--level", "document", "--json"))
+        assert document_level["opening"]  # the state is read back from int8 rows too
+        sizes[precision] = as_json(r3mem(root, "stats", "--json"))["memory_bytes"]
+        verify_clean(root)
+    assert 0.45 < sizes["int8"] / sizes["float16"] < 0.6
+    bad = r3mem(tmp_path / "bad", "init", "--model", str(tiny_model_dir), "--memory-precision", "int4")
+    assert bad.exit_code != 0 and "--memory-precision must be one of" in bad.output
+    bad = r3mem(tmp_path / "bad", "init", "--model", str(tiny_model_dir), "--memory-precision", "int8", "--exact", "refine")
+    assert bad.exit_code != 0 and "--exact refine" in bad.output and not (tmp_path / "bad").exists()
+
+
 def test_refine_archive_stores_memory_that_recalls_exactly(tmp_path, tiny_model_dir):
     root = tmp_path / "archive"
     r3mem(root, "init", "--model", str(tiny_model_dir), "--no-keep-source", "--exact", "refine",

@@ -219,3 +219,26 @@ def test_migration_function_directly():
     conn.execute("INSERT INTO sources VALUES (1, ?, 5)", (zstandard.ZstdCompressor().compress("Crème brûlée".encode()),))
     assert mf.migrate(conn) == mf.SCHEMA_VERSION
     assert conn.execute("SELECT rowid FROM passages_fts WHERE passages_fts MATCH '\"creme\"'").fetchall() == [(1,)]
+
+
+def test_key_whitening_finds_content_that_a_shared_component_hides():
+    """Keys that share one large component and vary most along a few 'style' directions: raw
+    cosine ranks by style, the whitened comparison by content (what the memory path needs)."""
+    import torch
+
+    from r3mem_cli.archive.keyspace import MIN_KEYS, KeyWhitening
+
+    g = torch.Generator().manual_seed(0)
+    dims, n = 64, 2 * MIN_KEYS
+    common = torch.randn(dims, generator=g) * 4
+    style_directions = torch.linalg.qr(torch.randn(dims, 3, generator=g))[0].T  # [3, dims]
+    content = torch.randn(n, dims, generator=g) * 0.3
+    keys = common + torch.randn(n, 3, generator=g) * 3 @ style_directions + content
+    query = common + torch.randn(1, 3, generator=g) * 3 @ style_directions + content[7]  # item 7, another style
+    raw = torch.nn.functional.normalize(keys, dim=-1) @ torch.nn.functional.normalize(query[0], dim=0)
+    whitening = KeyWhitening.fit(keys)
+    whitened = whitening(keys) @ whitening(query)[0]
+    assert int(whitened.argmax()) == 7
+    assert int(raw.argmax()) != 7
+    assert torch.allclose(whitening(keys).norm(dim=-1), torch.ones(n))
+    assert KeyWhitening.fit(keys[: MIN_KEYS - 1]) is None  # too few keys: keep the raw cosine

@@ -29,8 +29,10 @@ import torch
 import zstandard
 
 from r3mem_cli.errors import ArchiveError, NotFound
+from r3mem_cli.model.precision import dequantize_rows, quantize_rows
 
 from . import manifest as mf
+from .keyspace import KeyWhitening
 from .lock import WriterLock
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, transaction, utc_now
 from .shards import ShardStore, fsync_dir, fsync_file, sha256_file
@@ -56,7 +58,9 @@ _FILE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
 @dataclass
 class NewPassage:
     """One passage to store. `memory` is [slots + sentence_rows + state_rows, D] of any float
-    dtype, stored bit-exactly: passage slots, sentence memory, then (optionally) document state.
+    dtype, stored bit-exactly (in an int8 archive, as int8 rows: pass memory already rounded by
+    precision.round_rows and it reads back bit-exactly too): passage slots, sentence memory,
+    then (optionally) document state.
     `residual` is an optional exact-recall code (bytes) and `coder` names how it was made."""
 
     index: int
@@ -299,6 +303,7 @@ class Archive:
         self.settings: dict = info.get("settings") or {}
         self.created_at: str = info["created_at"]
         self.r3mem_version: str | None = info.get("r3mem_version")
+        self._whitening: tuple[tuple, KeyWhitening | None] | None = None
 
     # --- opening / closing -----------------------------------------------------------------
 
@@ -658,9 +663,22 @@ class Archive:
             args).fetchall()
         kept = [(info, _key(row[10]).reshape(-1, query.numel()))
                 for row in rows for info in [_passage(row[:9])] if wanted.accepts(info, row[9])]
+        whitening = self.key_whitening()
+        if whitening is not None:
+            query = whitening(query)
+            kept = [(info, whitening(keys)) for info, keys in kept]
         scored = [(info, float((keys @ query).max())) for info, keys in kept]
         scored.sort(key=lambda item: (-item[1], item[0].id))
         return scored[:top_k]
+
+    def key_whitening(self) -> KeyWhitening | None:
+        """The archive's key statistics (keyspace.py), refitted when the stored keys change."""
+        token = self.conn.execute("SELECT count(*), max(passage_id) FROM search_keys").fetchone()
+        if self._whitening is None or self._whitening[0] != token:
+            keys = [_key(blob).reshape(-1, self.memory_config.get("search_key_dims", 256))
+                    for (blob,) in self.conn.execute("SELECT keys FROM search_keys")]
+            self._whitening = (token, KeyWhitening.fit(torch.cat(keys)) if keys else None)
+        return self._whitening[1]
 
     def has_search_keys(self) -> bool:
         return self.conn.execute("SELECT 1 FROM search_keys LIMIT 1").fetchone() is not None
@@ -690,8 +708,8 @@ class Archive:
             try:
                 for shard, items in by_shard.items():
                     got = self.shards.read(shard, [t for _, t in items])
-                    for pid, t in items:
-                        out[pid] = got[t]
+                    for pid, t in items:  # int8 rows carry their exponent (model/precision.py)
+                        out[pid] = dequantize_rows(got[t]) if got[t].dtype == torch.int8 else got[t]
                 return out
             except Exception as e:  # safetensors raises its own error types, even for a missing file
                 gone = [s for s in by_shard if not self.shards.path(s).is_file()]
@@ -763,6 +781,7 @@ class Archive:
         if not prepared:
             return []
         cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL) if self.keep_source else None
+        int8 = self.settings.get("memory_precision") == "int8"
         now = utc_now()
         written = None
         try:
@@ -812,7 +831,7 @@ class Archive:
                         )
                         pid = cur.lastrowid
                         name = f"p{pid}"
-                        tensors[name] = p.memory
+                        tensors[name] = quantize_rows(p.memory) if int8 else p.memory
                         memory_rows.append((pid, name, int(p.memory.shape[0]) - p.sentence_rows - p.state_rows,
                                             int(p.sentence_rows), int(p.state_rows)))
                         if p.residual is not None:

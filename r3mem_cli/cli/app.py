@@ -85,6 +85,8 @@ def init(
                                                       "passage's memory at ingest) | residual (store an arithmetic code)."),
     refine_steps: int = typer.Option(200, "--refine-steps", min=1, help="Step budget per passage for --exact refine."),
     refine_lr: float = typer.Option(0.03, "--refine-lr", min=0.0, help="Adam learning rate for --exact refine."),
+    memory_precision: Optional[str] = typer.Option(None, "--memory-precision",
+                                                   help="How memory tokens are stored: int8 (half the bytes) | float16."),
     json_out: bool = JsonOption,
 ) -> None:
     """Create an archive (ingest creates a default one when none exists)."""
@@ -97,6 +99,8 @@ def init(
     settings = {"exact": exact, "refine_steps": refine_steps, "refine_lr": refine_lr}
     if compression_ratio is not None:
         settings["compression_ratio"] = compression_ratio
+    if memory_precision is not None:
+        settings["memory_precision"] = memory_precision
     archive, warnings = create_archive(root, model=model, keep_source=not no_keep_source, adapter=adapter,
                                        settings=settings)
     with archive:

@@ -117,7 +117,7 @@ def ingest(
         memories = engine.compress_documents(  # token ids come from the segmenter: tokenised once
             [[p.token_ids for p in parts] for _, parts in pending], ratio=settings.get("compression_ratio"),
             refine_steps=int(settings.get("refine_steps", 200)) if exact == "refine" else 0,
-            refine_lr=float(settings.get("refine_lr", 0.03)))
+            refine_lr=float(settings.get("refine_lr", 0.03)), precision=settings.get("memory_precision", "float16"))
         coder = engine.coder_tag() if exact == "residual" else None
         batch = []
         for (document, parts), levels in zip(pending, memories):

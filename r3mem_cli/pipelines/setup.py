@@ -13,6 +13,7 @@ from ..errors import ArchiveError
 from ..model.engine import fresh_adapter, shipped_adapter
 from ..model.loading import DEFAULT_MODEL
 from ..model.memory import MemoryConfig, read_adapter_config
+from ..model.precision import PRECISIONS
 
 
 def default_archive_path() -> Path:
@@ -22,6 +23,8 @@ def default_archive_path() -> Path:
 
 
 EXACT_METHODS = ("none", "refine", "residual")
+# How new archives store memory tokens (model/precision.py); older archives keep float16.
+DEFAULT_MEMORY_PRECISION = "float16"
 
 
 def create_archive(root: Path, *, model: str = DEFAULT_MODEL, keep_source: bool = True,
@@ -35,6 +38,13 @@ def create_archive(root: Path, *, model: str = DEFAULT_MODEL, keep_source: bool 
     settings = dict(settings or {})
     if settings.get("exact", "none") not in EXACT_METHODS:
         raise ArchiveError(f"--exact must be one of {', '.join(EXACT_METHODS)}, not {settings['exact']!r}")
+    settings.setdefault("memory_precision", DEFAULT_MEMORY_PRECISION)
+    if settings["memory_precision"] not in PRECISIONS:
+        raise ArchiveError(f"--memory-precision must be one of {', '.join(PRECISIONS)}, "
+                           f"not {settings['memory_precision']!r}")
+    if settings["memory_precision"] == "int8" and settings.get("exact") == "refine":
+        raise ArchiveError("--exact refine tunes float16 memory: use it with --memory-precision float16 "
+                           "(--exact residual works with both)")
     temporary = None
     if adapter is None:
         adapter = shipped_adapter(model)
