@@ -242,3 +242,25 @@ def test_key_whitening_finds_content_that_a_shared_component_hides():
     assert int(raw.argmax()) != 7
     assert torch.allclose(whitening(keys).norm(dim=-1), torch.ones(n))
     assert KeyWhitening.fit(keys[: MIN_KEYS - 1]) is None  # too few keys: keep the raw cosine
+
+
+def test_memory_index_follows_forget_and_ingest_in_an_open_archive(archive, tmp_path):
+    """The in-memory key index of a long-lived reader is rebuilt when another process changes
+    the stored keys: a forgotten document is never found, a new one is."""
+    from r3mem_cli.archive import Archive
+    from r3mem_cli.model.engine import engine_for
+    from r3mem_cli.pipelines.search import search as run_search
+
+    with Archive.open(archive) as reader:
+        engine = engine_for(reader.model, reader.adapter_dir, "cpu")
+        first = run_search(reader, VAULT, 3, engine=engine, mode="memory")["results"]
+        assert first[0]["source"].endswith("vault.txt")
+        with Archive.open(archive, write=True) as writer:
+            writer.forget([first[0]["doc"]])
+        after = run_search(reader, VAULT, 3, engine=engine, mode="memory")["results"]
+        assert first[0]["doc"] not in {r["doc"] for r in after}
+        note = tmp_path / "again.txt"
+        note.write_text(VAULT + "\n")
+        assert r3mem(archive, "ingest", str(note)).exit_code == 0
+        again = run_search(reader, VAULT, 3, engine=engine, mode="memory")["results"]
+        assert again[0]["source"].endswith("again.txt") and again[0]["score"] > 0.99

@@ -32,7 +32,7 @@ from r3mem_cli.errors import ArchiveError, NotFound
 from r3mem_cli.model.precision import dequantize_rows, quantize_rows
 
 from . import manifest as mf
-from .keyspace import KeyWhitening
+from .keyspace import KeyIndex
 from .lock import WriterLock
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, transaction, utc_now
 from .shards import ShardStore, fsync_dir, fsync_file, sha256_file
@@ -303,7 +303,7 @@ class Archive:
         self.settings: dict = info.get("settings") or {}
         self.created_at: str = info["created_at"]
         self.r3mem_version: str | None = info.get("r3mem_version")
-        self._whitening: tuple[tuple, KeyWhitening | None] | None = None
+        self._key_index: tuple[tuple, KeyIndex] | None = None
 
     # --- opening / closing -----------------------------------------------------------------
 
@@ -642,43 +642,58 @@ class Archive:
     def memory_search(self, query_key: torch.Tensor, *, top_k: int, wanted: "PassageFilter",
                       coarse_documents: int | None = None) -> list[tuple[PassageInfo, float]]:
         """Passages ranked by the best cosine between the query's search key and their sentence
-        keys, best first. With `coarse_documents`, documents are ranked by their document-state
-        key first and only the passages of the best ones are compared (coarse to fine: the work
-        grows with the documents kept, not with the whole archive)."""
+        keys (whitened by the archive's key statistics, keyspace.py), best first. With
+        `coarse_documents`, documents are ranked by their document-state key first and only the
+        passages of the best ones are compared (coarse to fine: the work grows with the documents
+        kept, not with the whole archive)."""
+        index = self.key_index()
         query = query_key.float().reshape(-1)
         where, args = wanted.where()
+        allowed: set[int] | None = None
+        if where or wanted.speaker is not None or wanted.since is not None or wanted.until is not None:
+            allowed = {info.id for info, at in self._passages_where(where, args) if wanted.accepts(info, at)}
         if coarse_documents:
             docs = self.conn.execute(
                 "SELECT k.doc_id, k.key FROM document_keys k JOIN documents d ON d.id = k.doc_id "
                 "JOIN passages p ON p.doc_id = d.id AND p.idx = 0 WHERE 1=1" + where, args).fetchall()
             if docs:
                 scores = torch.stack([_key(blob) for _, blob in docs]) @ query
-                best = [docs[i][0] for i in scores.topk(min(coarse_documents, len(docs))).indices.tolist()]
-                where += f" AND p.doc_id IN ({mf.placeholders(len(best))})"
-                args = [*args, *best]
+                best = {docs[i][0] for i in scores.topk(min(coarse_documents, len(docs))).indices.tolist()}
+                inside = {pid for pid, doc in zip(index.passage_ids.tolist(), index.doc_ids) if doc in best}
+                allowed = inside if allowed is None else allowed & inside
+        scores = index.scores(query)
+        if allowed is not None:
+            keep = torch.tensor([pid in allowed for pid in index.passage_ids.tolist()], dtype=torch.bool)
+            scores = scores.masked_fill(~keep, float("-inf"))
+        found = min(top_k, int(torch.isfinite(scores).sum()))
+        if not found:
+            return []
+        top = scores.topk(found)
+        ids = [int(index.passage_ids[i]) for i in top.indices.tolist()]
+        infos = {info.id: info for info, _ in self._passages_where(f" AND p.id IN ({mf.placeholders(len(ids))})", ids)}
+        ranked = [(infos[pid], float(score)) for pid, score in zip(ids, top.values.tolist()) if pid in infos]
+        ranked.sort(key=lambda item: (-item[1], item[0].id))
+        return ranked
+
+    def _passages_where(self, where: str, args: list) -> list[tuple[PassageInfo, str]]:
+        """(passage, its document's ingested_at) for passages matching SQL conditions on p and d."""
         rows = self.conn.execute(
             "SELECT p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, p.location, m.slots, m.sentence_rows, "
-            "m.state_rows, d.ingested_at, k.keys FROM search_keys k JOIN passages p ON p.id = k.passage_id "
-            "JOIN documents d ON d.id = p.doc_id LEFT JOIN memory m ON m.passage_id = p.id WHERE 1=1" + where,
-            args).fetchall()
-        kept = [(info, _key(row[10]).reshape(-1, query.numel()))
-                for row in rows for info in [_passage(row[:9])] if wanted.accepts(info, row[9])]
-        whitening = self.key_whitening()
-        if whitening is not None:
-            query = whitening(query)
-            kept = [(info, whitening(keys)) for info, keys in kept]
-        scored = [(info, float((keys @ query).max())) for info, keys in kept]
-        scored.sort(key=lambda item: (-item[1], item[0].id))
-        return scored[:top_k]
+            "m.state_rows, d.ingested_at FROM passages p JOIN documents d ON d.id = p.doc_id "
+            "LEFT JOIN memory m ON m.passage_id = p.id WHERE 1=1" + where, args).fetchall()
+        return [(_passage(row[:9]), row[9]) for row in rows]
 
-    def key_whitening(self) -> KeyWhitening | None:
-        """The archive's key statistics (keyspace.py), refitted when the stored keys change."""
+    def key_index(self) -> KeyIndex:
+        """Every search key in memory (keyspace.py), rebuilt when the stored keys change: the
+        first search after an ingest pays for reading them, later ones only for the product."""
         token = self.conn.execute("SELECT count(*), max(passage_id) FROM search_keys").fetchone()
-        if self._whitening is None or self._whitening[0] != token:
-            keys = [_key(blob).reshape(-1, self.memory_config.get("search_key_dims", 256))
-                    for (blob,) in self.conn.execute("SELECT keys FROM search_keys")]
-            self._whitening = (token, KeyWhitening.fit(torch.cat(keys)) if keys else None)
-        return self._whitening[1]
+        if self._key_index is None or self._key_index[0] != token:
+            dims = self.memory_config.get("search_key_dims", 256)
+            rows = [(pid, doc, _key(blob).reshape(-1, dims)) for pid, doc, blob in self.conn.execute(
+                "SELECT k.passage_id, p.doc_id, k.keys FROM search_keys k JOIN passages p ON p.id = k.passage_id "
+                "ORDER BY k.passage_id")]
+            self._key_index = (token, KeyIndex.build(rows))
+        return self._key_index[1]
 
     def has_search_keys(self) -> bool:
         return self.conn.execute("SELECT 1 FROM search_keys LIMIT 1").fetchone() is not None

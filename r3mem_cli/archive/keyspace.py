@@ -41,3 +41,32 @@ class KeyWhitening:
     def __call__(self, keys: torch.Tensor) -> torch.Tensor:
         """Keys [..., K] -> whitened unit keys [..., K - drop], compared by dot product."""
         return F.normalize(((keys.float() - self.mean) @ self.basis.T) / self.scale, dim=-1)
+
+
+@dataclass(frozen=True)
+class KeyIndex:
+    """Every stored sentence key in one matrix, whitened once, so a memory search is one matrix
+    product and a max per passage instead of reading and decoding every key from SQLite."""
+
+    passage_ids: torch.Tensor  # [P] passage ids
+    doc_ids: list[str]  # [P] document of each passage
+    owner: torch.Tensor  # [R] row -> index into passage_ids
+    keys: torch.Tensor  # [R, K'] (whitened when the archive has enough keys)
+    whitening: KeyWhitening | None
+
+    @classmethod
+    def build(cls, rows: list[tuple[int, str, torch.Tensor]]) -> "KeyIndex":
+        """From (passage id, document id, keys [n, K]) per passage."""
+        keys = torch.cat([k for _, _, k in rows]) if rows else torch.zeros(0, 1)
+        whitening = KeyWhitening.fit(keys) if rows else None
+        owner = torch.cat([torch.full((k.size(0),), i, dtype=torch.long) for i, (_, _, k) in enumerate(rows)]) \
+            if rows else torch.zeros(0, dtype=torch.long)
+        return cls(passage_ids=torch.tensor([pid for pid, _, _ in rows], dtype=torch.long),
+                   doc_ids=[doc for _, doc, _ in rows], owner=owner,
+                   keys=whitening(keys) if whitening is not None else keys.float(), whitening=whitening)
+
+    def scores(self, query: torch.Tensor) -> torch.Tensor:
+        """Best cosine per passage [P] between the query key [K] and the passage's sentence keys."""
+        query = self.whitening(query) if self.whitening is not None else query.float()
+        best = torch.full((self.passage_ids.numel(),), float("-inf"))
+        return best.scatter_reduce(0, self.owner, self.keys @ query, reduce="amax")
