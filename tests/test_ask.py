@@ -54,4 +54,9 @@ def test_finish_answer_normalises_and_keeps_only_real_citations():
     assert finish_answer("  ", sources) == NOT_IN_ARCHIVE
     assert finish_answer("Under the pot [abcd1234:2] [dead9999:1].", sources) == "Under the pot [abcd1234:2]."
     assert finish_answer("Under the pot.", sources) == "Under the pot. [abcd1234:2]"
+    # An uncited answer is attributed to the retrieved passage that holds its words.
+    named = [{"doc": "abcd1234", "passage": 2, "text": "Maya planted tomatoes."},
+             {"doc": "ffff0000", "passage": 0, "text": "The beans came from Tom."}]
+    assert finish_answer("Tom", named) == "Tom [ffff0000:0]"
+    assert finish_answer("Nobody knows", named) == "Nobody knows [abcd1234:2]"
     assert json.dumps(citations("x [ffff0000:0] y [abcd1234:2]")) == json.dumps([["ffff0000", 0], ["abcd1234", 2]])

@@ -264,3 +264,28 @@ def test_memory_index_follows_forget_and_ingest_in_an_open_archive(archive, tmp_
         assert r3mem(archive, "ingest", str(note)).exit_code == 0
         again = run_search(reader, VAULT, 3, engine=engine, mode="memory")["results"]
         assert again[0]["source"].endswith("again.txt") and again[0]["score"] > 0.99
+
+
+def test_default_mode_ranks_keyword_hits_first_and_fills_in_from_memory(archive):
+    """auto: every passage the keyword path found comes before those only memory found, and a
+    query with no word in the archive still gets passages from memory."""
+    out = search(archive, "xylophonequartz flowerpot", "--mode", "auto", "--top-k", "6")
+    assert out["mode"] == "keyword+memory"
+    paths = [set(r["scores"]) for r in out["results"]]
+    keyword_hits = [i for i, p in enumerate(paths) if "keyword" in p]
+    assert keyword_hits and keyword_hits == list(range(len(keyword_hits)))
+    assert len(keyword_hits) < len(paths)  # memory filled the rest
+    scores = [r["score"] for r in out["results"]]
+    assert scores == sorted(scores, reverse=True)
+    unseen = search(archive, "qwzxv plmokn", "--mode", "auto")
+    assert unseen["results"] and all(set(r["scores"]) == {"memory"} for r in unseen["results"])
+
+
+def test_ask_keeps_only_passages_nearly_as_relevant_as_the_best():
+    from r3mem_cli.pipelines.ask import relevant
+
+    found = [{"scores": {"keyword": 5.0, "memory": 0.9}}, {"scores": {"keyword": 3.0}},
+             {"scores": {"keyword": 1.0}}, {"scores": {"memory": 0.99}}]
+    assert relevant(found, 0.5) == found[:2]
+    memory_only = [{"scores": {"memory": 0.8}}, {"scores": {"memory": 0.3}}]
+    assert relevant(memory_only, 0.5) == memory_only[:1]

@@ -294,7 +294,7 @@ def search(
 @handles_errors
 def ask(
     question: str = typer.Argument(..., help="A question about what the archive holds."),
-    top_k: int = typer.Option(5, "--top-k", min=1, help="Passages retrieved to answer from."),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="Passages retrieved to answer from."),
     model: Optional[str] = typer.Option(None, "--model", help="Answer with this causal LM instead of the "
                                                                "archive's model (retrieval still uses the archive's)."),
     max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),

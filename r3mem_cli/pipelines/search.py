@@ -1,11 +1,15 @@
 """`r3mem search`: ranked passages for a query (DESIGN §1 JSON shape).
 
-Two retrieval paths, fused by weighted reciprocal rank (RRF, k=60):
+Two retrieval paths:
   keyword  SQLite FTS5 / BM25 over kept source text (docs/decisions/0006);
   memory   the query compressed by the archive's own network into a sentence memory, compared
-           (cosine of search keys) with every passage's sentence memories; with `coarse`,
-           documents are ranked by their document-state key first and only the best ones'
-           passages are compared.
+           (whitened cosine of search keys) with every passage's sentence memories; with
+           `coarse`, documents are ranked by their document-state key first and only the best
+           ones' passages are compared.
+How they combine (`mode`): `auto` (the default) ranks keyword hits first and fills the rest
+with memory hits, so a query that shares no word with the archive still finds something;
+`hybrid` fuses both by weighted reciprocal rank (RRF, k=60). On LoCoMo the memory path is the
+weaker ranker and fusing it in lowers recall, so it fills in rather than votes (decision 0009).
 An optional rerank orders the best candidates by the backward model's likelihood of the query
 given each passage's memory. A pure-memory archive uses the memory path only, and its result
 text is rebuilt from memory.
@@ -19,8 +23,8 @@ from r3mem_cli.errors import R3memError
 from .recall import resolve_document, stored_levels
 
 RRF_K = 60
-# Fusion weights: the memory path is the weaker ranker so far (bench/locomo.py), so its ranks
-# count for less than BM25's; they still lift passages both paths agree on.
+# Fusion weights for `hybrid`: the memory path is the weaker ranker (bench/locomo.py), so its
+# ranks count for less than BM25's; they still lift passages both paths agree on.
 WEIGHTS = {"keyword": 1.0, "memory": 0.5}
 MODES = ("auto", "hybrid", "keyword", "memory")
 
@@ -63,13 +67,7 @@ def search(
     if use_memory:
         ranked["memory"] = archive.memory_search(engine.query_key(query), top_k=depth, wanted=wanted,
                                                  coarse_documents=coarse)
-    fused: dict[int, dict] = {}
-    for path, hits in ranked.items():
-        for rank, (info, score) in enumerate(hits, start=1):
-            entry = fused.setdefault(info.id, {"info": info, "rrf": 0.0, "scores": {}})
-            entry["rrf"] += WEIGHTS[path] / (RRF_K + rank)
-            entry["scores"][path] = round(score, 6)
-    best = sorted(fused.values(), key=lambda e: (-e["rrf"], e["info"].id))
+    best = _fill(ranked) if mode == "auto" and len(ranked) > 1 else _fuse(ranked)
     if rerank and engine is not None and best:
         best = _rerank(archive, engine, query, best[: max(rerank, top_k)])
     best = best[:top_k]
@@ -86,6 +84,29 @@ def search(
                         "text": texts[info.id], "source": d.source, "location": info.location,
                         "scores": entry["scores"]})
     return {"query": query, "mode": "+".join(ranked) or "none", "results": results}
+
+
+def _fuse(ranked: dict[str, list]) -> list[dict]:
+    """Weighted reciprocal-rank fusion of every path's ranking."""
+    fused: dict[int, dict] = {}
+    for path, hits in ranked.items():
+        for rank, (info, score) in enumerate(hits, start=1):
+            entry = fused.setdefault(info.id, {"info": info, "rrf": 0.0, "scores": {}})
+            entry["rrf"] += WEIGHTS[path] / (RRF_K + rank)
+            entry["scores"][path] = round(score, 6)
+    return sorted(fused.values(), key=lambda e: (-e["rrf"], e["info"].id))
+
+
+def _fill(ranked: dict[str, list]) -> list[dict]:
+    """Keyword hits in BM25 order, then memory hits the keyword path did not find; the score is
+    the reciprocal of the final rank (as RRF would give one path), every path's own score kept."""
+    entries: dict[int, dict] = {}
+    for path in ("keyword", "memory"):
+        for info, score in ranked[path]:
+            entries.setdefault(info.id, {"info": info, "scores": {}})["scores"][path] = round(score, 6)
+    for rank, entry in enumerate(entries.values(), start=1):  # dicts keep insertion order
+        entry["rrf"] = 1.0 / (RRF_K + rank)
+    return list(entries.values())
 
 
 def _rerank(archive: Archive, engine, query: str, entries: list[dict]) -> list[dict]:
