@@ -43,7 +43,10 @@ from r3mem_cli.archive import Archive, NewDocument, NewPassage
 from r3mem_cli.evaluation.metrics import char_similarity
 from r3mem_cli.model.engine import MemoryEngine, engine_for
 from r3mem_cli.model.memory import pad_batch
-from r3mem_cli.model.precision import round_rows
+try:  # absent before int8 memory existed: the bench also measures the code before issue 6
+    from r3mem_cli.model.precision import round_rows
+except ImportError:
+    round_rows = None
 from r3mem_cli.pipelines.ask import ask
 from r3mem_cli.pipelines.ingest import ingest
 from r3mem_cli.pipelines.search import search
@@ -154,7 +157,7 @@ def latencies(archive: Archive, engine: MemoryEngine, queries: list[str], asks: 
     for q in queries[:asks]:
         marks = []
         started = time.perf_counter()
-        ask(archive, engine, q, 5, max_new_tokens=48, on_text=lambda _t: marks.append(time.perf_counter()))
+        ask(archive, engine, q, max_new_tokens=48, on_text=lambda _t: marks.append(time.perf_counter()))
         total.append(time.perf_counter() - started)
         if marks:
             first.append(marks[0] - started)
@@ -199,7 +202,8 @@ def quality(engine: MemoryEngine, passages: int) -> dict:
     texts = [engine.tokenizer.decode(t) for t in tokens]
     memories = engine.compress(tokens)
     out = {}
-    for name, memory in (("float16", memories), ("int8", [round_rows(m) for m in memories])):
+    variants = [("float16", memories)] + ([("int8", [round_rows(m) for m in memories])] if round_rows else [])
+    for name, memory in variants:
         rebuilt = engine.expand(memory)
         out[name] = {"similarity": statistics.mean(char_similarity(r, t) for r, t in zip(rebuilt, texts)),
                      "exact_rate": statistics.mean(r == t for r, t in zip(rebuilt, texts))}
@@ -286,7 +290,7 @@ def measure(archive: Archive, engine: MemoryEngine, args, copies: int) -> dict:
 
 def residual_sample(engine: MemoryEngine, token_lists: list[list[int]], precision: str) -> float:
     memories = engine.compress(token_lists)
-    if precision == "int8":
+    if precision == "int8" and round_rows is not None:
         memories = [round_rows(m) for m in memories]
     codes = [engine.encode_residual(m, t) for m, t in zip(memories, token_lists)]
     return 8 * sum(map(len, codes)) / sum(map(len, token_lists))
@@ -318,8 +322,8 @@ def markdown(r: dict) -> str:
     q = r["quality"]
     lines += ["", f"Whole archive: {s['archive_bytes']:,} bytes = {s['archive_to_raw_text']:.1f}× the raw text.",
               f"Recall quality on {q['passages']} held-out passages: similarity {q['float16']['similarity']:.3f} from "
-              f"float16 memory, {q['int8']['similarity']:.3f} from int8 (exact {q['float16']['exact_rate']:.3f} / "
-              f"{q['int8']['exact_rate']:.3f}).",
+              f"float16 memory" + (f", {q['int8']['similarity']:.3f} from int8 (exact {q['float16']['exact_rate']:.3f} / "
+                                   f"{q['int8']['exact_rate']:.3f})." if "int8" in q else "."),
               f"Peak RSS {r['peak_rss_mib']:,.0f} MiB. Machine: {r['machine']['platform']}, {r['machine']['cpus']} CPUs, "
               f"device {r['machine']['device']}, torch {r['machine']['torch']} ({r['machine']['torch_threads']} threads).",
               "Command: `.venv/bin/python bench/throughput.py`", ""]

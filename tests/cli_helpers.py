@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 from r3mem_cli.cli.app import app
 
 
-def r3mem(archive: Path, *args: str):
+def r3mem(archive: Path, *args: str, input: str | None = None):
     """Invoke `r3mem --archive ARCHIVE ARGS...`; a traceback in the output fails the test."""
-    result = CliRunner().invoke(app, ["--archive", str(archive), *args])
+    result = CliRunner().invoke(app, ["--archive", str(archive), *args], input=input)
     assert "Traceback" not in result.output, result.output
     return result
 

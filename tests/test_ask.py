@@ -60,3 +60,14 @@ def test_finish_answer_normalises_and_keeps_only_real_citations():
     assert finish_answer("Tom", named) == "Tom [ffff0000:0]"
     assert finish_answer("Nobody knows", named) == "Nobody knows [abcd1234:2]"
     assert json.dumps(citations("x [ffff0000:0] y [abcd1234:2]")) == json.dumps([["ffff0000", 0], ["abcd1234", 2]])
+
+
+def test_questions_from_stdin_are_answered_in_one_process(tmp_path, tiny_model_dir):
+    """`ask -` reads a question per line (blank lines skipped) and writes one JSON object per line."""
+    root = _archive(tmp_path, tiny_model_dir)
+    out = r3mem(root, "ask", "-", "--json", "--mode", "keyword", "--max-new-tokens", "4",
+                input="Where is the xylophonequartz key?\n\nzebra harmonica quantum?\n")
+    assert out.exit_code == 0, out.output
+    answers = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [a["question"] for a in answers] == ["Where is the xylophonequartz key?", "zebra harmonica quantum?"]
+    assert citations(answers[0]["answer"]) and answers[1]["answer"] == NOT_IN_ARCHIVE

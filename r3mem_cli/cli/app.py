@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 from pathlib import Path
@@ -293,7 +294,8 @@ def search(
 @app.command()
 @handles_errors
 def ask(
-    question: str = typer.Argument(..., help="A question about what the archive holds."),
+    question: str = typer.Argument(..., help="A question about what the archive holds; '-' reads one question "
+                                              "per line from stdin and answers each with the model loaded once."),
     top_k: int = typer.Option(3, "--top-k", min=1, help="Passages retrieved to answer from."),
     model: Optional[str] = typer.Option(None, "--model", help="Answer with this causal LM instead of the "
                                                                "archive's model (retrieval still uses the archive's)."),
@@ -312,14 +314,22 @@ def ask(
     from ..pipelines.ask import ask as run_ask
 
     stream = not json_out and sys.stdout.isatty()
+    questions = (line.strip() for line in sys.stdin) if question == "-" else iter([question])
     with _open() as archive:
         engine = _engine(archive, device)
         answer_model = load_base_model(model, engine.device) if model else None
-        result = run_ask(archive, engine, question, top_k, answer_model=answer_model, max_new_tokens=max_new_tokens,
-                         on_text=(lambda piece: typer.echo(piece, nl=False)) if stream else None,
-                         mode=mode, doc=doc, kind=kind, since=since, until=until, speaker=speaker)
-    if json_out:
-        print_json(result)
+        for asked in questions:
+            if question == "-" and not asked:
+                continue
+            result = run_ask(archive, engine, asked, top_k, answer_model=answer_model, max_new_tokens=max_new_tokens,
+                             on_text=(lambda piece: typer.echo(piece, nl=False)) if stream else None,
+                             mode=mode, doc=doc, kind=kind, since=since, until=until, speaker=speaker)
+            _show_answer(result, json_out, stream, lines=question == "-")
+
+
+def _show_answer(result: dict, json_out: bool, stream: bool, lines: bool) -> None:
+    if json_out:  # one object; one per line (JSON Lines) when questions come from stdin
+        typer.echo(json.dumps(result, ensure_ascii=False)) if lines else print_json(result)
         return
     if stream:
         typer.echo("")
