@@ -65,3 +65,22 @@ def test_default_model_pure_memory_archive_is_exact_with_the_residual(tmp_path):
     sentences = json.loads(r3mem(archive, "recall", "--doc", doc["id"], "--level", "sentence", "--json").stdout)
     assert all(p["sentences"] for p in sentences["passages"])
     assert r3mem(archive, "verify").returncode == 0
+
+
+def test_default_model_answers_the_demo_question_with_a_citation(tmp_path):
+    """`make demo`'s question, on the demo notes: the answer names Tom and cites the garden-log
+    passage that says so; a question about something absent gets the "not in the archive" answer."""
+    archive = tmp_path / "archive"
+    assert r3mem(archive, "ingest", str(SAMPLE.parent), "--json").returncode == 0
+    asked = r3mem(archive, "ask", "-", "--json")  # no stdin lines: nothing asked, exit 0
+    assert asked.returncode == 0 and asked.stdout == ""
+    out = subprocess.run([shutil.which("r3mem", path=str(Path(sys.executable).parent)) or "r3mem", "--archive",
+                          str(archive), "ask", "-", "--json"], capture_output=True, text=True, timeout=900,
+                         input="Who gave me the runner bean seeds?\nWhat is the capital of Mongolia?\n",
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr
+    seeds, absent = [json.loads(line) for line in out.stdout.splitlines()]
+    assert "Tom" in seeds["answer"], seeds["answer"]
+    cited = [s for s in seeds["sources"] if f"[{s['doc']}:{s['passage']}]" in seeds["answer"]]
+    assert cited and "Tom gave me the seeds" in cited[0]["text"]
+    assert absent["answer"] == "The archive does not say."
