@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +57,13 @@ from r3mem_cli.sources import iter_inputs, read_path, supported
 
 QUERIES = 20
 REAL_PASSAGES = 2000  # sizes above this are built from copies (the essays give about 2,400)
+
+
+STARTED = time.perf_counter()
+
+
+def log(stage: str) -> None:
+    print(f"[{time.perf_counter() - STARTED:7.1f} s] {stage}", file=sys.stderr, flush=True)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -96,7 +104,8 @@ def plain_forward(engine: MemoryEngine, token_lists: list[list[int]], bf16: bool
 def plain_generation(engine: MemoryEngine, prompts: list[list[int]], new_tokens: int) -> float:
     """Generated tokens/s of greedy decoding with a KV cache, batch of all prompts, adapter off."""
     lm = engine.network.lm
-    ids, mask = pad_batch(prompts, engine.tokenizer.eos_token_id, engine.device)
+    width = min(map(len, prompts))  # equal lengths: no padding to get wrong in a decoder-only model
+    ids, mask = pad_batch([p[:width] for p in prompts], engine.tokenizer.eos_token_id, engine.device)
     started = time.perf_counter()
     with lm.disable_adapter():
         lm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
@@ -198,7 +207,7 @@ def quality(engine: MemoryEngine, passages: int) -> dict:
 
     adapter_info = json.loads((shipped_adapter(DEFAULT_MODEL) / "config.json").read_text())
     documents = heldout_documents(engine, adapter_info)
-    tokens = first_passages(documents, passages)
+    tokens = [p for doc in first_passages(documents, passages) for p in doc]
     texts = [engine.tokenizer.decode(t) for t in tokens]
     memories = engine.compress(tokens)
     out = {}
@@ -227,6 +236,8 @@ def main() -> None:
         archive, _ = create_archive(Path(tmp) / "archive", settings={"memory_precision": args.precision})
         with archive:
             engine = engine_for(archive.model, archive.adapter_dir, args.device)
+            result["quality"] = quality(engine, args.quality_passages)
+            log("quality")
             segmenter = Segmenter(engine.tokenizer, engine.config.max_passage_tokens)
             real_sizes = [s for s in sizes if s <= REAL_PASSAGES] or [sizes[0]]
             files, _, _ = essay_files_for(real_sizes[-1], segmenter)
@@ -237,6 +248,7 @@ def main() -> None:
                                "forward_tokens_per_s_bf16": plain_forward(engine, token_lists[:256], bf16=True),
                                "generate_tokens_per_s": plain_generation(engine, token_lists[:16], 32)}
             limit = max(result["limit"]["forward_tokens_per_s_float32"], result["limit"]["forward_tokens_per_s_bf16"])
+            log(f"limits {result['limit']}")
 
             # Real ingests in growing prefixes of the files; latencies measured at each size.
             done, seconds, tokens = 0, 0.0, 0
@@ -248,6 +260,7 @@ def main() -> None:
                 tokens += sum(a["tokens"] for a in report.added)
                 done = len(wanted)
                 result["sizes"][size] = measure(archive, engine, args, copies=0)
+                log(f"size {size}")
             result["ingest"] = {"tokens_per_s": tokens / seconds, "seconds": seconds, "tokens": tokens,
                                 "ratio_to_forward_limit": tokens / seconds / limit}
             result["recall"] = recall_throughput(archive, engine, result["limit"]["generate_tokens_per_s"])
@@ -261,8 +274,8 @@ def main() -> None:
                 copy_documents(archive, copies)
                 result["sizes"]["_copies"] = result["sizes"].get("_copies", 0) + copies
                 result["sizes"][size] = measure(archive, engine, args, copies=result["sizes"]["_copies"])
+                log(f"size {size} (copies)")
             result["sizes"].pop("_copies", None)
-    result["quality"] = quality(engine, args.quality_passages)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["machine"] = machine(engine)
     name = "throughput" + (f"-{args.tag}" if args.tag else "")
