@@ -321,7 +321,7 @@ def markdown(r: dict) -> str:
              f"{max(lim['forward_tokens_per_s_float32'], lim['forward_tokens_per_s_bf16']):,.0f} | {ing['ratio_to_forward_limit']:.2f}× |",
              f"| recall (greedy expansion, {rec['passages']} passages) | {rec['tokens_per_s']:,.0f} tok/s | "
              f"{lim['generate_tokens_per_s']:,.0f} (plain generation) | {rec['ratio_to_plain_generation']:.2f}× |", "",
-             "| passages | built by | search hybrid (median / p95) | memory | memory coarse-to-fine | ask first token | ask total |",
+             "| passages | built by | search, default mode (median / p95) | memory | memory coarse-to-fine | ask first token | ask total |",
              "|---|---|---|---|---|---|---|"]
     ms = lambda t: f"{t['median_s'] * 1000:.0f} / {t['p95_s'] * 1000:.0f} ms" if t else "n/a"  # noqa: E731
     for size, row in sorted(r["sizes"].items(), key=lambda kv: int(kv[0])):
@@ -348,7 +348,7 @@ def plot(r: dict, name: str) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     rows = sorted(r["sizes"].values(), key=lambda row: row["passages"])
     x = [row["passages"] for row in rows]
-    for key, label in (("search_hybrid", "search (hybrid)"), ("search_memory", "search (memory)"),
+    for key, label in (("search_hybrid", "search (default mode)"), ("search_memory", "search (memory)"),
                        ("search_memory_coarse", "search (memory, coarse)"), ("ask_first_token", "ask first token")):
         left.plot(x, [row[key]["median_s"] if row[key] else None for row in rows], marker="o", label=label)
     left.set_xscale("log")

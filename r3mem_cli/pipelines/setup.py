@@ -23,8 +23,10 @@ def default_archive_path() -> Path:
 
 
 EXACT_METHODS = ("none", "refine", "residual")
-# How new archives store memory tokens (model/precision.py); older archives keep float16.
-DEFAULT_MEMORY_PRECISION = "float16"
+# How new archives store memory tokens (model/precision.py): int8 halves the shards and kept
+# recall similarity at 0.547 vs 0.549 (bench/throughput.py); older archives keep float16, and
+# --exact refine (which tunes float16 values) defaults to float16.
+DEFAULT_MEMORY_PRECISION = "int8"
 
 
 def create_archive(root: Path, *, model: str = DEFAULT_MODEL, keep_source: bool = True,
@@ -38,7 +40,7 @@ def create_archive(root: Path, *, model: str = DEFAULT_MODEL, keep_source: bool 
     settings = dict(settings or {})
     if settings.get("exact", "none") not in EXACT_METHODS:
         raise ArchiveError(f"--exact must be one of {', '.join(EXACT_METHODS)}, not {settings['exact']!r}")
-    settings.setdefault("memory_precision", DEFAULT_MEMORY_PRECISION)
+    settings.setdefault("memory_precision", "float16" if settings.get("exact") == "refine" else DEFAULT_MEMORY_PRECISION)
     if settings["memory_precision"] not in PRECISIONS:
         raise ArchiveError(f"--memory-precision must be one of {', '.join(PRECISIONS)}, "
                            f"not {settings['memory_precision']!r}")
