@@ -647,6 +647,8 @@ class Archive:
         passages of the best ones are compared (coarse to fine: the work grows with the documents
         kept, not with the whole archive)."""
         index = self.key_index()
+        if not index.passage_ids.numel():  # nothing ingested with search keys yet
+            return []
         query = query_key.float().reshape(-1)
         where, args = wanted.where()
         allowed: set[int] | None = None
