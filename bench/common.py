@@ -46,6 +46,12 @@ def heldout_documents(engine: MemoryEngine, adapter_info: dict) -> list[list[lis
     return load_documents(heldout, Segmenter(engine.tokenizer, engine.config.max_passage_tokens))
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile of `values` (nearest rank); 0.0 for none."""
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else 0.0
+
+
 def machine(engine: MemoryEngine) -> dict:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),

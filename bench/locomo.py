@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import RESULTS, machine, pyplot, write_results
+from common import RESULTS, machine, percentile, pyplot, write_results
 
 from r3mem_cli.archive import Archive
 from r3mem_cli.archive.archive import fts_query
@@ -61,11 +61,6 @@ def token_f1(prediction: str, gold: str) -> float:
         return float(p == g)
     precision, recall = common / len(p), common / len(g)
     return 2 * precision * recall / (precision + recall)
-
-
-def percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else 0.0
 
 
 class TurnBM25:
@@ -192,9 +187,9 @@ def by_category(data: dict) -> dict[int, list[tuple[str, dict]]]:
 def tuning_slice(data: dict, per_category: int = 15) -> list[tuple[str, dict]]:
     """The questions ask's prompt, top-k and cut-off were chosen on (categories 1-4, spread
     evenly, offset by half a step); the benchmark never scores ask on them."""
-    picked = []
+    picked, pools = [], by_category(data)
     for category in (1, 2, 3, 4):
-        pool = by_category(data)[category]
+        pool = pools[category]
         step = max(1, len(pool) // per_category)
         picked += pool[step // 2::step][:per_category]
     return picked

@@ -38,9 +38,10 @@ from pathlib import Path
 import torch
 import zstandard
 
-from common import RESULTS, essays_folder, heldout_documents, machine, pyplot, write_results
+from common import RESULTS, essays_folder, heldout_documents, machine, percentile, pyplot, write_results
 
 from r3mem_cli.archive import Archive, NewDocument, NewPassage
+from r3mem_cli.archive.archive import _key  # the stored key format, read back as the archive reads it
 from r3mem_cli.evaluation.metrics import char_similarity
 from r3mem_cli.model.engine import MemoryEngine, engine_for
 from r3mem_cli.model.memory import pad_batch
@@ -66,26 +67,32 @@ def log(stage: str) -> None:
     print(f"[{time.perf_counter() - STARTED:7.1f} s] {stage}", file=sys.stderr, flush=True)
 
 
-def percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-
-
 def timing(values: list[float]) -> dict:
     return {"median_s": statistics.median(values), "p95_s": percentile(values, 0.95), "n": len(values)}
 
 
-def essay_files_for(passages: int, segmenter: Segmenter) -> tuple[list[Path], int, int]:
-    """The fewest essay files (in name order) that give at least `passages` passages."""
-    files, total, tokens = [], 0, 0
+def essay_passages(passages: int, segmenter: Segmenter) -> list[tuple[Path, list[str], list[list[int]]]]:
+    """The fewest essay files (in name order) that give at least `passages` passages, each read
+    and segmented once: (file, its documents' texts, its passages' token ids)."""
+    out, total = [], 0
     for f in sorted(f for f in iter_inputs([essays_folder()]) if supported(f)):
         if total >= passages:
             break
-        parts = [p for d in read_path(f) for p in segmenter.split(d.text)]
-        files.append(f)
-        total += len(parts)
-        tokens += sum(p.tokens for p in parts)
-    return files, total, tokens
+        texts = [d.text for d in read_path(f)]
+        tokens = [p.token_ids for text in texts for p in segmenter.split(text)]
+        out.append((f, texts, tokens))
+        total += len(tokens)
+    return out
+
+
+def files_for(essays: list[tuple[Path, list[str], list[list[int]]]], passages: int) -> int:
+    """How many of `essays` (a prefix) it takes to reach `passages` passages."""
+    total = 0
+    for count, (_, _, tokens) in enumerate(essays, start=1):
+        total += len(tokens)
+        if total >= passages:
+            return count
+    return len(essays)
 
 
 @torch.inference_mode()
@@ -119,6 +126,7 @@ def copy_documents(archive: Archive, copies: int) -> None:
     import hashlib
 
     originals = archive.documents()
+    dims = archive.memory_config["search_key_dims"]
     for copy in range(1, copies + 1):
         batch = []
         for d in originals:
@@ -132,13 +140,11 @@ def copy_documents(archive: Archive, copies: int) -> None:
                 text = f"{archive.source_text(p.id)} (copy {copy})"
                 passages.append(NewPassage(index=p.index, text=text, tokens=p.tokens, location=p.location,
                                            memory=memory[p.id], sentence_rows=p.sentence_rows, state_rows=p.state_rows,
-                                           search_keys=torch.frombuffer(bytearray(keys[p.id]), dtype=torch.float16)
-                                           .reshape(-1, 256) if p.id in keys else None))
+                                           search_keys=_key(keys[p.id]).reshape(-1, dims) if p.id in keys else None))
             sha = hashlib.sha256(f"{d.content_sha256}:{copy}".encode()).hexdigest()
             batch.append(NewDocument(source=f"{d.source}#copy{copy}", kind=d.kind, title=d.title, content_sha256=sha,
                                      tokens=d.tokens, metadata={}, passages=passages,
-                                     search_key=torch.frombuffer(bytearray(doc_key[0]), dtype=torch.float16)
-                                     if doc_key else None))
+                                     search_key=_key(doc_key[0]) if doc_key else None))
         archive.add_documents(batch)
 
 
@@ -240,10 +246,9 @@ def main() -> None:
             log("quality")
             segmenter = Segmenter(engine.tokenizer, engine.config.max_passage_tokens)
             real_sizes = [s for s in sizes if s <= REAL_PASSAGES] or [sizes[0]]
-            files, _, _ = essay_files_for(real_sizes[-1], segmenter)
-            documents = [d for f in files for d in read_path(f)]
-            token_lists = [p.token_ids for d in documents for p in segmenter.split(d.text)]
-            result["text"] = {"files": len(files), "passages": len(token_lists), "tokens": sum(map(len, token_lists))}
+            essays = essay_passages(real_sizes[-1], segmenter)
+            token_lists = [t for _, _, tokens in essays for t in tokens]
+            result["text"] = {"files": len(essays), "passages": len(token_lists), "tokens": sum(map(len, token_lists))}
             result["limit"] = {"forward_tokens_per_s_float32": plain_forward(engine, token_lists[:256], bf16=False),
                                "forward_tokens_per_s_bf16": plain_forward(engine, token_lists[:256], bf16=True),
                                "generate_tokens_per_s": plain_generation(engine, token_lists[:16], 32)}
@@ -253,29 +258,27 @@ def main() -> None:
             # Real ingests in growing prefixes of the files; latencies measured at each size.
             done, seconds, tokens = 0, 0.0, 0
             for size in real_sizes:
-                wanted, _, _ = essay_files_for(size, segmenter)
+                wanted = files_for(essays, size)
                 started = time.perf_counter()
-                report = ingest(archive, wanted[done:], engine)
+                report = ingest(archive, [f for f, _, _ in essays[done:wanted]], engine)
                 seconds += time.perf_counter() - started
                 tokens += sum(a["tokens"] for a in report.added)
-                done = len(wanted)
+                done = wanted
                 result["sizes"][size] = measure(archive, engine, args, copies=0)
                 log(f"size {size}")
             result["ingest"] = {"tokens_per_s": tokens / seconds, "seconds": seconds, "tokens": tokens,
                                 "ratio_to_forward_limit": tokens / seconds / limit}
             result["recall"] = recall_throughput(archive, engine, result["limit"]["generate_tokens_per_s"])
-            raw = "".join(d.text for d in documents).encode()
+            raw = "".join(text for _, texts, _ in essays for text in texts).encode()
             result["size"] = sizes_of(archive, len(raw), tokens, len(archive.all_passages()),
                                       len(zstandard.ZstdCompressor(level=19).compress(raw)),
                                       residual_sample(engine, token_lists[: args.residual_passages], args.precision))
             real = len(archive.all_passages())
             for size in [s for s in sizes if s > REAL_PASSAGES]:
-                copies = -(-size // real) - 1 - result["sizes"].get("_copies", 0)
-                copy_documents(archive, copies)
-                result["sizes"]["_copies"] = result["sizes"].get("_copies", 0) + copies
-                result["sizes"][size] = measure(archive, engine, args, copies=result["sizes"]["_copies"])
+                stored = len(archive.all_passages()) // real  # the real text, and the copies made so far
+                copy_documents(archive, -(-size // real) - stored)
+                result["sizes"][size] = measure(archive, engine, args, copies=len(archive.all_passages()) // real - 1)
                 log(f"size {size} (copies)")
-            result["sizes"].pop("_copies", None)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["machine"] = machine(engine)
     name = "throughput" + (f"-{args.tag}" if args.tag else "")
