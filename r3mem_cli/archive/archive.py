@@ -3,6 +3,8 @@
 Layout (see docs/decisions/0003-archive-format.md):
 
     root/manifest.sqlite   SQLite (WAL) — documents, passages, zstd sources, shard + file checksums
+    root/encryption.json   only in an encrypted archive (crypto.py): then the manifest is
+                           manifest.sqlite.sealed, loaded into memory, and every file is sealed
     root/shards/mem-*.safetensors   append-only memory tensors, key "p<passage_id>"
     root/adapter/          adapter weights + config, installed atomically by install_adapter()
     root/lock              the single-writer flock
@@ -34,7 +36,8 @@ from r3mem_cli.model.precision import dequantize_rows, quantize_rows
 from . import manifest as mf
 from .keyspace import KeyIndex
 from .lock import WriterLock
-from .manifest import MANIFEST_NAME, SCHEMA_VERSION, transaction, utc_now
+from .crypto import KdfSettings, Vault, ask_passphrase, is_encrypted
+from .manifest import MANIFEST_NAME, SCHEMA_VERSION, SEALED_MANIFEST_NAME, transaction, utc_now
 from .shards import ShardStore, fsync_dir, fsync_file, sha256_file
 
 ZSTD_LEVEL = 12
@@ -286,12 +289,14 @@ class Archive:
     holds `root/lock` until `close()`. One Archive object is meant for one thread at a time.
     """
 
-    def __init__(self, root: Path, conn: sqlite3.Connection, lock: WriterLock | None, version: int):
+    def __init__(self, root: Path, conn: sqlite3.Connection, lock: WriterLock | None, version: int,
+                 vault: Vault | None = None):
         self.root = root
         self._conn = conn
         self._lock = lock
         self.schema_version = version
-        self.shards = ShardStore(root / "shards")
+        self.vault = vault
+        self.shards = ShardStore(root / "shards", vault)
         info = mf.read_info(conn)
         missing = [k for k in ("model", "keep_source", "created_at", "memory_config") if k not in info]
         if missing:
@@ -309,7 +314,15 @@ class Archive:
 
     @staticmethod
     def exists(root) -> bool:
-        return (Path(root) / MANIFEST_NAME).is_file()
+        return (Path(root) / MANIFEST_NAME).is_file() or (Path(root) / SEALED_MANIFEST_NAME).is_file()
+
+    @property
+    def encrypted(self) -> bool:
+        return self.vault is not None
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / (SEALED_MANIFEST_NAME if self.vault else MANIFEST_NAME)
 
     @property
     def adapter_dir(self) -> Path:
@@ -322,12 +335,14 @@ class Archive:
 
     @classmethod
     def create(cls, root, *, model: str, keep_source: bool = True, memory_config: dict,
-               settings: dict | None = None) -> "Archive":
+               settings: dict | None = None, encrypt: bool = False, passphrase: str | None = None,
+               kdf: KdfSettings | None = None) -> "Archive":
         """Create a new archive at `root` (a missing or empty folder) and open it for writing.
 
         It is built in a temp folder beside `root` and renamed into place, so a crash never leaves
         a half-created archive; the writer lock is taken before the rename (flock follows the
-        inode), so nobody can slip in between.
+        inode), so nobody can slip in between. `encrypt` seals every file with a key derived from
+        `passphrase` (default: R3MEM_PASSPHRASE or a terminal prompt); see crypto.py.
         """
         from r3mem_cli import __version__
 
@@ -339,14 +354,20 @@ class Archive:
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp = root.parent / f".{root.name}.create-{secrets.token_hex(4)}"
         tmp.mkdir()
-        lock = None
+        lock = vault = None
         try:
             (tmp / "shards").mkdir()
             (tmp / ADAPTER_DIR).mkdir()
             lock = WriterLock.acquire(tmp / "lock", root)
-            conn = mf.connect(tmp / MANIFEST_NAME, write=True, create=True)
+            if encrypt:
+                vault = Vault.create(tmp, passphrase or ask_passphrase(root, new=True), kdf)
+                conn = mf.connect_image(None, write=True, label=str(tmp / SEALED_MANIFEST_NAME))
+                conn.after_commit = lambda: vault.write_file(tmp / SEALED_MANIFEST_NAME, conn.serialize(), "manifest")
+            else:
+                conn = mf.connect(tmp / MANIFEST_NAME, write=True, create=True)
             try:
-                mf.enable_wal(conn, tmp / MANIFEST_NAME)
+                if not encrypt:
+                    mf.enable_wal(conn, tmp / MANIFEST_NAME)
                 mf.migrate(conn)
                 with transaction(conn):
                     mf.write_info(
@@ -362,7 +383,8 @@ class Archive:
                     )
             finally:
                 conn.close()
-            fsync_file(tmp / MANIFEST_NAME)
+            if not encrypt:
+                fsync_file(tmp / MANIFEST_NAME)
             fsync_dir(tmp)
             if root.exists():
                 root.rmdir()  # empty (checked above); rename needs the name free
@@ -378,31 +400,55 @@ class Archive:
             _rmtree(tmp)
             raise
         try:
-            return cls(root, mf.connect(root / MANIFEST_NAME, write=True), lock, SCHEMA_VERSION)
+            if vault is None:
+                return cls(root, mf.connect(root / MANIFEST_NAME, write=True), lock, SCHEMA_VERSION)
+            vault.root = root
+            return cls(root, cls._sealed_connection(root, vault, write=True), lock, SCHEMA_VERSION, vault)
         except BaseException:
             lock.release()
             raise
 
-    @classmethod
-    def open(cls, root, *, write: bool = False) -> "Archive":
-        """Open an existing archive. write=True takes the writer lock (ArchiveLocked if held),
-        upgrades the schema, and cleans up after a writer that was killed."""
-        return cls._open(root, write=write, cleanup=True)
+    @staticmethod
+    def _sealed_connection(root: Path, vault: Vault, *, write: bool) -> sqlite3.Connection:
+        """The manifest of an encrypted archive, unsealed into memory. A writer's connection
+        seals the whole new image to disk after every commit (temp, fsync, rename), so the file
+        on disk is always one committed state, and readers load one committed state."""
+        path = root / SEALED_MANIFEST_NAME
+        conn = mf.connect_image(vault.read_file(path, "manifest"), write=write, label=str(path))
+        if write:
+            conn.after_commit = lambda: vault.write_file(path, conn.serialize(), "manifest")
+        return conn
 
     @classmethod
-    def _open(cls, root, *, write: bool, cleanup: bool) -> "Archive":
+    def open(cls, root, *, write: bool = False, passphrase: str | None = None) -> "Archive":
+        """Open an existing archive. write=True takes the writer lock (ArchiveLocked if held),
+        upgrades the schema, and cleans up after a writer that was killed. An encrypted archive
+        needs `passphrase` (default: R3MEM_PASSPHRASE or a terminal prompt)."""
+        root = Path(root).expanduser().absolute()
+        vault = Vault.unlock(root, passphrase) if is_encrypted(root) and cls.exists(root) else None
+        return cls._open(root, write=write, cleanup=True, vault=vault)
+
+    @classmethod
+    def _open(cls, root, *, write: bool, cleanup: bool, vault: Vault | None = None) -> "Archive":
         root = Path(root).expanduser().absolute()
         if not cls.exists(root):
             raise ArchiveError(f"no archive at {root}; run `r3mem init` or `r3mem ingest`")
+        manifest = root / (SEALED_MANIFEST_NAME if vault else MANIFEST_NAME)
+        if vault is None and not (root / MANIFEST_NAME).is_file():
+            raise ArchiveError(f"archive {root} has a sealed manifest but no {root / 'encryption.json'}; "
+                               "it cannot be opened")
         lock = WriterLock.acquire(root / "lock", root) if write else None
         conn = None
         try:
-            conn = mf.connect(root / MANIFEST_NAME, write=write)
+            if vault is None:
+                conn = mf.connect(manifest, write=write)
+            else:
+                conn = cls._sealed_connection(root, vault, write=write)
             version = mf.schema_version(mf.applied_migrations(conn))
             if version == 0:
-                raise ArchiveError(f"{root / MANIFEST_NAME} is not an r3mem archive manifest")
-            if write:
-                mf.enable_wal(conn, root / MANIFEST_NAME)
+                raise ArchiveError(f"{manifest} is not an r3mem archive manifest")
+            if write and vault is None:
+                mf.enable_wal(conn, manifest)
             if version < SCHEMA_VERSION:
                 if write:
                     version = mf.migrate(conn)
@@ -410,16 +456,16 @@ class Archive:
                     # A reader cannot migrate; do it under a short-lived writer lock.
                     conn.close()
                     conn = None
-                    with cls._open(root, write=True, cleanup=False):
+                    with cls._open(root, write=True, cleanup=False, vault=vault):
                         pass
-                    return cls._open(root, write=False, cleanup=False)
-            archive = cls(root, conn, lock, version)
+                    return cls._open(root, write=False, cleanup=False, vault=vault)
+            archive = cls(root, conn, lock, version, vault)
         except sqlite3.DatabaseError as e:
             if conn is not None:
                 conn.close()
             if lock:
                 lock.release()
-            raise ArchiveError(f"archive manifest {root / MANIFEST_NAME} is unreadable: {e}") from None
+            raise ArchiveError(f"archive manifest {manifest} is unreadable: {e}") from None
         except BaseException:
             if conn is not None:
                 conn.close()
@@ -775,6 +821,7 @@ class Archive:
             "model": self.model,
             "keep_source": self.keep_source,
             "schema_version": self.schema_version,
+            "encrypted": self.encrypted,
         }
 
     def ingest_runs(self) -> list[dict]:
@@ -1067,15 +1114,14 @@ class Archive:
         for rel in files:
             dst = new / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
-            h, size = hashlib.sha256(), 0
-            with open(src / rel, "rb") as fi, open(dst, "wb") as fo:
-                while chunk := fi.read(1 << 20):
-                    h.update(chunk)
-                    size += len(chunk)
-                    fo.write(chunk)
+            data = (src / rel).read_bytes()  # adapters are a few MB
+            if self.vault is not None:
+                data = self.vault.seal(data, f"adapter:{rel}")
+            with open(dst, "wb") as fo:
+                fo.write(data)
                 fo.flush()
                 os.fsync(fo.fileno())
-            records[rel] = (h.hexdigest(), size)
+            records[rel] = (hashlib.sha256(data).hexdigest(), len(data))
         for d in sorted({(new / r).parent for r in files} | {new}, key=lambda p: -len(p.parts)):
             fsync_dir(d)
         _rmtree(old)
@@ -1099,6 +1145,22 @@ class Archive:
         _rmtree(old)
         fsync_dir(self.root)
         return {"files": len(records), "bytes": sum(s for _, s in records.values())}
+
+    def adapter_files(self) -> dict[str, bytes]:
+        """The adapter's files (name -> contents) as the model loads them: each checked against
+        its recorded sha256 first (a damaged adapter is refused, not used), unsealed if the
+        archive is encrypted. Plaintext stays in memory."""
+        out = {}
+        for rel, (sha, size) in sorted(self._adapter_records().items()):
+            path = self.adapter_dir / rel
+            try:
+                data = path.read_bytes()
+            except OSError as e:
+                raise ArchiveError(f"cannot read adapter file {path}: {e.strerror or e}; run `r3mem verify`") from None
+            if len(data) != size or hashlib.sha256(data).hexdigest() != sha:
+                raise ArchiveError(f"adapter file {path} is damaged (checksum mismatch); run `r3mem verify`")
+            out[rel] = self.vault.open(data, f"adapter:{rel}", path) if self.vault else data
+        return out
 
     # --- checking ----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from urllib.request import pathname2url
 from r3mem_cli.errors import ArchiveError
 
 MANIFEST_NAME = "manifest.sqlite"
+SEALED_MANIFEST_NAME = "manifest.sqlite.sealed"  # an encrypted archive's manifest (see crypto.py)
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -186,6 +187,13 @@ _MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS migrations (
 # --- connections --------------------------------------------------------------------------
 
 
+class ManifestConnection(sqlite3.Connection):
+    """A connection that can run `after_commit()` once each `transaction()` has committed: an
+    encrypted archive keeps its manifest in memory and seals the new image to disk there."""
+
+    after_commit: Callable[[], None] | None = None
+
+
 def connect(path: Path, *, write: bool, create: bool = False) -> sqlite3.Connection:
     """Open the manifest. Autocommit mode: every change goes through `transaction()`.
 
@@ -196,11 +204,29 @@ def connect(path: Path, *, write: bool, create: bool = False) -> sqlite3.Connect
     mode = "rwc" if create else "rw"
     uri = f"file:{pathname2url(str(Path(path).absolute()))}?mode={mode}"
     try:
-        conn = sqlite3.connect(
-            uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
-        )
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                               check_same_thread=False, factory=ManifestConnection)
     except sqlite3.Error as e:
         raise ArchiveError(f"cannot open archive manifest {path}: {e}") from None
+    return _configure(conn, path, write=write)
+
+
+def connect_image(image: bytes | None, *, write: bool, label: str) -> sqlite3.Connection:
+    """A manifest held in memory only: empty, or loaded from `image` (bytes of a database file).
+    Used for encrypted archives, whose manifest never touches the disk unsealed; temp_store is
+    MEMORY so that SQLite writes no temp files either."""
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False, factory=ManifestConnection)
+    try:
+        if image is not None:
+            conn.deserialize(image)
+        conn.execute("PRAGMA temp_store=MEMORY")
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise ArchiveError(f"archive manifest {label} is not a readable SQLite database: {e}") from None
+    return _configure(conn, label, write=write)
+
+
+def _configure(conn: sqlite3.Connection, path, *, write: bool) -> sqlite3.Connection:
     try:
         conn.execute("PRAGMA trusted_schema=OFF")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -237,6 +263,9 @@ def transaction(conn: sqlite3.Connection, *, write: bool = True) -> Iterator[sql
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    hook = getattr(conn, "after_commit", None)
+    if write and hook is not None:
+        hook()
 
 
 def checkpoint(conn: sqlite3.Connection, attempts: int = 10) -> bool:

@@ -16,12 +16,17 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
 from safetensors.torch import save_file
 
 SHARD_RE = re.compile(r"^mem-[0-9a-f]{12}\.safetensors$")
 TMP_PREFIX = ".tmp"  # ours are ".tmp-*"; safetensors itself writes via ".tmpXXXXXX" in the same folder
 SHARD_METADATA = {"format": "r3mem-memory-shard", "version": "1"}
 _CHUNK = 1 << 20
+# safetensors' dtype names, as safe_open's get_dtype() reports them for unsealed shards
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int8: "I8",
+                       torch.uint8: "U8", torch.int32: "I32", torch.int64: "I64", torch.float64: "F64"}
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
@@ -100,10 +105,12 @@ def prepare_tensor(t: torch.Tensor) -> torch.Tensor:
 
 
 class ShardStore:
-    """The `shards/` folder of an archive."""
+    """The `shards/` folder of an archive. With a `vault` (an encrypted archive) every shard is
+    sealed whole and read back into memory instead of through a memory map."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, vault=None):
         self.dir = Path(directory)
+        self.vault = vault
 
     def path(self, name: str) -> Path:
         if not SHARD_RE.match(name):
@@ -124,7 +131,12 @@ class ShardStore:
         final = self.dir / name
         tmp = tmp_path_for(final)
         try:
-            save_file({k: prepare_tensor(v) for k, v in tensors.items()}, str(tmp), metadata=SHARD_METADATA)
+            prepared = {k: prepare_tensor(v) for k, v in tensors.items()}
+            if self.vault is None:
+                save_file(prepared, str(tmp), metadata=SHARD_METADATA)
+            else:
+                with open(tmp, "wb") as f:
+                    f.write(self.vault.seal(save_bytes(prepared, metadata=SHARD_METADATA), f"shard:{name}"))
             with open(tmp, "rb") as f:
                 digest, size = sha256_fileobj(f)
                 os.fsync(f.fileno())
@@ -137,6 +149,9 @@ class ShardStore:
 
     def read(self, name: str, keys: list[str]) -> dict[str, torch.Tensor]:
         """Tensors by key, through a memory map (only the requested tensors are read)."""
+        if self.vault is not None:
+            everything = load_bytes(self._unsealed(name))
+            return {k: everything[k] for k in keys}
         out = {}
         with safe_open(str(self.path(name)), framework="pt", device="cpu") as f:
             for k in keys:
@@ -145,12 +160,18 @@ class ShardStore:
 
     def header(self, name: str) -> dict[str, TensorHeader]:
         """Dtype and shape of every tensor in a shard, reading only the header."""
+        if self.vault is not None:
+            return {k: TensorHeader(dtype=_SAFETENSORS_DTYPES.get(t.dtype, str(t.dtype)), shape=tuple(t.shape))
+                    for k, t in load_bytes(self._unsealed(name)).items()}
         out = {}
         with safe_open(str(self.path(name)), framework="pt", device="cpu") as f:
             for k in f.keys():
                 sl = f.get_slice(k)
                 out[k] = TensorHeader(dtype=str(sl.get_dtype()), shape=tuple(sl.get_shape()))
         return out
+
+    def _unsealed(self, name: str) -> bytes:
+        return self.vault.read_file(self.path(name), f"shard:{name}")
 
     def shard_files(self) -> list[str]:
         """Names of files in the folder that look like shards (referenced or not)."""

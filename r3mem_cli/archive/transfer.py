@@ -100,6 +100,9 @@ def export_archive(archive, file, *, compress: bool | None = None) -> dict:
     """Write `archive` to `file` (a path, written atomically, or a binary file object)."""
     if archive._conn is None:
         raise ArchiveError(f"archive {archive.root} is closed")
+    if archive.encrypted:  # the snapshot below would put the manifest on disk unsealed
+        raise ArchiveError(f"archive {archive.root} is encrypted: export of encrypted archives is not supported "
+                           "yet (copy the archive folder instead; every file in it is sealed)")
     is_path = isinstance(file, (str, os.PathLike))
     if compress is None:
         compress = is_path and str(file).endswith((".zst", ".zstd"))

@@ -40,7 +40,7 @@ def verify_archive(a) -> list[Problem]:
 
 def _verify_once(a) -> list[Problem]:
     out: list[Problem] = []
-    db = str(a.root / MANIFEST_NAME)
+    db = str(a.manifest_path)
     add = lambda kind, path, msg: out.append(Problem(kind, str(path), msg))  # noqa: E731
     other_writer = not a.writable and active_writer_pid(a.root / "lock") is not None
     c = a.conn
@@ -165,7 +165,7 @@ def _check_files(a, c, add) -> None:
     records = {r[0]: r[1:] for r in c.execute("SELECT name, sha256, bytes FROM files")}
     for name, (sha, size) in sorted(records.items()):
         if not (name.startswith(ADAPTER_DIR + "/") and _adapter_name_ok(name[len(ADAPTER_DIR) + 1 :])):
-            add("file_name", a.root / MANIFEST_NAME, f"recorded file name {name!r} is not allowed")
+            add("file_name", a.manifest_path, f"recorded file name {name!r} is not allowed")
             continue
         path = a.root / name
         try:

@@ -53,6 +53,14 @@ def main_options(
     State.archive = str(archive) if archive else None
     State.debug = debug
     quiet_libraries()
+    from ..archive.crypto import set_prompt
+
+    set_prompt(_prompt_passphrase)
+
+
+def _prompt_passphrase(message: str, confirm: bool) -> str:
+    return typer.prompt(message[0].upper() + message[1:], hide_input=True, confirmation_prompt=confirm,
+                        err=True)
 
 
 def _archive_path() -> Path:
@@ -70,7 +78,7 @@ def _open(write: bool = False):
 def _engine(archive, device: str):
     from ..model.engine import engine_for
 
-    return engine_for(archive.model, archive.adapter_dir, device)
+    return engine_for(archive.model, archive.adapter_files(), device)
 
 
 # ------------------------------------------------------------------- creating
@@ -88,6 +96,8 @@ def init(
     refine_lr: float = typer.Option(0.03, "--refine-lr", min=0.0, help="Adam learning rate for --exact refine."),
     memory_precision: Optional[str] = typer.Option(None, "--memory-precision",
                                                    help="How memory tokens are stored: int8 (half the bytes) | float16."),
+    encrypt: bool = typer.Option(False, "--encrypt", help="Encrypt every archive file (AES-256-GCM, Argon2id key from "
+                                                         "a passphrase: $R3MEM_PASSPHRASE or a prompt)."),
     json_out: bool = JsonOption,
 ) -> None:
     """Create an archive (ingest creates a default one when none exists)."""
@@ -103,9 +113,10 @@ def init(
     if memory_precision is not None:
         settings["memory_precision"] = memory_precision
     archive, warnings = create_archive(root, model=model, keep_source=not no_keep_source, adapter=adapter,
-                                       settings=settings)
+                                       settings=settings, encrypt=encrypt)
     with archive:
         result = {"archive": str(root), "model": archive.model, "keep_source": archive.keep_source,
+                  "encrypted": archive.encrypted,
                   "memory_config": archive.memory_config, "settings": archive.settings, "warnings": warnings}
     for warning in warnings:
         say(f"warning: {warning}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,8 +21,8 @@ from ..errors import ModelError
 from .exact import coder_tag, decode_residual, encode_residual, refine
 from .loading import DEFAULT_MODEL, load_base_model, resolve_device
 from .precision import round_rows
-from .memory import (ADAPTER_WEIGHTS, MemoryConfig, MemoryNetwork, load_adapter_weights, pad_batch, pad_memory,
-                     read_adapter_config, sentence_ends)
+from .memory import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, MemoryConfig, MemoryNetwork, pad_batch, pad_memory,
+                     parse_adapter_config, sentence_ends)
 
 SHIPPED_ADAPTERS = {DEFAULT_MODEL: "smollm2-135m-instruct"}
 
@@ -70,20 +71,40 @@ class PassageMemory:
         return cls(tensor[:slots], tensor[slots:slots + sentence_rows], state)
 
 
-def adapter_fingerprint(folder: Path) -> str:
-    return hashlib.sha256((Path(folder) / ADAPTER_WEIGHTS).read_bytes()).hexdigest()[:16]
+# An adapter is a folder (config.json + adapter.safetensors) or those files' contents by name
+# (what Archive.adapter_files() gives: checked, and unsealed in memory for an encrypted archive).
+Adapter = Path | Mapping[str, bytes]
+
+
+def adapter_contents(adapter: Adapter) -> Mapping[str, bytes]:
+    if isinstance(adapter, Mapping):
+        return adapter
+    try:
+        return {name: (Path(adapter) / name).read_bytes() for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS)}
+    except OSError as exc:
+        raise ModelError(f"cannot load the adapter in {adapter}: {exc}") from exc
+
+
+def adapter_fingerprint(adapter: Adapter) -> str:
+    return hashlib.sha256(adapter_contents(adapter).get(ADAPTER_WEIGHTS, b"")).hexdigest()[:16]
 
 
 class MemoryEngine:
     """Compress passages to memory tensors and expand memory tensors back into text."""
 
-    def __init__(self, model: str, adapter_dir: Path, device: str = "auto"):
+    def __init__(self, model: str, adapter: Adapter, device: str = "auto"):
+        from safetensors import SafetensorError
+        from safetensors.torch import load as load_safetensors
+
         self.model_name = model
         self.device = resolve_device(device)
+        files = adapter_contents(adapter)
         try:
-            info = read_adapter_config(adapter_dir)
-            weights = load_adapter_weights(adapter_dir)
-        except (OSError, ValueError) as exc:
+            info = parse_adapter_config(files[ADAPTER_CONFIG], ADAPTER_CONFIG)
+            weights = load_safetensors(files[ADAPTER_WEIGHTS])
+        except KeyError as exc:
+            raise ModelError(f"cannot load the archive's adapter: {exc.args[0]} is missing") from exc
+        except (ValueError, SafetensorError) as exc:
             raise ModelError(f"cannot load the archive's adapter: {exc}") from exc
         self.config = MemoryConfig.from_dict(info["memory"])
         base, self.tokenizer = load_base_model(model, self.device)
@@ -235,9 +256,10 @@ class MemoryEngine:
 _ENGINES: dict[tuple, MemoryEngine] = {}
 
 
-def engine_for(model: str, adapter_dir: Path, device: str = "auto") -> MemoryEngine:
+def engine_for(model: str, adapter: Adapter, device: str = "auto") -> MemoryEngine:
     """One engine per (model, adapter, device) per process: the model is loaded once."""
-    key = (model, adapter_fingerprint(adapter_dir), resolve_device(device))
+    adapter = adapter_contents(adapter)
+    key = (model, adapter_fingerprint(adapter), resolve_device(device))
     if key not in _ENGINES:
-        _ENGINES[key] = MemoryEngine(model, adapter_dir, device)
+        _ENGINES[key] = MemoryEngine(model, adapter, device)
     return _ENGINES[key]

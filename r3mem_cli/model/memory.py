@@ -563,11 +563,21 @@ class MemoryNetwork(nn.Module):
 def read_adapter_config(folder: Path) -> dict:
     path = Path(folder) / ADAPTER_CONFIG
     try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise ValueError(f"cannot read adapter config {path}: {exc}") from exc
-    if info.get("format_version") not in READABLE_FORMATS:
-        raise ValueError(f"adapter {folder} has format {info.get('format_version')}, expected one of {READABLE_FORMATS}")
+    return parse_adapter_config(data, path)
+
+
+def parse_adapter_config(data: bytes, where) -> dict:
+    """An adapter's config.json from its bytes (an encrypted archive holds it only in memory)."""
+    try:
+        info = json.loads(data.decode("utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"cannot read adapter config {where}: {exc}") from exc
+    if not isinstance(info, dict) or info.get("format_version") not in READABLE_FORMATS:
+        got = info.get("format_version") if isinstance(info, dict) else None
+        raise ValueError(f"adapter config {where} has format {got}, expected one of {READABLE_FORMATS}")
     return info
 
 

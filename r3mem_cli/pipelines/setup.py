@@ -30,11 +30,13 @@ DEFAULT_MEMORY_PRECISION = "int8"
 
 
 def create_archive(root: Path, *, model: str = DEFAULT_MODEL, keep_source: bool = True,
-                   adapter: Path | None = None, settings: dict | None = None) -> tuple[Archive, list[str]]:
+                   adapter: Path | None = None, settings: dict | None = None, encrypt: bool = False,
+                   passphrase: str | None = None) -> tuple[Archive, list[str]]:
     """Create an archive opened for writing; returns it with warnings for the user.
 
     The adapter comes from `adapter` (a folder written by `r3mem train`), else the one shipped
     for the default model, else a fresh untrained one (recall stays poor until trained).
+    `encrypt` seals every archive file (archive/crypto.py).
     """
     warnings: list[str] = []
     settings = dict(settings or {})
@@ -55,13 +57,14 @@ def create_archive(root: Path, *, model: str = DEFAULT_MODEL, keep_source: bool 
         warnings.append(f"no trained adapter for {model}: memory is untrained, recall will be poor; "
                         "train one with `r3mem train FOLDER --model ...` and pass it to `r3mem init --adapter`")
     try:
-        return _create(root, model, keep_source, adapter, settings), warnings
+        return _create(root, model, keep_source, adapter, settings, encrypt, passphrase), warnings
     finally:
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
 
 
-def _create(root: Path, model: str, keep_source: bool, adapter: Path, settings: dict) -> Archive:
+def _create(root: Path, model: str, keep_source: bool, adapter: Path, settings: dict, encrypt: bool,
+            passphrase: str | None) -> Archive:
     try:
         info = read_adapter_config(adapter)
     except ValueError as exc:
@@ -75,7 +78,7 @@ def _create(root: Path, model: str, keep_source: bool, adapter: Path, settings: 
                            f"to {memory.max_passage_tokens} passage tokens per memory token")
     existed = Path(root).exists()
     archive = Archive.create(root, model=model, keep_source=keep_source, memory_config=info["memory"],
-                             settings=settings)
+                             settings=settings, encrypt=encrypt, passphrase=passphrase)
     try:
         archive.install_adapter(adapter)
     except BaseException:

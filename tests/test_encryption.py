@@ -1,0 +1,189 @@
+"""Encryption at rest (issue 7 item 7): `init --encrypt` seals every archive file.
+
+The archive is made and used through the CLI with the passphrase in R3MEM_PASSPHRASE; then the
+raw bytes of every file under the archive folder are searched for anything readable: the text,
+its zstd copy, titles, source paths, memory tensor bytes, SQLite and safetensors headers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from r3mem_cli.archive import Archive
+from r3mem_cli.archive.crypto import HEADER_NAME, WrongPassphrase
+
+from .cli_helpers import as_json, r3mem
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSPHRASE = "correct horse battery staple"
+SECRET = "The vault combination is ZEBRA-QUASAR-7781 and the spare key hides under the blue pot."
+
+
+@pytest.fixture()
+def passphrase(monkeypatch):
+    monkeypatch.setenv("R3MEM_PASSPHRASE", PASSPHRASE)
+    return PASSPHRASE
+
+
+@pytest.fixture()
+def secret_folder(tmp_path) -> Path:
+    folder = tmp_path / "private-notes"
+    folder.mkdir()
+    (folder / "SECRET-FILE-NAME-5521.md").write_text(
+        "# TOP-SECRET-TITLE-31337\n\n" + SECRET + "\n\nMaya planted six tomato plants in bed two.\n")
+    (folder / "chat.jsonl").write_text("\n".join(json.dumps(
+        {"speaker": "Ines", "text": f"Meet me at Obscure-Cafe-Lumiere number {i}.", "timestamp": f"2024-05-0{i}T10:00:00"})
+        for i in range(1, 4)) + "\n")
+    return folder
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _readable(root: Path, needles: dict[str, bytes]) -> list[str]:
+    found = []
+    for name, data in _files(root).items():
+        for what, needle in needles.items():
+            if needle and needle in data:
+                found.append(f"{what} in {name}")
+    return found
+
+
+def _encrypted_archive(tmp_path, tiny_model_dir, secret_folder) -> tuple[Path, dict]:
+    root = tmp_path / "vault"
+    made = as_json(r3mem(root, "init", "--model", str(tiny_model_dir), "--encrypt", "--json"))
+    assert made["encrypted"] is True
+    report = as_json(r3mem(root, "ingest", str(secret_folder), "--json"))
+    assert report["errors"] == [] and len(report["added"]) == 2
+    return root, report
+
+
+def test_nothing_readable_on_disk_and_every_command_works(tmp_path, tiny_model_dir, secret_folder, passphrase):
+    root, report = _encrypted_archive(tmp_path, tiny_model_dir, secret_folder)
+    doc = next(d for d in report["added"] if d["kind"] == "document")
+
+    # Every command works through the passphrase.
+    assert {d["id"] for d in as_json(r3mem(root, "list", "--json"))["documents"]} == {d["id"] for d in report["added"]}
+    hits = as_json(r3mem(root, "search", "ZEBRA-QUASAR-7781", "--json"))["results"]
+    assert hits and "ZEBRA-QUASAR-7781" in hits[0]["text"]
+    recalled = as_json(r3mem(root, "recall", "--doc", doc["id"], "--json"))
+    assert len(recalled["passages"]) == doc["passages"] and recalled["similarity"] is not None
+    answer = as_json(r3mem(root, "ask", "What is the vault combination?", "--json"))
+    assert answer["sources"] and all(s["doc"] in {d["id"] for d in report["added"]} for s in answer["sources"])
+    stats = as_json(r3mem(root, "stats", "--json"))
+    assert stats["encrypted"] is True and stats["passages"] >= 3
+    assert as_json(r3mem(root, "verify", "--json"))["problems"] == []
+
+    # What an attacker with the disk would look for.
+    with Archive.open(root) as a:
+        pids = [p.id for p in a.all_passages()]
+        texts = [a.source_text(pid) for pid in pids]
+        stored = {}  # the tensors exactly as stored (int8 rows), read through the vault
+        for shard, tensor in a.conn.execute("SELECT shard, tensor FROM memory"):
+            stored[tensor] = a.shards.read(shard, [tensor])[tensor]
+        zstd_blobs = [bytes(r[0]) for r in a.conn.execute("SELECT zstd FROM sources")]
+        keys = [bytes(r[0]) for r in a.conn.execute("SELECT keys FROM search_keys")]
+    needles = {
+        "secret text": b"ZEBRA-QUASAR-7781",
+        "chat text": b"Obscure-Cafe-Lumiere",
+        "speaker": b"Ines",
+        "title": b"TOP-SECRET-TITLE-31337",
+        "source path": b"SECRET-FILE-NAME-5521",
+        "sqlite header": b"SQLite format 3",
+        "safetensors header": b"__metadata__",
+        "adapter config": b"format_version",
+    }
+    for i, blob in enumerate(zstd_blobs):
+        needles[f"zstd source {i}"] = blob
+    for i, key in enumerate(keys):
+        needles[f"search keys {i}"] = key[:64]
+    for name, tensor in stored.items():
+        needles[f"memory tensor {name}"] = tensor.numpy().tobytes()[:64]
+    assert "ZEBRA-QUASAR-7781" in "".join(texts) and stored
+    assert _readable(root, needles) == []
+    # Control: the same search over a plain archive of the same folder finds what it looks for.
+    plain = tmp_path / "plain"
+    as_json(r3mem(plain, "ingest", str(secret_folder), "--model", str(tiny_model_dir), "--json"))
+    shown = " ".join(_readable(plain, {k: needles[k] for k in
+                                       ("secret text", "title", "source path", "sqlite header", "safetensors header")}))
+    for what in ("secret text", "title", "source path", "sqlite header", "safetensors header"):
+        assert what in shown, f"the raw-file search cannot see {what} even in a plain archive"
+    names = set(_files(root))
+    assert HEADER_NAME in names and "manifest.sqlite.sealed" in names and "manifest.sqlite" not in names
+    assert not any(n.endswith(("-wal", "-journal", "-shm")) for n in names)
+
+    # forget keeps everything sealed, and the document is gone from what the key opens.
+    assert r3mem(root, "forget", doc["id"]).exit_code == 0
+    with Archive.open(root) as a:
+        assert doc["id"] not in {d.id for d in a.documents()}
+        assert all(SECRET not in (a.source_text(p.id) or "") for p in a.all_passages())
+    assert _readable(root, needles) == []
+    assert as_json(r3mem(root, "verify", "--json"))["problems"] == []
+
+
+def test_wrong_or_missing_passphrase_is_a_clear_error(tmp_path, tiny_model_dir, secret_folder, passphrase, monkeypatch):
+    root, _ = _encrypted_archive(tmp_path, tiny_model_dir, secret_folder)
+    monkeypatch.setenv("R3MEM_PASSPHRASE", "not the passphrase")
+    for args in (("list",), ("search", "tomato"), ("ingest", str(secret_folder)), ("verify",)):
+        result = r3mem(root, *args)
+        assert result.exit_code == 2
+        assert result.output.strip().splitlines() == [f"error: wrong passphrase for the encrypted archive at {root}"]
+    with pytest.raises(WrongPassphrase):
+        Archive.open(root, passphrase="still wrong")
+    # No passphrase and no terminal to ask on (a subprocess with stdin closed, as in CI).
+    env = {k: v for k, v in os.environ.items() if k != "R3MEM_PASSPHRASE"}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, "-m", "r3mem_cli", "--archive", str(root), "list"], env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "a passphrase is needed to open the archive" in done.stderr and "Traceback" not in done.stderr
+    # The right passphrase still opens it: nothing was changed by the failed attempts.
+    with Archive.open(root, passphrase=PASSPHRASE) as a:
+        assert len(a.documents()) == 2 and a.verify() == []
+
+
+def test_tampered_sealed_files_are_named_and_refused(tmp_path, tiny_model_dir, secret_folder, passphrase):
+    root, report = _encrypted_archive(tmp_path, tiny_model_dir, secret_folder)
+    doc = report["added"][0]
+    shard = next((root / "shards").glob("mem-*.safetensors"))
+    original = shard.read_bytes()
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0x01
+    shard.write_bytes(bytes(damaged))
+    problems = as_json(r3mem(root, "verify", "--json"))["problems"]
+    assert any(shard.name in p["path"] for p in problems)
+    recalled = r3mem(root, "recall", "--doc", doc["id"])
+    assert recalled.exit_code == 2 and ("damaged" in recalled.output or "checksum" in recalled.output)
+    shard.write_bytes(original)
+
+    manifest = root / "manifest.sqlite.sealed"
+    sealed = manifest.read_bytes()
+    manifest.write_bytes(sealed[:-1] + bytes([sealed[-1] ^ 0x80]))
+    result = r3mem(root, "list")
+    assert result.exit_code == 2
+    assert str(manifest) in result.output and "damaged or was tampered with" in result.output
+    manifest.write_bytes(sealed)
+
+    # A sealed file moved into another role (shard content as the adapter's config) fails too.
+    config = root / "adapter" / "config.json"
+    saved = config.read_bytes()
+    config.write_bytes(original)
+    assert any("config.json" in p["path"] for p in as_json(r3mem(root, "verify", "--json"))["problems"])
+    assert r3mem(root, "recall", "--doc", doc["id"]).exit_code == 2
+    config.write_bytes(saved)
+    assert as_json(r3mem(root, "verify", "--json"))["problems"] == []
+
+
+def test_encrypted_export_is_refused_not_leaked(tmp_path, tiny_model_dir, secret_folder, passphrase):
+    root, _ = _encrypted_archive(tmp_path, tiny_model_dir, secret_folder)
+    out = tmp_path / "export.tar"
+    result = r3mem(root, "export", str(out))
+    assert result.exit_code == 2 and "encrypted" in result.output
+    assert not out.exists() and not list(tmp_path.glob(".r3mem-export-*"))
