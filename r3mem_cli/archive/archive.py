@@ -50,6 +50,7 @@ ADAPTER_DIR = "adapter"
 _ADAPTER_NEW = ".adapter-new"
 _ADAPTER_OLD = ".adapter-old"
 _PENDING_COMPACT = "pending_compact"
+ADAPTER_FLAG = "adapter_trained_on_forgotten"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX = re.compile(r"^[0-9a-f]+$")
 _FILE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
@@ -822,6 +823,7 @@ class Archive:
             "keep_source": self.keep_source,
             "schema_version": self.schema_version,
             "encrypted": self.encrypted,
+            "adapter_trained_on_forgotten": self.adapter_trained_on_forgotten,
         }
 
     def ingest_runs(self) -> list[dict]:
@@ -984,7 +986,10 @@ class Archive:
         resolved = list(dict.fromkeys(self.document(i).id for i in doc_ids))
         if not resolved:
             return []
+        learned = self._adapter_trained_on() & {self.document(i).content_sha256 for i in resolved}
         with transaction(self.conn) as c:
+            if learned:  # derived state that forget cannot remove: flagged for the user
+                mf.write_info(c, {ADAPTER_FLAG: utc_now()})
             for chunk in mf.chunked(resolved):
                 c.execute(
                     "DELETE FROM passages_fts WHERE rowid IN "
@@ -1145,6 +1150,26 @@ class Archive:
         _rmtree(old)
         fsync_dir(self.root)
         return {"files": len(records), "bytes": sum(s for _, s in records.values())}
+
+    def _adapter_trained_on(self) -> set[str]:
+        """Content hashes of the documents the installed adapter was trained on (`r3mem train`
+        records them in its config.json), empty when unknown."""
+        from r3mem_cli.model.memory import ADAPTER_CONFIG
+
+        if ADAPTER_CONFIG not in self._adapter_records():
+            return set()
+        try:
+            info = json.loads(self.adapter_files()[ADAPTER_CONFIG])
+        except ValueError:
+            return set()
+        hashes = info.get("trained_on") if isinstance(info, dict) else None
+        return {h for h in hashes if isinstance(h, str)} if isinstance(hashes, list) else set()
+
+    @property
+    def adapter_trained_on_forgotten(self) -> str | None:
+        """When a forgotten document was found among the adapter's training documents (None if
+        never): the adapter may still hold what it learned from it, so it should be retrained."""
+        return mf.read_info(self.conn).get(ADAPTER_FLAG)
 
     def adapter_files(self) -> dict[str, bytes]:
         """The adapter's files (name -> contents) as the model loads them: each checked against

@@ -360,8 +360,15 @@ def forget(docs: List[str] = typer.Argument(..., help="Document ids (or source f
 
     with _open(write=True) as archive:
         ids = [resolve_document(archive, d).id for d in docs]
+        learned = archive.adapter_trained_on_forgotten
         removed = archive.forget(ids)
-    print_json({"forgotten": removed}) if json_out else say(f"forgot {len(removed)} document(s): {' '.join(removed)}")
+        flagged = archive.adapter_trained_on_forgotten is not None and archive.adapter_trained_on_forgotten != learned
+    if flagged:
+        say("warning: the archive's adapter was trained on a forgotten document and may still hold what it "
+            "learned from it; train a new adapter without it (`r3mem train`) and rebuild the archive with "
+            "`r3mem init --adapter`")
+    print_json({"forgotten": removed, "adapter_trained_on_forgotten": flagged}) if json_out \
+        else say(f"forgot {len(removed)} document(s): {' '.join(removed)}")
 
 
 @app.command()

@@ -82,9 +82,9 @@ def default_model_dir() -> Path:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
             model = AutoModelForCausalLM.from_pretrained(
-                gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+                gguf.parent, gguf_file=gguf.name, dtype=torch.float32, trust_remote_code=False
             )
         # A GGUF-loaded model carries its quantizer; save_pretrained refuses it otherwise.
         model.hf_quantizer = None
@@ -124,9 +124,11 @@ def load_base_model(name_or_path: str = DEFAULT_MODEL, device: str = "cpu"):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
+            # Never code or pickles from a model folder: no remote code, safetensors weights only.
+            tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only, trust_remote_code=False)
             model = AutoModelForCausalLM.from_pretrained(
-                location, dtype=torch.float32, local_files_only=local_only
+                location, dtype=torch.float32, local_files_only=local_only, trust_remote_code=False,
+                use_safetensors=True,
             )
     except OSError as exc:
         raise ModelError(f"cannot load model {name_or_path!r}: {str(exc).splitlines()[0]}") from exc

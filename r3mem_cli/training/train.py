@@ -76,9 +76,11 @@ def split_corpus(files: list[Path], root: Path, fraction: float) -> tuple[list[P
     return train, heldout
 
 
-def load_documents(files: list[Path], segmenter: Segmenter) -> list[list[list[int]]]:
+def load_documents(files: list[Path], segmenter: Segmenter,
+                   content_hashes: set[str] | None = None) -> list[list[list[int]]]:
     """Token ids of each passage, per document, in reading order (what the recurrence needs).
-    Chat turns are kept whole and sessions apart, exactly as `ingest` segments them."""
+    Chat turns are kept whole and sessions apart, exactly as `ingest` segments them. The content
+    hash of every document used is added to `content_hashes` (the same hash an archive keeps)."""
     documents = []
     for path in files:
         try:
@@ -90,6 +92,8 @@ def load_documents(files: list[Path], segmenter: Segmenter) -> list[list[list[in
             passages = [p.token_ids for p in segmenter.split(document.text, units) if p.token_ids]
             if passages:
                 documents.append(passages)
+                if content_hashes is not None:
+                    content_hashes.add(document.content_sha256)
     return documents
 
 
@@ -238,7 +242,8 @@ def train(
     if not files:
         raise R3memError(f"no readable documents under {root}")
     train_files, heldout_files = split_corpus(files, root, config.heldout_fraction)
-    train_windows = make_windows(load_documents(train_files, segmenter), config.objectives.window)
+    trained_on: set[str] = set()
+    train_windows = make_windows(load_documents(train_files, segmenter, trained_on), config.objectives.window)
     heldout_documents = first_passages(load_documents(heldout_files, segmenter), config.eval_passages)
     if not train_windows:
         raise R3memError(f"no text to train on under {root}")
@@ -355,7 +360,9 @@ def train(
     }
     if main:
         network.save_adapter(output, base_model=config.base_model,
-                             extra={"training": {**summary, "config": asdict(config)}})
+                             extra={"training": {**summary, "config": asdict(config)},
+                                    # so that `forget` can tell when the adapter learned from a document
+                                    "trained_on": sorted(trained_on)})
     return {**summary, "main_process": main}
 
 
