@@ -181,9 +181,28 @@ def test_tampered_sealed_files_are_named_and_refused(tmp_path, tiny_model_dir, s
     assert as_json(r3mem(root, "verify", "--json"))["problems"] == []
 
 
-def test_encrypted_export_is_refused_not_leaked(tmp_path, tiny_model_dir, secret_folder, passphrase):
-    root, _ = _encrypted_archive(tmp_path, tiny_model_dir, secret_folder)
-    out = tmp_path / "export.tar"
-    result = r3mem(root, "export", str(out))
-    assert result.exit_code == 2 and "encrypted" in result.output
-    assert not out.exists() and not list(tmp_path.glob(".r3mem-export-*"))
+def test_encrypted_export_stays_sealed_and_imports_with_the_passphrase(tmp_path, tiny_model_dir, secret_folder,
+                                                                       passphrase, monkeypatch):
+    root, report = _encrypted_archive(tmp_path, tiny_model_dir, secret_folder)
+    out = tmp_path / "backup.r3mem"
+    assert r3mem(root, "export", str(out)).exit_code == 0
+    data = out.read_bytes()
+    for needle in (b"ZEBRA-QUASAR-7781", b"TOP-SECRET-TITLE-31337", b"SECRET-FILE-NAME-5521", b"SQLite format 3",
+                   b"__metadata__", b"Obscure-Cafe-Lumiere"):
+        assert needle not in data
+    assert not list(tmp_path.glob(".r3mem-export-*"))
+
+    monkeypatch.setenv("R3MEM_PASSPHRASE", "not the passphrase")
+    wrong = r3mem(tmp_path / "restored", "import", str(out))
+    assert wrong.exit_code == 2 and "wrong passphrase for the encrypted export" in wrong.output
+    assert not (tmp_path / "restored").exists() and not list(tmp_path.glob(".restored.import-*"))
+
+    monkeypatch.setenv("R3MEM_PASSPHRASE", PASSPHRASE)
+    assert r3mem(tmp_path / "restored", "import", str(out)).exit_code == 0
+    restored = tmp_path / "restored"
+    assert as_json(r3mem(restored, "stats", "--json"))["encrypted"] is True
+    assert {d["id"] for d in as_json(r3mem(restored, "list", "--json"))["documents"]} == \
+        {d["id"] for d in report["added"]}
+    hits = as_json(r3mem(restored, "search", "ZEBRA-QUASAR-7781", "--json"))["results"]
+    assert hits and "ZEBRA-QUASAR-7781" in hits[0]["text"]
+    assert as_json(r3mem(restored, "verify", "--json"))["problems"] == []

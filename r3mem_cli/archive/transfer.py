@@ -31,9 +31,10 @@ import zstandard
 from r3mem_cli.errors import ArchiveError, R3memError
 
 from . import manifest as mf
+from .crypto import HEADER_NAME, Vault, WrongPassphrase
 from .lock import active_writer_pid
-from .manifest import MANIFEST_NAME
-from .shards import SHARD_RE, fsync_dir, sha256_fileobj
+from .manifest import MANIFEST_NAME, SEALED_MANIFEST_NAME
+from .shards import SHARD_RE, fsync_dir, sha256_file, sha256_fileobj
 
 FORMAT = "r3mem-archive-export"
 FORMAT_VERSION = 1
@@ -53,7 +54,7 @@ def allowed_member(name: str) -> bool:
     if p.is_absolute() or str(p) != name:
         return False
     parts = p.parts
-    if name == MANIFEST_NAME:
+    if name in (MANIFEST_NAME, SEALED_MANIFEST_NAME, HEADER_NAME):
         return True
     if len(parts) == 2 and parts[0] == "shards":
         return bool(SHARD_RE.match(parts[1]))
@@ -67,12 +68,19 @@ def allowed_member(name: str) -> bool:
 
 def _snapshot(archive, dest: Path):
     """Consistent copy of the manifest plus the files it references, opened before anything
-    can delete them (an open file stays readable on POSIX even after a compaction unlinks it)."""
+    can delete them (an open file stays readable on POSIX even after a compaction unlinks it).
+    An encrypted archive's snapshot is its in-memory manifest, sealed; its encryption.json
+    travels with it, and every other member is already sealed on disk."""
     dest.unlink(missing_ok=True)
-    out = sqlite3.connect(str(dest), isolation_level=None)
+    if archive.encrypted:
+        out = archive.conn  # the reader's in-memory snapshot: one committed state
+        archive.vault.write_file(dest, out.serialize(), "manifest")
+    else:
+        out = sqlite3.connect(str(dest), isolation_level=None)
     try:
-        archive.conn.backup(out)
-        out.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+        if not archive.encrypted:
+            archive.conn.backup(out)
+            out.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
         shards = out.execute("SELECT name, sha256, bytes FROM shards ORDER BY name").fetchall()
         files = out.execute("SELECT name, sha256, bytes FROM files ORDER BY name").fetchall()
         counts = {
@@ -80,7 +88,11 @@ def _snapshot(archive, dest: Path):
             "passages": out.execute("SELECT COUNT(*) FROM passages").fetchone()[0],
         }
     finally:
-        out.close()
+        if not archive.encrypted:
+            out.close()
+    if archive.encrypted:
+        header = archive.root / HEADER_NAME
+        files.append((HEADER_NAME, *sha256_file(header)))
     members = []
     try:
         for name, sha, size in shards:
@@ -100,9 +112,6 @@ def export_archive(archive, file, *, compress: bool | None = None) -> dict:
     """Write `archive` to `file` (a path, written atomically, or a binary file object)."""
     if archive._conn is None:
         raise ArchiveError(f"archive {archive.root} is closed")
-    if archive.encrypted:  # the snapshot below would put the manifest on disk unsealed
-        raise ArchiveError(f"archive {archive.root} is encrypted: export of encrypted archives is not supported "
-                           "yet (copy the archive folder instead; every file in it is sealed)")
     is_path = isinstance(file, (str, os.PathLike))
     if compress is None:
         compress = is_path and str(file).endswith((".zst", ".zstd"))
@@ -111,7 +120,8 @@ def export_archive(archive, file, *, compress: bool | None = None) -> dict:
     if target:
         target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".r3mem-export-", dir=tmpdir_parent) as tmp:
-        snap = Path(tmp) / MANIFEST_NAME
+        snap_name = SEALED_MANIFEST_NAME if archive.encrypted else MANIFEST_NAME
+        snap = Path(tmp) / snap_name
         for attempt in range(3):
             try:
                 members, counts = _snapshot(archive, snap)
@@ -137,7 +147,7 @@ def export_archive(archive, file, *, compress: bool | None = None) -> dict:
         try:
             with open(snap, "rb") as f:
                 snap_sha, snap_size = sha256_fileobj(f)
-            entries = {MANIFEST_NAME: {"sha256": snap_sha, "bytes": snap_size}}
+            entries = {snap_name: {"sha256": snap_sha, "bytes": snap_size}}
             for name, _f, sha, size in members:
                 entries[name] = {"sha256": sha, "bytes": size}
             from r3mem_cli import __version__
@@ -151,6 +161,7 @@ def export_archive(archive, file, *, compress: bool | None = None) -> dict:
                 "model": archive.model,
                 "documents": counts["documents"],
                 "passages": counts["passages"],
+                "encrypted": archive.encrypted,
                 "members": entries,
             }
             head_bytes = json.dumps(head, indent=1, sort_keys=True).encode()
@@ -165,7 +176,7 @@ def export_archive(archive, file, *, compress: bool | None = None) -> dict:
                 with tarfile.open(fileobj=zw or counter, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                     _add(tar, MANIFEST_MEMBER, io.BytesIO(head_bytes), len(head_bytes))
                     with open(snap, "rb") as f:
-                        _add(tar, MANIFEST_NAME, f, snap_size)
+                        _add(tar, snap_name, f, snap_size)
                     for name, f, _sha, size in members:
                         _add(tar, name, f, size)
                 if zw is not None:
@@ -323,11 +334,23 @@ def import_archive(file, root) -> Path:
         (tmp / "adapter").mkdir(exist_ok=True)
         for d in (tmp / "adapter", tmp / "shards", tmp):
             fsync_dir(d)
-        _check_schema(label, tmp / MANIFEST_NAME)
+        vault = None
+        if SEALED_MANIFEST_NAME in declared:
+            try:
+                vault = Vault.unlock(tmp)
+            except WrongPassphrase:
+                raise WrongPassphrase(f"wrong passphrase for the encrypted export {label}") from None
+            try:
+                image = vault.read_file(tmp / SEALED_MANIFEST_NAME, "manifest")
+            except ArchiveError as e:
+                raise _bad(label, str(e)) from None
+            _check_schema(label, lambda: mf.connect_image(image, write=False, label=SEALED_MANIFEST_NAME))
+        else:
+            _check_schema(label, lambda: mf.connect(tmp / MANIFEST_NAME, write=False))
         # Open without crash cleanup: an unreferenced file in the export must be reported by
         # verify, not silently deleted.
         try:
-            a = Archive._open(tmp, write=True, cleanup=False)
+            a = Archive._open(tmp, write=True, cleanup=False, vault=vault)
         except ArchiveError as e:
             raise _bad(label, str(e)) from None
         try:
@@ -372,7 +395,10 @@ def _parse_head(label, data: bytes) -> dict:
             f"this r3mem reads version {FORMAT_VERSION}"
         )
     members = head.get("members")
-    if not isinstance(members, dict) or MANIFEST_NAME not in members or len(members) > MAX_MEMBERS:
+    plain = isinstance(members, dict) and MANIFEST_NAME in members and not {SEALED_MANIFEST_NAME, HEADER_NAME} & set(members)
+    sealed = isinstance(members, dict) and {SEALED_MANIFEST_NAME, HEADER_NAME} <= set(members) \
+        and MANIFEST_NAME not in members
+    if not (plain or sealed) or len(members) > MAX_MEMBERS:
         raise _bad(label, f"{MANIFEST_MEMBER} has no valid member list")
     for name, m in members.items():
         if not allowed_member(name):
@@ -389,11 +415,11 @@ def _parse_head(label, data: bytes) -> dict:
     return head
 
 
-def _check_schema(label, db: Path) -> None:
+def _check_schema(label, connect) -> None:
     """Refuse any SQLite file whose schema is not exactly one our migrations produce (no extra
-    triggers, views or altered tables), before opening it normally."""
+    triggers, views or altered tables), before opening it normally. `connect()` opens it."""
     try:
-        conn = mf.connect(db, write=False)
+        conn = connect()
     except ArchiveError as e:
         raise _bad(label, str(e)) from None
     try:
