@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.request import pathname2url
 
-from r3mem_cli.errors import ArchiveError
+from r3mem_cli.errors import ArchiveError, ManifestDamaged
 
 MANIFEST_NAME = "manifest.sqlite"
 BUSY_TIMEOUT_MS = 30_000
@@ -210,7 +210,7 @@ def connect(path: Path, *, write: bool, create: bool = False) -> sqlite3.Connect
             conn.execute("PRAGMA query_only=ON")
     except sqlite3.DatabaseError as e:
         conn.close()
-        raise ArchiveError(f"archive manifest {path} is not a readable SQLite database: {e}") from None
+        raise ManifestDamaged(f"archive manifest {path} is not a readable SQLite database: {e}") from None
     except BaseException:
         conn.close()
         raise

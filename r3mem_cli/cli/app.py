@@ -70,6 +70,9 @@ def _open(write: bool = False):
 def _engine(archive, device: str):
     from ..model.engine import engine_for
 
+    damaged = archive.damaged_adapter_files()
+    if damaged:  # a model built from damaged weights gives silently wrong memory and text
+        raise ArchiveError(f"adapter file {damaged[0]} is damaged (checksum mismatch); run `r3mem verify --repair`")
     return engine_for(archive.model, archive.adapter_dir, device)
 
 
