@@ -194,7 +194,7 @@ def _json_ok(text) -> bool:
 def _check_fts(a, c, db, add, kept: dict[int, str | None]) -> None:
     """The keyword index: its text equals the stored sources, and FTS5's integrity-check."""
     indexed = dict(c.execute(f"SELECT rowid, text FROM {FTS_TABLE}").fetchall())
-    for pid in sorted(set(kept) - set(indexed)):
+    for pid in sorted({pid for pid, text in kept.items() if text is not None} - set(indexed)):
         add("fts", db, f"passage {pid} is missing from the keyword index")
     for pid in sorted(set(indexed) - set(kept)):
         add("fts", db, f"keyword index holds row {pid}, which has no stored source")
