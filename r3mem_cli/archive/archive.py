@@ -295,7 +295,7 @@ class Archive:
         info = mf.read_info(conn)
         missing = [k for k in ("model", "keep_source", "created_at", "memory_config") if k not in info]
         if missing:
-            raise ArchiveError(f"archive {root} is damaged: archive_info lacks {', '.join(missing)}")
+            raise ManifestDamaged(f"archive {root} is damaged: archive_info lacks {', '.join(missing)}")
         self.model: str = info["model"]
         self.keep_source: bool = bool(info["keep_source"])
         self.memory_config: dict = info["memory_config"]

@@ -159,7 +159,9 @@ FTS_SHADOWS = ("data", "idx", "content", "docsize", "config")
 
 def _check_rows(a, c, db, add) -> None:
     """Rows without a checksum of their own: what can be checked without the model."""
-    for doc_id, sha, metadata in c.execute("SELECT id, content_sha256, metadata FROM documents"):
+    for doc_id, sha, metadata, kind in c.execute("SELECT id, content_sha256, metadata, kind FROM documents"):
+        if kind not in ("document", "chat"):
+            add("document", db, f"document {doc_id}: kind {kind!r} is neither document nor chat (damaged row)")
         if not (isinstance(sha, str) and _HEX64.match(sha) and isinstance(doc_id, str) and sha.startswith(doc_id)):
             add("document", db, f"document {doc_id!r}: its id is not a prefix of its content hash (damaged row)")
         if not _json_ok(metadata):
@@ -173,6 +175,14 @@ def _check_rows(a, c, db, add) -> None:
             add("passage", db, f"passage {pid} (document {doc_id}): location is not valid JSON (damaged row)")
         if not isinstance(tokens, int) or tokens < 0:
             add("passage", db, f"passage {pid} (document {doc_id}): token count {tokens!r} (damaged row)")
+    # AUTOINCREMENT's counter: below the largest id, forgotten passage ids would be reused.
+    counters = dict(c.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+    top = c.execute("SELECT COALESCE(MAX(id), 0) FROM passages").fetchone()[0]
+    if set(counters) - {"passages"}:
+        add("passage", db, f"unexpected id counters {sorted(set(counters) - {'passages'})!r} (damaged row)")
+    seq = counters.get("passages", 0)
+    if not isinstance(seq, int) or seq < top:
+        add("passage", db, f"passage id counter {seq!r} is below the largest passage id {top} (damaged row)")
     dims = int(a.memory_config.get("search_key_dims", 256))
     width = 2 * dims  # float16
     for pid, n in c.execute("SELECT passage_id, length(keys) FROM search_keys"):
