@@ -24,14 +24,14 @@ adapter with no identical shipped copy (restore an export).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..archive import Archive, Problem
 from ..archive.archive import _scan_dir
 from ..archive.manifest import MANIFEST_NAME
-from ..errors import ManifestDamaged, R3memError
+from ..errors import ManifestDamaged
 
 MEMORY_KINDS = ("shard_checksum", "shard_size", "shard_missing", "shard_format", "shard_tensors", "memory",
                 "search_keys")
@@ -48,7 +48,7 @@ class RepairReport:
     problems_after: list[Problem] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        as_dict = lambda p: {"kind": p.kind, "path": p.path, "message": p.message}  # noqa: E731
+        as_dict = lambda p: {"kind": p.kind, "path": p.path, "message": p.message}
         return {"problems": [as_dict(p) for p in self.problems], "repaired": self.repaired,
                 "unrepairable": self.unrepairable, "problems_after": [as_dict(p) for p in self.problems_after]}
 
@@ -224,13 +224,10 @@ def _recompress(a: Archive, engine, documents, texts: dict[int, str], bad_shards
     settings = a.settings
     exact = settings.get("exact", "none")
     tokens = [[engine.token_ids(texts[p.id]) for p in passages] for _, passages in documents]
-    try:
-        levels = engine.compress_documents(
-            tokens, ratio=settings.get("compression_ratio"),
-            refine_steps=int(settings.get("refine_steps", 200)) if exact == "refine" else 0,
-            refine_lr=float(settings.get("refine_lr", 0.03)), precision=settings.get("memory_precision", "float16"))
-    except R3memError:
-        raise
+    levels = engine.compress_documents(
+        tokens, ratio=settings.get("compression_ratio"),
+        refine_steps=int(settings.get("refine_steps", 200)) if exact == "refine" else 0,
+        refine_lr=float(settings.get("refine_lr", 0.03)), precision=settings.get("memory_precision", "float16"))
     coder = engine.coder_tag() if exact == "residual" else None
     rebuilt, keys = [], {}
     for (doc, passages), doc_levels, doc_tokens in zip(documents, levels, tokens):
