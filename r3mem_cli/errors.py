@@ -13,6 +13,10 @@ class ArchiveError(R3memError):
     """The archive is missing, unreadable, locked or inconsistent."""
 
 
+class ManifestDamaged(ArchiveError):
+    """manifest.sqlite cannot be read as an r3mem manifest (damaged bytes); restore from an export."""
+
+
 class ArchiveLocked(ArchiveError):
     """Another process holds the archive's writer lock."""
 

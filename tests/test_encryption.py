@@ -206,3 +206,17 @@ def test_encrypted_export_stays_sealed_and_imports_with_the_passphrase(tmp_path,
     hits = as_json(r3mem(restored, "search", "ZEBRA-QUASAR-7781", "--json"))["results"]
     assert hits and "ZEBRA-QUASAR-7781" in hits[0]["text"]
     assert as_json(r3mem(restored, "verify", "--json"))["problems"] == []
+
+
+def test_repair_rebuilds_a_damaged_sealed_shard(tmp_path, tiny_model_dir, secret_folder, passphrase):
+    root, report = _encrypted_archive(tmp_path, tiny_model_dir, secret_folder)
+    doc = next(d for d in report["added"] if d["kind"] == "document")
+    before = as_json(r3mem(root, "recall", "--doc", doc["id"], "--json"))
+    shard = next((root / "shards").glob("mem-*.safetensors"))
+    shard.write_bytes(shard.read_bytes()[:-7])  # truncated: the tag is gone
+    assert r3mem(root, "recall", "--doc", doc["id"]).exit_code == 2
+    repaired = json.loads(r3mem(root, "verify", "--repair", "--json").stdout)
+    assert repaired["problems"] and repaired["repaired"] and repaired["problems_after"] == []
+    assert as_json(r3mem(root, "recall", "--doc", doc["id"], "--json"))["passages"] == before["passages"]
+    assert _readable(root, {"secret text": b"ZEBRA-QUASAR-7781", "sqlite header": b"SQLite format 3",
+                            "safetensors header": b"__metadata__"}) == []

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 import torch
 import zstandard
 
-from r3mem_cli.errors import ArchiveError, NotFound
+from r3mem_cli.errors import ArchiveError, ManifestDamaged, NotFound
 from r3mem_cli.model.precision import dequantize_rows, quantize_rows
 
 from . import manifest as mf
@@ -301,7 +301,7 @@ class Archive:
         info = mf.read_info(conn)
         missing = [k for k in ("model", "keep_source", "created_at", "memory_config") if k not in info]
         if missing:
-            raise ArchiveError(f"archive {root} is damaged: archive_info lacks {', '.join(missing)}")
+            raise ManifestDamaged(f"archive {root} is damaged: archive_info lacks {', '.join(missing)}")
         self.model: str = info["model"]
         self.keep_source: bool = bool(info["keep_source"])
         self.memory_config: dict = info["memory_config"]
@@ -461,12 +461,12 @@ class Archive:
                         pass
                     return cls._open(root, write=False, cleanup=False, vault=vault)
             archive = cls(root, conn, lock, version, vault)
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, json.JSONDecodeError) as e:  # damaged pages or archive_info values
             if conn is not None:
                 conn.close()
             if lock:
                 lock.release()
-            raise ArchiveError(f"archive manifest {manifest} is unreadable: {e}") from None
+            raise ManifestDamaged(f"archive manifest {manifest} is unreadable: {e}") from None
         except BaseException:
             if conn is not None:
                 conn.close()
@@ -620,20 +620,26 @@ class Archive:
         return [_passage(r) for r in rows]
 
     def source_text(self, passage_id: int) -> str | None:
-        """The stored original text of a passage, or None in a pure-memory archive."""
+        """The stored original text of a passage, or None in a pure-memory archive. The bytes
+        are checked against the passage's recorded sha256: damaged text is never returned."""
         row = self.conn.execute(
-            "SELECT p.id, s.zstd FROM passages p LEFT JOIN sources s ON s.passage_id = p.id WHERE p.id = ?",
+            "SELECT p.id, s.zstd, p.text_sha256, p.doc_id, p.idx, d.source FROM passages p "
+            "LEFT JOIN sources s ON s.passage_id = p.id LEFT JOIN documents d ON d.id = p.doc_id WHERE p.id = ?",
             (int(passage_id),),
         ).fetchone()
         if not row:
             raise NotFound(f"no passage {passage_id} in the archive")
         if row[1] is None:
             return None
+        damaged = (f"stored source of passage {passage_id} (document {row[3]} passage {row[4]}, from {row[5]}) "
+                   "is damaged ({}); run `r3mem verify --repair`")
         try:
             raw = zstandard.ZstdDecompressor().decompress(row[1], max_output_size=MAX_SOURCE_BYTES)
+            if hashlib.sha256(raw).hexdigest() != row[2]:
+                raise ArchiveError(damaged.format("checksum mismatch"))
             return raw.decode("utf-8")
         except (zstandard.ZstdError, UnicodeDecodeError) as e:
-            raise ArchiveError(f"stored source of passage {passage_id} is damaged ({e}); run `r3mem verify`") from None
+            raise ArchiveError(damaged.format(e)) from None
 
     def keyword_search(
         self, query: str, *, top_k: int = 10, wanted: "PassageFilter | None" = None
@@ -657,15 +663,24 @@ class Archive:
         where, args = wanted.where()
         sql = (
             "SELECT p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, p.location, m.slots, "
-            "m.sentence_rows, m.state_rows, d.ingested_at, bm25(passages_fts) "
+            "m.sentence_rows, m.state_rows, d.ingested_at, bm25(passages_fts), f.text "
             "FROM passages_fts f JOIN passages p ON p.id = f.rowid JOIN documents d ON d.id = p.doc_id "
             "LEFT JOIN memory m ON m.passage_id = p.id WHERE passages_fts MATCH ?" + where
             + " ORDER BY bm25(passages_fts), p.id"
         )
         out: list[tuple[PassageInfo, float]] = []
-        for row in self.conn.execute(sql, [match, *args]):
+        try:
+            rows = self.conn.execute(sql, [match, *args]).fetchall()
+        except sqlite3.DatabaseError as e:
+            raise ArchiveError(f"the keyword index is damaged ({e}); run `r3mem verify --repair`") from None
+        for row in rows:
             info = _passage(row[:9])
             if wanted.accepts(info, row[9]):
+                # A hit is only as good as its text: the source must pass its checksum and
+                # the index must hold that same text (else the ranking itself is suspect).
+                if self.source_text(info.id) != row[11]:
+                    raise ArchiveError(f"the keyword index entry of passage {info.id} (document {info.doc_id}) "
+                                       "differs from its stored source; run `r3mem verify --repair`")
                 out.append((info, -float(row[10])))
                 if len(out) >= top_k:
                     break
@@ -752,13 +767,17 @@ class Archive:
 
         If a concurrent writer compacted a shard away between the manifest query and the file
         open, the query is retried against the new manifest state.
+        Each shard's sha256 is checked against the manifest the first time this Archive object
+        reads it (a shard is immutable once written), so damaged memory is never returned.
         """
         ids = sorted({int(i) for i in passage_ids})
+        verified: set[str] = self.__dict__.setdefault("_verified_shards", set())
         for attempt in range(3):
             rows = []
             for chunk in mf.chunked(ids):
                 rows += self.conn.execute(
-                    f"SELECT passage_id, shard, tensor FROM memory WHERE passage_id IN ({mf.placeholders(len(chunk))})",
+                    "SELECT m.passage_id, m.shard, m.tensor, s.sha256 FROM memory m LEFT JOIN shards s "
+                    f"ON s.name = m.shard WHERE m.passage_id IN ({mf.placeholders(len(chunk))})",
                     chunk,
                 ).fetchall()
             if len(rows) != len(ids):
@@ -766,15 +785,24 @@ class Archive:
                 missing = [i for i in ids if i not in found]
                 raise NotFound(f"no memory for passage(s) {', '.join(map(str, missing[:10]))} in the archive")
             by_shard: dict[str, list[tuple[int, str]]] = {}
-            for pid, shard, tensor in rows:
+            digests: dict[str, str | None] = {}
+            for pid, shard, tensor, digest in rows:
                 by_shard.setdefault(shard, []).append((pid, tensor))
+                digests[shard] = digest
             out: dict[int, torch.Tensor] = {}
             try:
                 for shard, items in by_shard.items():
+                    if shard not in verified:
+                        if digests[shard] is None or sha256_file(self.shards.path(shard))[0] != digests[shard]:
+                            raise ArchiveError(f"memory shard {self.shards.path(shard)} is damaged (checksum "
+                                               "mismatch); run `r3mem verify --repair`")
+                        verified.add(shard)
                     got = self.shards.read(shard, [t for _, t in items])
                     for pid, t in items:  # int8 rows carry their exponent (model/precision.py)
                         out[pid] = dequantize_rows(got[t]) if got[t].dtype == torch.int8 else got[t]
                 return out
+            except ArchiveError:
+                raise
             except Exception as e:  # safetensors raises its own error types, even for a missing file
                 gone = [s for s in by_shard if not self.shards.path(s).is_file()]
                 if not gone:
@@ -1181,11 +1209,24 @@ class Archive:
             try:
                 data = path.read_bytes()
             except OSError as e:
-                raise ArchiveError(f"cannot read adapter file {path}: {e.strerror or e}; run `r3mem verify`") from None
+                raise ArchiveError(f"cannot read adapter file {path}: {e.strerror or e}; run `r3mem verify --repair`") from None
             if len(data) != size or hashlib.sha256(data).hexdigest() != sha:
-                raise ArchiveError(f"adapter file {path} is damaged (checksum mismatch); run `r3mem verify`")
+                raise ArchiveError(f"adapter file {path} is damaged (checksum mismatch); run `r3mem verify --repair`")
             out[rel] = self.vault.open(data, f"adapter:{rel}", path) if self.vault else data
         return out
+
+    def damaged_adapter_files(self) -> list[Path]:
+        """Recorded adapter files that are missing or whose bytes no longer match their recorded
+        sha256: a model loaded from them would give silently wrong memory."""
+        bad = []
+        for rel, (sha, size) in sorted(self._adapter_records().items()):
+            path = self.adapter_dir / rel
+            try:
+                if path.is_symlink() or sha256_file(path) != (sha, size):
+                    bad.append(path)
+            except OSError:
+                bad.append(path)
+        return bad
 
     # --- checking ----------------------------------------------------------------------------
 

@@ -105,6 +105,7 @@ class Vault:
             if vault._open(check, "check") != _CHECK:
                 raise InvalidTag
         except InvalidTag:
+            _typed.pop(str(root.absolute()), None)
             raise WrongPassphrase(f"wrong passphrase for the encrypted archive at {root}") from None
         return vault
 
@@ -152,6 +153,9 @@ def is_encrypted(root: Path) -> bool:
 
 # The CLI installs a terminal prompt here; library callers get the environment variable only.
 _prompt: Callable[[str, bool], str] | None = None
+# Passphrases typed at the prompt in this process, by archive folder: a command that opens the
+# archive twice (a reader, then the writer) asks once.
+_typed: dict[str, str] = {}
 
 
 def set_prompt(prompt: Callable[[str, bool], str] | None) -> None:
@@ -165,11 +169,15 @@ def ask_passphrase(root: Path, *, new: bool = False) -> str:
     env = os.environ.get(PASSPHRASE_ENV)
     if env:
         return env
+    key = str(Path(root).absolute())
+    if not new and key in _typed:
+        return _typed[key]
     if _prompt is not None and sys.stdin is not None and sys.stdin.isatty():
         what = "new passphrase for" if new else "passphrase for"
         passphrase = _prompt(f"{what} the archive at {root}", new)
         if not passphrase:
             raise ArchiveError("the passphrase is empty")
+        _typed[key] = passphrase
         return passphrase
     verb = "encrypt" if new else "open"
     raise PassphraseNeeded(f"a passphrase is needed to {verb} the archive at {root}: set {PASSPHRASE_ENV} "

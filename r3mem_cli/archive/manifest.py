@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.request import pathname2url
 
-from r3mem_cli.errors import ArchiveError
+from r3mem_cli.errors import ArchiveError, ManifestDamaged
 
 MANIFEST_NAME = "manifest.sqlite"
 SEALED_MANIFEST_NAME = "manifest.sqlite.sealed"  # an encrypted archive's manifest (see crypto.py)
@@ -236,7 +236,7 @@ def _configure(conn: sqlite3.Connection, path, *, write: bool) -> sqlite3.Connec
             conn.execute("PRAGMA query_only=ON")
     except sqlite3.DatabaseError as e:
         conn.close()
-        raise ArchiveError(f"archive manifest {path} is not a readable SQLite database: {e}") from None
+        raise ManifestDamaged(f"archive manifest {path} is not a readable SQLite database: {e}") from None
     except BaseException:
         conn.close()
         raise

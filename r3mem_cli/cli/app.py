@@ -78,6 +78,8 @@ def _open(write: bool = False):
 def _engine(archive, device: str):
     from ..model.engine import engine_for
 
+    # adapter_files() checks every file against its recorded sha256: a model built from damaged
+    # weights would give silently wrong memory and text
     return engine_for(archive.model, archive.adapter_files(), device)
 
 
@@ -373,13 +375,47 @@ def forget(docs: List[str] = typer.Argument(..., help="Document ids (or source f
 
 @app.command()
 @handles_errors
-def verify(json_out: bool = JsonOption) -> None:
-    """Check SQLite integrity, shard checksums and that every passage has its memory."""
+def verify(
+    repair: bool = typer.Option(False, "--repair", help="Rebuild what can be rebuilt (memory and the keyword "
+                                                         "index from kept sources, a shipped adapter) and say what "
+                                                         "cannot. Takes the writer lock."),
+    device: str = DeviceOption,
+    json_out: bool = JsonOption,
+) -> None:
+    """Check SQLite integrity, shard and file checksums, sources and the keyword index."""
+    from ..archive import Problem
+    from ..archive.manifest import MANIFEST_NAME
     from ..archive.verify import LEFTOVER_KINDS
+    from ..errors import ManifestDamaged
+    from ..pipelines.repair import RESTORE
+    from ..pipelines.repair import repair as run_repair
 
-    with _open() as archive:
-        found = archive.verify()
     as_dicts = lambda items: [{"kind": p.kind, "path": str(p.path), "message": p.message} for p in items]  # noqa: E731
+    if repair:
+        report = run_repair(_archive_path(), lambda archive: _engine(archive, device))
+        if json_out:
+            print_json(report.to_json())
+        else:
+            for p in report.problems:
+                typer.echo(f"problem: {p.kind}: {p.path}: {p.message}")
+            for item in report.repaired:
+                typer.echo(f"repaired: {item['path']}: {item['message']}")
+            for item in report.unrepairable:
+                typer.echo(f"cannot repair: {item['path']}: {item['message']}; {item['suggestion']}")
+            if not report.problems:
+                say("archive OK, nothing to repair")
+            else:
+                say("archive OK after repair" if not report.problems_after and not report.unrepairable
+                    else f"{len(report.unrepairable)} problem(s) could not be repaired")
+        if report.problems_after or report.unrepairable:
+            raise typer.Exit(1)
+        return
+    try:
+        with _open() as archive:
+            found = archive.verify()
+    except ManifestDamaged as exc:  # the manifest itself is the problem: name it, exit 1
+        manifest = _archive_path().expanduser().absolute() / MANIFEST_NAME
+        found = [Problem("sqlite", str(manifest), f"{exc}; {RESTORE}")]
     problems = [p for p in found if p.kind not in LEFTOVER_KINDS]
     notes = [p for p in found if p.kind in LEFTOVER_KINDS]
     if json_out:

@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import os
+import sqlite3
 import sys
 import traceback
 import warnings
@@ -67,6 +68,10 @@ def handles_errors(command):
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             fail("interrupted; the archive is consistent, run the same command again to finish", 130)
+        except sqlite3.DatabaseError as exc:  # a damaged manifest page met outside verify
+            if State.debug:
+                traceback.print_exc()
+            fail(f"the archive manifest is damaged ({exc}); run `r3mem verify`", 2)
         except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
             if State.debug:
                 traceback.print_exc()
