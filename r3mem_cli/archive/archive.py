@@ -36,6 +36,7 @@ from .keyspace import KeyIndex
 from .lock import WriterLock
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, transaction, utc_now
 from .shards import ShardStore, fsync_dir, fsync_file, sha256_file
+from .crashpoints import crashpoint
 
 ZSTD_LEVEL = 12
 MAX_SOURCE_BYTES = 1 << 30  # refuse to inflate a stored passage past this (corrupt/hostile blob)
@@ -482,6 +483,10 @@ class Archive:
             self._finish_forget()
         mf.checkpoint(self.conn, attempts=1)
 
+    def _remove_unreferenced_shards(self) -> None:
+        referenced = {n for (n,) in self.conn.execute("SELECT name FROM shards")}
+        self.shards.remove([n for n in self.shards.shard_files() if n not in referenced])
+
     def _adapter_records(self) -> dict[str, tuple[str, int]]:
         prefix = ADAPTER_DIR + "/"
         return {
@@ -860,6 +865,7 @@ class Archive:
                             fts_rows.append((pid, p.text))
                 if tensors:
                     written = self.shards.write(tensors)
+                    crashpoint("add.shard_written")
                     c.execute(
                         "INSERT INTO shards (name, sha256, bytes, tensors, created_at) VALUES (?,?,?,?,?)",
                         (written.name, written.sha256, written.bytes, written.tensors, now),
@@ -877,6 +883,7 @@ class Archive:
             if written is not None:  # the manifest never referenced it
                 self.shards.remove([written.name])
             raise
+        crashpoint("add.committed")
         return [self.document(i) for i in ids]
 
     @staticmethod
@@ -949,6 +956,7 @@ class Archive:
             # merges everything now, so (with secure_delete + the VACUUM below) no term is left.
             c.execute("INSERT INTO passages_fts (passages_fts) VALUES ('optimize')")
             mf.write_info(c, {_PENDING_COMPACT: True})
+        crashpoint("forget.deleted")
         self._finish_forget()
         return resolved
 
@@ -957,8 +965,12 @@ class Archive:
         before VACUUM). The pending flag is cleared only once the WAL is truncated; if a
         long-running reader blocks that, close() and the next write-open try again."""
         self.compact()
+        crashpoint("forget.compacted")
         self.conn.execute("VACUUM")
+        crashpoint("forget.vacuumed")
         if mf.checkpoint(self.conn):
+            crashpoint("forget.checkpointed")
+            self._remove_unreferenced_shards()  # old shards compact() kept for a reader
             with transaction(self.conn) as c:
                 mf.delete_info(c, _PENDING_COMPACT)
             mf.checkpoint(self.conn)
@@ -1018,6 +1030,7 @@ class Archive:
                         batch, owners, size = {}, {}, 0
             if batch:
                 flush()
+            crashpoint("compact.written")
             now = utc_now()
             with transaction(c):
                 c.executemany(
@@ -1029,7 +1042,9 @@ class Archive:
         except BaseException:
             self.shards.remove([r.name for r in new_records])
             raise
-        self.shards.remove(gone)
+        crashpoint("compact.repointed")
+        if mf.checkpoint(c):  # else a reader's snapshot may still name them: _finish_forget / next open
+            self.shards.remove(gone)
         bytes_after = c.execute("SELECT COALESCE(SUM(bytes), 0) FROM shards").fetchone()[0]
         return {
             "shards_before": len(shards),
@@ -1083,8 +1098,10 @@ class Archive:
             os.rename(self.adapter_dir, old)
         else:
             old.mkdir()  # marks an install in progress for _recover_adapter
+        crashpoint("adapter.old_moved")
         os.rename(new, self.adapter_dir)
         fsync_dir(self.root)
+        crashpoint("adapter.swapped")
         now = utc_now()
         try:
             with transaction(self.conn) as c:
@@ -1096,6 +1113,7 @@ class Archive:
         except BaseException:
             self._recover_adapter()  # manifest unchanged: put the old folder back
             raise
+        crashpoint("adapter.recorded")
         _rmtree(old)
         fsync_dir(self.root)
         return {"files": len(records), "bytes": sum(s for _, s in records.values())}
