@@ -378,8 +378,8 @@ def _sweep_stale(root: Path) -> None:
     """Delete what a killed import left beside `root`: its unpacked temp folder (a whole archive's
     size) or the empty archive it was replacing. A folder whose flock (or lock file) is still held
     belongs to a live import and is left alone."""
-    pattern = glob.escape(str(root.parent / f".{root.name}")) + ".{}-*"
-    for found in sorted(glob.glob(pattern.format("import")) + glob.glob(pattern.format("replaced"))):
+    prefix = glob.escape(str(root.parent / f".{root.name}."))
+    for found in sorted(glob.glob(prefix + "import-*") + glob.glob(prefix + "replaced-*")):
         path = Path(found)
         if path.is_symlink() or not path.is_dir():
             continue
