@@ -220,3 +220,23 @@ def test_repair_rebuilds_a_damaged_sealed_shard(tmp_path, tiny_model_dir, secret
     assert as_json(r3mem(root, "recall", "--doc", doc["id"], "--json"))["passages"] == before["passages"]
     assert _readable(root, {"secret text": b"ZEBRA-QUASAR-7781", "sqlite header": b"SQLite format 3",
                             "safetensors header": b"__metadata__"}) == []
+
+
+def test_a_reader_keeps_its_shards_while_a_writer_forgets(tmp_path, tiny_model_dir, secret_folder, passphrase):
+    """A reader of an encrypted archive works from the manifest image it loaded; compaction
+    must not delete the shards that image names while the reader is open."""
+    root, report = _encrypted_archive(tmp_path, tiny_model_dir, secret_folder)
+    gone, kept = report["added"][0]["id"], report["added"][1]["id"]
+    reader = Archive.open(root)
+    try:
+        pids = [p.id for p in reader.passages(kept)]
+        with Archive.open(root, write=True) as writer:
+            writer.forget([gone])
+            assert writer.conn.execute("SELECT COUNT(*) FROM shards").fetchone()[0] >= 1
+        assert len(reader.load_memory(pids)) == len(pids)  # the old shard is still there for it
+    finally:
+        reader.close()
+    with Archive.open(root, write=True) as writer:  # the next write-open with no reader left cleans up
+        named = {n for (n,) in writer.conn.execute("SELECT name FROM shards")}
+    assert {p.name for p in (root / "shards").glob("mem-*")} == named
+    assert as_json(r3mem(root, "verify", "--json"))["problems"] == []

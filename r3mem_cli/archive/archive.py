@@ -35,10 +35,11 @@ from r3mem_cli.model.precision import dequantize_rows, quantize_rows
 
 from . import manifest as mf
 from .keyspace import KeyIndex
-from .lock import WriterLock
+from .lock import ReaderLock, WriterLock, no_readers
 from .crypto import KdfSettings, Vault, ask_passphrase, is_encrypted
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, SEALED_MANIFEST_NAME, transaction, utc_now
 from .shards import ShardStore, fsync_dir, fsync_file, sha256_file
+from .crashpoints import crashpoint
 
 ZSTD_LEVEL = 12
 MAX_SOURCE_BYTES = 1 << 30  # refuse to inflate a stored passage past this (corrupt/hostile blob)
@@ -298,6 +299,8 @@ class Archive:
         self.schema_version = version
         self.vault = vault
         self.shards = ShardStore(root / "shards", vault)
+        # A reader of an encrypted archive keeps the shards its manifest image names alive.
+        self._reader_lock = ReaderLock.acquire(root) if vault is not None and lock is None else None
         info = mf.read_info(conn)
         missing = [k for k in ("model", "keep_source", "created_at", "memory_config") if k not in info]
         if missing:
@@ -495,6 +498,8 @@ class Archive:
                 conn.close()
         if self._lock:
             self._lock.release()
+        if self._reader_lock:
+            self._reader_lock.release()
 
     def __enter__(self) -> "Archive":
         return self
@@ -522,12 +527,22 @@ class Archive:
         self._recover_adapter()
         for tmp in self.shards.temp_files():
             tmp.unlink(missing_ok=True)
-        referenced = {n for (n,) in self.conn.execute("SELECT name FROM shards")}
-        self.shards.remove([n for n in self.shards.shard_files() if n not in referenced])
+        if self.vault is None or no_readers(self.root):  # else a reader may still name them
+            self._remove_unreferenced_shards()
         self.shards.dir.mkdir(exist_ok=True)
         if mf.read_info(self.conn).get(_PENDING_COMPACT):
             self._finish_forget()
         mf.checkpoint(self.conn, attempts=1)
+
+    def _readers_gone(self) -> bool:
+        """No reader is left on an older manifest state: the WAL checkpoint went through (a
+        plain archive's readers hold WAL snapshots), and for an encrypted archive, whose readers
+        hold an image in memory, nobody holds the readers lock."""
+        return mf.checkpoint(self.conn) and (self.vault is None or no_readers(self.root))
+
+    def _remove_unreferenced_shards(self) -> None:
+        referenced = {n for (n,) in self.conn.execute("SELECT name FROM shards")}
+        self.shards.remove([n for n in self.shards.shard_files() if n not in referenced])
 
     def _adapter_records(self) -> dict[str, tuple[str, int]]:
         prefix = ADAPTER_DIR + "/"
@@ -937,6 +952,7 @@ class Archive:
                             fts_rows.append((pid, p.text))
                 if tensors:
                     written = self.shards.write(tensors)
+                    crashpoint("add.shard_written")
                     c.execute(
                         "INSERT INTO shards (name, sha256, bytes, tensors, created_at) VALUES (?,?,?,?,?)",
                         (written.name, written.sha256, written.bytes, written.tensors, now),
@@ -954,6 +970,7 @@ class Archive:
             if written is not None:  # the manifest never referenced it
                 self.shards.remove([written.name])
             raise
+        crashpoint("add.committed")
         return [self.document(i) for i in ids]
 
     @staticmethod
@@ -1029,6 +1046,7 @@ class Archive:
             # merges everything now, so (with secure_delete + the VACUUM below) no term is left.
             c.execute("INSERT INTO passages_fts (passages_fts) VALUES ('optimize')")
             mf.write_info(c, {_PENDING_COMPACT: True})
+        crashpoint("forget.deleted")
         self._finish_forget()
         return resolved
 
@@ -1037,8 +1055,12 @@ class Archive:
         before VACUUM). The pending flag is cleared only once the WAL is truncated; if a
         long-running reader blocks that, close() and the next write-open try again."""
         self.compact()
+        crashpoint("forget.compacted")
         self.conn.execute("VACUUM")
-        if mf.checkpoint(self.conn):
+        crashpoint("forget.vacuumed")
+        if self._readers_gone():
+            crashpoint("forget.checkpointed")
+            self._remove_unreferenced_shards()  # old shards compact() kept for a reader
             with transaction(self.conn) as c:
                 mf.delete_info(c, _PENDING_COMPACT)
             mf.checkpoint(self.conn)
@@ -1098,6 +1120,7 @@ class Archive:
                         batch, owners, size = {}, {}, 0
             if batch:
                 flush()
+            crashpoint("compact.written")
             now = utc_now()
             with transaction(c):
                 c.executemany(
@@ -1109,7 +1132,9 @@ class Archive:
         except BaseException:
             self.shards.remove([r.name for r in new_records])
             raise
-        self.shards.remove(gone)
+        crashpoint("compact.repointed")
+        if self._readers_gone():  # else a reader's snapshot may still name them: _finish_forget / next open
+            self.shards.remove(gone)
         bytes_after = c.execute("SELECT COALESCE(SUM(bytes), 0) FROM shards").fetchone()[0]
         return {
             "shards_before": len(shards),
@@ -1162,8 +1187,10 @@ class Archive:
             os.rename(self.adapter_dir, old)
         else:
             old.mkdir()  # marks an install in progress for _recover_adapter
+        crashpoint("adapter.old_moved")
         os.rename(new, self.adapter_dir)
         fsync_dir(self.root)
+        crashpoint("adapter.swapped")
         now = utc_now()
         try:
             with transaction(self.conn) as c:
@@ -1175,6 +1202,7 @@ class Archive:
         except BaseException:
             self._recover_adapter()  # manifest unchanged: put the old folder back
             raise
+        crashpoint("adapter.recorded")
         _rmtree(old)
         fsync_dir(self.root)
         return {"files": len(records), "bytes": sum(s for _, s in records.values())}

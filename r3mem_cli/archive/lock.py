@@ -92,3 +92,46 @@ def active_writer_pid(path: str | os.PathLike) -> int | None:
     except PermissionError:
         return pid
     return pid
+
+
+READERS_NAME = "readers"
+
+
+class ReaderLock:
+    """A shared flock on `root/readers`, held by every reader of an encrypted archive while it
+    is open. Such a reader works from the manifest image it loaded at open, so a writer must not
+    delete shard files that image may name while any reader is left (see `no_readers`)."""
+
+    def __init__(self, fd: int):
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, root: str | os.PathLike) -> "ReaderLock":
+        fd = os.open(Path(root) / READERS_NAME, os.O_RDONLY | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a writer checks (microseconds)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(fd)
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def no_readers(root: str | os.PathLike) -> bool:
+    """True when no ReaderLock is held on `root` right now. A reader opening after this loads
+    the manifest as it is now, so whatever that no longer names is safe to delete."""
+    try:
+        fd = os.open(Path(root) / READERS_NAME, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)

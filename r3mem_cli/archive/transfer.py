@@ -13,6 +13,8 @@ all in a temp folder beside the target, which is renamed into place only at the 
 
 from __future__ import annotations
 
+import fcntl
+import glob
 import hashlib
 import io
 import json
@@ -31,6 +33,7 @@ import zstandard
 from r3mem_cli.errors import ArchiveError, R3memError
 
 from . import manifest as mf
+from .crashpoints import crashpoint
 from .crypto import HEADER_NAME, Vault, WrongPassphrase
 from .lock import active_writer_pid
 from .manifest import MANIFEST_NAME, SEALED_MANIFEST_NAME
@@ -263,9 +266,11 @@ def import_archive(file, root) -> Path:
 
     root = Path(root).expanduser().absolute()
     label = file if isinstance(file, (str, os.PathLike)) else "export file"
+    _sweep_stale(root)
     _check_target(root)
     created_dirs: list[Path] = []
     tmp: Path | None = None
+    held: int | None = None
     raw = None
     try:
         try:
@@ -299,6 +304,7 @@ def import_archive(file, root) -> Path:
                 created_dirs.append(d)
             tmp = root.parent / f".{root.name}.import-{secrets.token_hex(4)}"
             tmp.mkdir()
+            held = _hold(tmp)  # tells _sweep_stale of other imports that this one is alive
             seen: set[str] = set()
             while (m := tar.next()) is not None:
                 if not allowed_member(m.name) or m.name not in declared:
@@ -334,6 +340,7 @@ def import_archive(file, root) -> Path:
         (tmp / "adapter").mkdir(exist_ok=True)
         for d in (tmp / "adapter", tmp / "shards", tmp):
             fsync_dir(d)
+        crashpoint("import.unpacked")
         vault = None
         if SEALED_MANIFEST_NAME in declared:
             try:
@@ -362,8 +369,10 @@ def import_archive(file, root) -> Path:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             rel = os.path.relpath(p.path, tmp) if p.path.startswith(str(tmp)) else p.path
             raise _bad(label, f"verification failed: {p.kind} {rel}: {p.message}{more}")
+        crashpoint("import.verified")
         _swap_in(tmp, root)
         tmp = None
+        crashpoint("import.swapped")
         fsync_dir(root.parent)
         return root
     except R3memError:
@@ -371,6 +380,8 @@ def import_archive(file, root) -> Path:
     except OSError as e:
         raise ArchiveError(f"import of {label} failed: {e}") from None
     finally:
+        if held is not None:
+            os.close(held)
         if raw is not None and isinstance(file, (str, os.PathLike)):
             raw.close()
         if tmp is not None:
@@ -380,6 +391,38 @@ def import_archive(file, root) -> Path:
                     d.rmdir()
                 except OSError:
                     pass
+
+
+def _hold(folder: Path) -> int:
+    """An exclusive flock on `folder` itself, held until the returned descriptor is closed."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def _sweep_stale(root: Path) -> None:
+    """Delete what a killed import left beside `root`: its unpacked temp folder (a whole archive's
+    size) or the empty archive it was replacing. A folder whose flock (or lock file) is still held
+    belongs to a live import and is left alone."""
+    prefix = glob.escape(str(root.parent / f".{root.name}."))
+    for found in sorted(glob.glob(prefix + "import-*") + glob.glob(prefix + "replaced-*")):
+        path = Path(found)
+        if path.is_symlink() or not path.is_dir():
+            continue
+        fds = []
+        try:
+            fds.append(os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)))
+            if (path / "lock").is_file():
+                fds.append(os.open(path / "lock", os.O_RDWR))
+            for fd in fds:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held by a live import, or gone already
+            continue
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
 
 def _parse_head(label, data: bytes) -> dict:
@@ -451,5 +494,6 @@ def _swap_in(tmp: Path, root: Path) -> None:
             raise ArchiveError(f"archive at {root} is not empty; import into a new folder or `r3mem forget` first")
         trash = root.parent / f".{root.name}.replaced-{secrets.token_hex(4)}"
         os.rename(root, trash)
+        crashpoint("import.old_moved")
         os.rename(tmp, root)
     shutil.rmtree(trash, ignore_errors=True)

@@ -75,6 +75,14 @@ def _open(write: bool = False):
     return Archive.open(_archive_path(), write=write)
 
 
+def _snapshot(archive):
+    """One read transaction (a WAL snapshot): a command that runs several queries answers from one
+    committed state even while a writer commits (docs/decisions/0011)."""
+    from ..archive.manifest import transaction
+
+    return transaction(archive.conn, write=False)
+
+
 def _engine(archive, device: str):
     from ..model.engine import engine_for
 
@@ -198,7 +206,7 @@ def show(doc: str = typer.Argument(..., help="Document id (a unique prefix is en
     """Show one document: its provenance and passages."""
     from ..pipelines.recall import resolve_document
 
-    with _open() as archive:
+    with _open() as archive, _snapshot(archive):
         d = resolve_document(archive, doc)
         passages = [{"passage": p.index, "tokens": p.tokens, "memory_tokens": p.slots, "location": p.location,
                      "sha256": p.text_sha256} for p in archive.passages(d.id)]
@@ -245,7 +253,9 @@ def recall(
     if level not in ("passage", "sentence", "document"):
         raise R3memError(f"--level must be passage, sentence or document, not {level!r}")
     with _open() as archive:
-        result = run_recall(archive, _engine(archive, device), doc, passage, level=level)
+        engine = _engine(archive, device)
+        with _snapshot(archive):
+            result = run_recall(archive, engine, doc, passage, level=level)
     if json_out:
         print_json(result)
         return
@@ -290,9 +300,10 @@ def search(
 
     with _open() as archive:
         engine = None if mode == "keyword" else _engine(archive, device)
-        result = run_search(archive, query, top_k, engine=engine, mode=mode, coarse=coarse, rerank=rerank, doc=doc, kind=kind,
-                            since=since, until=until, speaker=speaker)
-        titles = {r["doc"]: archive.document(r["doc"]).title for r in result["results"]}
+        with _snapshot(archive):
+            result = run_search(archive, query, top_k, engine=engine, mode=mode, coarse=coarse, rerank=rerank, doc=doc,
+                                kind=kind, since=since, until=until, speaker=speaker)
+            titles = {r["doc"]: archive.document(r["doc"]).title for r in result["results"]}
     if json_out:
         print_json(result)
         return
@@ -334,9 +345,11 @@ def ask(
         for asked in questions:
             if question == "-" and not asked:
                 continue
-            result = run_ask(archive, engine, asked, top_k, answer_model=answer_model, max_new_tokens=max_new_tokens,
-                             on_text=(lambda piece: typer.echo(piece, nl=False)) if stream else None,
-                             mode=mode, doc=doc, kind=kind, since=since, until=until, speaker=speaker)
+            with _snapshot(archive):  # one per question: a long `ask -` never pins an old state
+                result = run_ask(archive, engine, asked, top_k, answer_model=answer_model,
+                                 max_new_tokens=max_new_tokens,
+                                 on_text=(lambda piece: typer.echo(piece, nl=False)) if stream else None,
+                                 mode=mode, doc=doc, kind=kind, since=since, until=until, speaker=speaker)
             _show_answer(result, json_out, stream, lines=question == "-")
 
 

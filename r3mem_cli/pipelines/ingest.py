@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..archive import Archive, NewDocument, NewPassage
+from ..archive.crashpoints import crashpoint
 from ..model.engine import MemoryEngine
 from ..segment.segmenter import Segmenter
 from ..sources import (DEFAULT_MAX_FILE_BYTES, SUPPORTED_SUFFIXES, ReaderError, SourceDocument, iter_inputs,
@@ -179,6 +180,7 @@ def ingest(
             if sum(len(parts) for _, parts in pending) >= FLUSH_PASSAGES:
                 flush()
     flush()
+    crashpoint("ingest.before_stale_forget")
     if stale:
         archive.forget(sorted(set(stale)))
     if progress:

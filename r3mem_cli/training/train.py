@@ -24,6 +24,8 @@ from typing import Callable
 
 import torch
 
+from ..archive.crashpoints import crashpoint
+from ..archive.shards import fsync_dir
 from ..errors import R3memError
 from ..model.loading import DEFAULT_MODEL, load_base_model, resolve_device
 from ..evaluation.metrics import char_similarity
@@ -164,7 +166,9 @@ def _replace_dir(tmp: Path, target: Path) -> None:
     if target.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(target, old)
+        crashpoint("train.checkpoint_old_moved")
     os.replace(tmp, target)
+    fsync_dir(target.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -358,11 +362,20 @@ def train(
         "device": device,
         "processes": accelerator.num_processes,
     }
-    if main:
-        network.save_adapter(output, base_model=config.base_model,
+    if main:  # written beside, fsynced, then renamed in: a kill never leaves a torn adapter file
+        final = output / ".adapter.tmp"
+        shutil.rmtree(final, ignore_errors=True)
+        final.mkdir()
+        network.save_adapter(final, base_model=config.base_model,
                              extra={"training": {**summary, "config": asdict(config)},
                                     # so that `forget` can tell when the adapter learned from a document
                                     "trained_on": sorted(trained_on)})
+        _fsync_tree(final)
+        crashpoint("train.adapter_written")
+        for name in sorted((p.name for p in final.iterdir()), key=lambda n: n == "adapter.safetensors"):
+            os.replace(final / name, output / name)
+        fsync_dir(output)
+        final.rmdir()
     return {**summary, "main_process": main}
 
 
