@@ -202,7 +202,7 @@ def _read_json(data: bytes, path: Path, source: str, suffix: str, gap_hours: flo
             if is_slack_messages(value):
                 return read_slack_messages(value, source=source, title=title, file=path.name, gap_hours=gap_hours,
                                            metadata=metadata)
-            if isinstance(value, list) and is_jsonl_chat(list(enumerate(value))):
+            if isinstance(value, list) and is_jsonl_chat(list(enumerate(value[:50]))):  # it samples 50
                 return read_jsonl_chat(list(enumerate(value)), source=source, stem=title, gap_hours=gap_hours,
                                        metadata=metadata, where="index")
             records = find_records(value)

@@ -20,7 +20,7 @@ import re
 from pathlib import PurePosixPath
 
 from .chat import ChatBuilder, from_epoch, get_str, scalar_text
-from .jsonio import load_json
+from .jsonio import MAX_JSON_ITEMS, json_items, load_json
 from .safezip import ExportLimit, ExportTree
 from .text import ReaderError, SourceDocument, decode_document
 
@@ -65,6 +65,9 @@ def is_slack_messages(value) -> bool:
 
 def _json_file(tree: ExportTree, name: str):
     text, _ = decode_document(tree.read(name), "JSON")
+    tree.json_items += json_items(text)  # the parsed day files are all kept: bound them together
+    if tree.json_items > MAX_JSON_ITEMS:
+        raise ExportLimit(f"export has over {MAX_JSON_ITEMS:,} JSON values (too many to parse in bounded memory)")
     return load_json(text)
 
 
