@@ -123,11 +123,12 @@ class SourceDocument:
         return where
 
 
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def _scrub(value):
-    """Lone surrogates (JSON "\\ud800" escapes) -> U+FFFD: same length, so offsets hold."""
+    """Lone surrogates (JSON "\\ud800" escapes) and NUL characters (JSON "\\u0000"; a NUL byte in
+    a file refuses it as binary) -> U+FFFD: same length, so offsets hold."""
     if isinstance(value, str):
         return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
     if isinstance(value, list):
