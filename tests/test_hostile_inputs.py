@@ -611,3 +611,29 @@ def test_ingest_folder_with_hostile_files(tmp_path, tiny_model_dir):
     assert sorted(Path(a["source"]).name for a in report["added"]) == ["chat.jsonl", "good.txt"]
     verified = cli("verify", "--json")
     assert verified.exit_code == 0 and json.loads(verified.stdout)["ok"], verified.output
+
+
+# ------------------------------------------------------------------------ many tiny messages
+
+
+@pytest.mark.parametrize("name, line, what", [
+    ("WhatsApp Chat with Spam.txt", "15/01/2024, 14:05 - A: x\n", "messages"),
+    ("chat.jsonl", '{"speaker": "A", "text": "x"}\n', "JSON lines"),
+    ("notes.jsonl", '{"text": "x"}\n', "JSON lines"),
+])
+def test_too_many_messages_in_one_file(tmp_path, name, line, what):
+    """About 1.5 KB of Python objects per message whatever its size on disk: 12 MB of one-letter
+    messages would need over 1.5 GB, so a file is capped at MAX_TURNS messages."""
+    from r3mem_cli.sources.chat import MAX_TURNS
+
+    path = tmp_path / name
+    path.write_text(line * (MAX_TURNS + 1))
+    assert error(path) == f"over {MAX_TURNS:,} {what} in one file"
+
+
+def test_json_array_over_the_message_limit(tmp_path):
+    from r3mem_cli.sources.chat import MAX_TURNS
+
+    path = tmp_path / "notes.json"
+    path.write_text("[" + ",".join(['"x"'] * (MAX_TURNS + 1)) + "]")
+    assert error(path) == f"over {MAX_TURNS:,} JSON array items in one file"

@@ -17,7 +17,7 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 
-from .chat import source_of
+from .chat import check_turns, source_of
 from .safezip import ExportLimit, FolderTree, ZipTree
 from .text import (
     DEFAULT_MAX_FILE_BYTES,
@@ -195,6 +195,8 @@ def _read_json(data: bytes, path: Path, source: str, suffix: str, gap_hours: flo
             from .slack import is_slack_messages, read_slack_messages
             from .telegram import is_telegram, read_telegram
 
+            if isinstance(value, list):
+                check_turns(len(value), "JSON array items")
             if is_chatgpt(value):
                 return read_chatgpt(value, source=source, gap_hours=gap_hours, metadata=metadata)
             if is_telegram(value):

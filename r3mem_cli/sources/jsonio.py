@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+from .chat import MAX_TURNS, check_turns
 from .text import ReaderError
 
 
@@ -51,6 +52,8 @@ def load_jsonl(text: str) -> list[tuple[int, object]]:
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
+        if len(rows) >= MAX_TURNS:
+            check_turns(len(rows) + 1, "JSON lines")
         try:
             rows.append((number, json.loads(line)))
         except (ValueError, RecursionError) as exc:
