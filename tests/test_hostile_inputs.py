@@ -48,7 +48,8 @@ try:
                           "turns": len(d.turns)} for d in documents]}
 except ReaderError as exc:
     out = {"error": str(exc)}
-out["maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+# VmHWM: this process's peak resident memory (ru_maxrss would include the parent's, kept across exec).
+out["peak_mib"] = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) // 1024
 print(json.dumps(out))
 """
 
@@ -238,7 +239,7 @@ def test_slack_zip_many_day_files_over_the_limits(tmp_path):
     path = write_zip(tmp_path / "slack-big.zip", members, level=1)
     reason = error(path)
     assert reason in ("export has over 5,000,000 JSON values (too many to parse in bounded memory)",
-                      "export is over the 200 MB read limit"), reason
+                      "export is over the 200 MB read limit", "export has over 500,000 messages"), reason
 
 
 @pytest.mark.parametrize("name", ["../channels.json", "/general/2024-01-01.json", "..\\users.json",
@@ -322,7 +323,7 @@ def test_100mb_single_line(tmp_path, suffix):
     out = read(path, max_file_bytes=128 * MiB)
     [doc] = out["documents"]
     assert doc["chars"] >= 100 * MiB - 16
-    assert out["maxrss_mib"] < 1024, out["maxrss_mib"]
+    assert out["peak_mib"] < 1024, out["peak_mib"]
 
 
 # ------------------------------------------------------------------------------- deep nesting
@@ -545,12 +546,12 @@ def test_pdf_content_listed_many_times(tmp_path):
     objects = {10: page(b"[" + b"11 0 R " * 1000 + b"]"), 11: stream(flate_bomb(70 * MiB, text_ops("x")), True)}
     path = tmp_path / "array.pdf"
     path.write_bytes(raw_pdf([10], objects))
-    assert error(path) == "PDF content expands beyond the 256 MB limit (at page 1)"
+    assert error(path) == "PDF content expands beyond the 32 MB limit (at page 1)"
 
 
 def test_pdf_bomb_shared_by_many_pages(tmp_path):
     """2,000 pages sharing one large stream: the decoded-content budget stops it (budget lowered
-    to 12 MiB here so the test stays short; at the real 256 MB it takes about 40 s, see the ADR)."""
+    to 12 MiB here so the test stays short; the real budget is 32 MiB, see the ADR)."""
     objects = {10: page(b"11 0 R"), 11: stream(flate_bomb(5 * MiB, text_ops("shared")), True)}
     path = tmp_path / "shared.pdf"
     path.write_bytes(raw_pdf([10] * 2000, objects))
