@@ -59,7 +59,7 @@ def read(path: Path, *, max_file_bytes: int = 50 * MiB, patch: dict | None = Non
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(CAP_BYTES), str(path), str(max_file_bytes),
                            json.dumps(sorted((patch or {}).items()))],
-                          capture_output=True, text=True, timeout=HANG_GUARD_S, env=env)
+                          check=False, capture_output=True, text=True, timeout=HANG_GUARD_S, env=env)
     assert proc.returncode == 0, f"reader crashed (rc {proc.returncode}): {proc.stderr[-2000:]}"
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     return json.loads(proc.stdout)
@@ -599,7 +599,7 @@ def test_ingest_folder_with_hostile_files(tmp_path, tiny_model_dir):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run([sys.executable, "-m", "r3mem_cli", "--archive", str(archive), "ingest", str(folder),
-                           "--json", "--device", "cpu"], capture_output=True, text=True, env=env,
+                           "--json", "--device", "cpu"], check=False, capture_output=True, text=True, env=env,
                           timeout=HANG_GUARD_S)
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert proc.returncode == 1, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
