@@ -17,7 +17,7 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 
-from .chat import source_of
+from .chat import check_turns, source_of
 from .safezip import ExportLimit, FolderTree, ZipTree
 from .text import (
     DEFAULT_MAX_FILE_BYTES,
@@ -195,6 +195,8 @@ def _read_json(data: bytes, path: Path, source: str, suffix: str, gap_hours: flo
             from .slack import is_slack_messages, read_slack_messages
             from .telegram import is_telegram, read_telegram
 
+            if isinstance(value, list):
+                check_turns(len(value), "JSON array items")
             if is_chatgpt(value):
                 return read_chatgpt(value, source=source, gap_hours=gap_hours, metadata=metadata)
             if is_telegram(value):
@@ -202,7 +204,7 @@ def _read_json(data: bytes, path: Path, source: str, suffix: str, gap_hours: flo
             if is_slack_messages(value):
                 return read_slack_messages(value, source=source, title=title, file=path.name, gap_hours=gap_hours,
                                            metadata=metadata)
-            if isinstance(value, list) and is_jsonl_chat(list(enumerate(value))):
+            if isinstance(value, list) and is_jsonl_chat(list(enumerate(value[:50]))):  # it samples 50
                 return read_jsonl_chat(list(enumerate(value)), source=source, stem=title, gap_hours=gap_hours,
                                        metadata=metadata, where="index")
             records = find_records(value)

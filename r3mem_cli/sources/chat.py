@@ -18,6 +18,15 @@ from pathlib import Path
 from .text import ReaderError, Session, SourceDocument, Turn
 
 MAX_SPEAKER_CHARS = 100
+# Messages one file may hold (WhatsApp message lines, JSON Lines rows, items of a JSON array):
+# each costs about 1.5 KB of Python objects while the chat is built, whatever its size on disk, so a
+# file of tiny messages is refused here instead of needing gigabytes (see 0012-hostile-inputs.md).
+MAX_TURNS = 500_000
+
+
+def check_turns(count: int, what: str = "messages") -> None:
+    if count > MAX_TURNS:
+        raise ReaderError(f"over {MAX_TURNS:,} {what} in one file")
 _SPACES = re.compile(r"\s+")
 _INVISIBLE = re.compile("[\u200e\u200f\u202a-\u202e\ufeff]")
 

@@ -8,6 +8,11 @@ Block elements are separated by a newline, paragraphs, headings, lists, tables a
 blank line; whitespace inside a block collapses to one space (kept inside <pre>); list items
 start with "- "; table cells are joined with " | ", one row per line.
 
+Bounds: a page with over MAX_TAGS `<` characters (an upper bound on its tags) is refused before
+parsing: Beautiful Soup keeps every element as a Python object (about 400 bytes each), so a page of
+tags is a memory bomb (40 MB of `<p>x</p>` needs over 2 GB); the limit keeps the parse tree under
+about 400 MB. The tree is walked iteratively, so nesting depth costs no recursion.
+
 Decoding: a charset declared in a <meta> tag within the first 4 KiB is honoured; otherwise the
 common UTF-8-with-replacement policy (see text.py).
 """
@@ -30,6 +35,7 @@ _BLOCK = _PARAGRAPH | {"address", "body", "dd", "dt", "div", "li", "tr", "captio
 _HEADINGS = {f"h{n}": n for n in range(1, 7)}
 _CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9_\-:.]+)", re.IGNORECASE)
 _WS = re.compile(r"\s+")
+MAX_TAGS = 1_000_000
 
 
 def decode_html(data: bytes) -> tuple[str, dict]:
@@ -108,6 +114,8 @@ def read_html(data: bytes, path: Path) -> SourceDocument:
     from bs4 import BeautifulSoup
     from bs4.element import Comment, Declaration, Doctype, NavigableString, ProcessingInstruction, Tag
 
+    if data.count(b"<") > MAX_TAGS:
+        raise ReaderError(f"HTML page has over {MAX_TAGS:,} tags")
     text, metadata = decode_html(data)
     try:
         soup = BeautifulSoup(text, "html.parser")

@@ -1,9 +1,17 @@
-"""Parsing JSON and JSON Lines with one-line reasons for every failure."""
+"""Parsing JSON and JSON Lines with one-line reasons for every failure.
+
+Bounds: nesting deeper than the interpreter's recursion limit (about 1,000 levels) is "JSON
+nested too deeply" (the parser's RecursionError, caught). A text with over MAX_JSON_ITEMS of the
+bytes `{`, `[` and `,` is refused before parsing: their count bounds the number of values, and a
+parsed value costs 30-90 bytes of Python objects for as little as 2 bytes of JSON (`[{},{},...]`
+of 48 MB needs over 2 GB), so the limit bounds the parse to about 0.5 GB whatever the file size.
+"""
 
 from __future__ import annotations
 
 import json
 
+from .chat import MAX_TURNS, check_turns
 from .text import ReaderError
 
 
@@ -16,7 +24,21 @@ def _reason(exc: Exception, line: int | None = None) -> ReaderError:
     return ReaderError(f"malformed JSON{f' at line {line}' if line else ''}: {exc}")
 
 
+MAX_JSON_ITEMS = 5_000_000
+
+
+def json_items(text: str) -> int:
+    """An upper bound on the containers, keys and values in a JSON (or JSON Lines) text."""
+    return text.count("{") + text.count("[") + text.count(",")
+
+
+def check_items(count: int) -> None:
+    if count > MAX_JSON_ITEMS:
+        raise ReaderError(f"JSON has over {MAX_JSON_ITEMS:,} values (too many to parse in bounded memory)")
+
+
 def load_json(text: str):
+    check_items(json_items(text))
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; huge ints too
@@ -25,10 +47,13 @@ def load_json(text: str):
 
 def load_jsonl(text: str) -> list[tuple[int, object]]:
     """(line number, value) for every non-empty line."""
+    check_items(json_items(text))
     rows = []
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
+        if len(rows) >= MAX_TURNS:
+            check_turns(len(rows) + 1, "JSON lines")
         try:
             rows.append((number, json.loads(line)))
         except (ValueError, RecursionError) as exc:

@@ -7,6 +7,16 @@ and pages whose extraction fails are skipped and counted (`pages_without_text`,
 `pages_failed`). An encrypted PDF is opened with the empty password when that works (PDFs that
 only restrict printing or copying); otherwise ReaderError("encrypted PDF"). The outline
 (bookmarks), when it points at pages, becomes sections starting at those pages.
+
+Bounds: over MAX_PAGES pages is refused. Decompression is capped by pypdf's own limits (its
+Configuration: 75 MB of output per stream for FlateDecode, LZW, RunLength, JBIG2; a stream over
+the cap fails its page, counted in `pages_failed`). A bomb can still be shared by many pages or
+listed many times in one page's /Contents, so the decoded size of every page's content streams is
+added up, and a PDF whose pages decode to over MAX_CONTENT_BYTES in total is refused; each page's
+decoded streams are dropped from pypdf's cache once the page is read, so memory holds one page's
+content at a time. The budget is also the time bound: pypdf extracts about 0.7 MiB of dense text
+operators a second here (8 MiB: 103 s, measured), so 32 MiB is minutes, not hours; a book of
+3,000 ordinary pages (about 10 KB of content each) fits.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from pathlib import Path
 from .text import ReaderError, SourceDocument, close_sections, default_title
 
 MAX_PAGES = 10_000
+MAX_CONTENT_BYTES = 32 * 1024 * 1024
 
 
 def read_pdf(data: bytes, path: Path) -> SourceDocument:
@@ -62,13 +73,26 @@ def _read(data: bytes, path: Path, PdfReader, pdf_errors) -> SourceDocument:
         raise ReaderError(f"PDF has over {MAX_PAGES:,} pages")
     pieces: list[str] = []
     spans: list[dict] = []
-    pos, failed, empty = 0, 0, 0
+    pos, failed, empty, decoded = 0, 0, 0, 0
     for number, page in enumerate(pages, start=1):
+        streams: list = []
         try:
+            streams = _content_streams(page)
+            for stream in streams:
+                decoded += len(stream.get_data())  # bounded per stream by pypdf's limits
+                if decoded > MAX_CONTENT_BYTES:
+                    raise ReaderError(f"PDF content expands beyond the {MAX_CONTENT_BYTES // 2**20} MB limit "
+                                      f"(at page {number})")
             text = page.extract_text() or ""
+        except ReaderError:
+            raise
         except Exception:  # one bad page must not lose the document
             failed += 1
             continue
+        finally:
+            for stream in streams:
+                if getattr(stream, "decoded_self", None) is not None:
+                    stream.decoded_self = None  # pypdf caches decoded data: keep one page's worth
         text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "").strip()
         if not text:
             empty += 1
@@ -99,6 +123,16 @@ def _read(data: bytes, path: Path, PdfReader, pdf_errors) -> SourceDocument:
     sections = _outline_sections(reader, spans, len(body))
     return SourceDocument(source=str(Path(path).resolve()), kind="document", title=title or default_title(path),
                           text=body, metadata=metadata, sections=sections)
+
+
+def _content_streams(page) -> list:
+    """The stream objects of a page's /Contents (one stream or an array of them)."""
+    from pypdf.generic import ArrayObject, StreamObject
+
+    contents = page.get("/Contents")
+    contents = contents.get_object() if contents is not None else None
+    items = [c.get_object() for c in contents] if isinstance(contents, ArrayObject) else [contents]
+    return [item for item in items if isinstance(item, StreamObject)]
 
 
 def _outline_sections(reader, spans: list[dict], length: int):

@@ -2,7 +2,9 @@
 
 Nothing is ever extracted to disk. Every member name is checked first: an absolute path, a drive
 letter, a `..` component or a NUL byte refuses the whole archive ("zip member escapes the
-archive"). Only the members a reader asks for are read, each capped at the file-size limit, all
+archive"), and so does a member stored as a symlink ("zip member is a symlink"). More than
+MAX_MEMBERS entries is refused before the central directory is parsed (zipfile keeps one object
+per entry). Only the members a reader asks for are read, each capped at the file-size limit, all
 of them together at MAX_TOTAL_BYTES (200 MB), and a member whose declared compression ratio is
 over MAX_RATIO (and that is over 1 MB uncompressed) is refused as a zip bomb. Sizes are checked
 against the bytes actually produced, not only the sizes the archive declares.
@@ -46,6 +48,7 @@ class ExportTree:
     def __init__(self, max_member_bytes: int):
         self.max_member_bytes = max_member_bytes
         self.total = 0
+        self.json_items = 0  # jsonio.json_items over the members parsed so far (see slack.py)
 
     def names(self) -> list[str]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -66,6 +69,10 @@ class ZipTree(ExportTree):
         super().__init__(max_member_bytes)
         import io
 
+        # Every entry has a central-directory record starting with this signature: counting it is
+        # an upper bound on the entries, checked before zipfile builds one ZipInfo per entry.
+        if data.count(b"PK\x01\x02") > MAX_MEMBERS:
+            raise ReaderError(f"zip has over {MAX_MEMBERS:,} members")
         try:
             self.zf = zipfile.ZipFile(io.BytesIO(data))
             infos = self.zf.infolist()
@@ -76,6 +83,8 @@ class ZipTree(ExportTree):
         self.infos: dict[str, zipfile.ZipInfo] = {}
         for info in infos:
             name = _check_name(info.filename)
+            if info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16):
+                raise ReaderError(f"zip member is a symlink ({name[:100]})")
             if not name.endswith("/"):
                 self.infos.setdefault(name, info)
 

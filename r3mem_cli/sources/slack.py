@@ -19,8 +19,8 @@ import math
 import re
 from pathlib import PurePosixPath
 
-from .chat import ChatBuilder, from_epoch, get_str, scalar_text
-from .jsonio import load_json
+from .chat import MAX_TURNS, ChatBuilder, from_epoch, get_str, scalar_text
+from .jsonio import MAX_JSON_ITEMS, json_items, load_json
 from .safezip import ExportLimit, ExportTree
 from .text import ReaderError, SourceDocument, decode_document
 
@@ -65,6 +65,9 @@ def is_slack_messages(value) -> bool:
 
 def _json_file(tree: ExportTree, name: str):
     text, _ = decode_document(tree.read(name), "JSON")
+    tree.json_items += json_items(text)  # the parsed day files are all kept: bound them together
+    if tree.json_items > MAX_JSON_ITEMS:
+        raise ExportLimit(f"export has over {MAX_JSON_ITEMS:,} JSON values (too many to parse in bounded memory)")
     return load_json(text)
 
 
@@ -224,6 +227,7 @@ def read_slack_tree(tree: ExportTree, *, source: str, gap_hours: float, metadata
         if len(rest) == 2 and _DAY.match(rest[1]):
             days.setdefault(rest[0], []).append(name)
     documents = []
+    messages = 0
     for folder in sorted(days):
         entries: list[tuple[str, dict]] = []
         for name in sorted(days[folder]):
@@ -239,6 +243,9 @@ def read_slack_tree(tree: ExportTree, *, source: str, gap_hours: float, metadata
                 skipped.append(f"{relative}: not a list of messages")
                 continue
             entries.extend((relative, m) for m in value)
+            messages += len(value)
+            if messages > MAX_TURNS:  # all channels' documents are kept: bound them together
+                raise ExportLimit(f"export has over {MAX_TURNS:,} messages")
         title, part = channel_titles.get(folder, ("#" + folder, folder))
         meta = dict(metadata)
         meta["channel"] = folder

@@ -123,11 +123,12 @@ class SourceDocument:
         return where
 
 
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def _scrub(value):
-    """Lone surrogates (JSON "\\ud800" escapes) -> U+FFFD: same length, so offsets hold."""
+    """Lone surrogates (JSON "\\ud800" escapes) and NUL characters (JSON "\\u0000"; a NUL byte in
+    a file refuses it as binary) -> U+FFFD: same length, so offsets hold."""
     if isinstance(value, str):
         return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
     if isinstance(value, list):
@@ -243,11 +244,23 @@ def close_sections(found: list[tuple[str, int, int]], length: int) -> list[Secti
 
 # ------------------------------------------------------------------------------------- markdown
 
-_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+# Every heading pattern is linear in the line length (a lazy group followed by optional trailing
+# runs backtracks quadratically or worse on a long line of spaces): the closing sequence and
+# trailing blanks are trimmed in Python instead (`_heading_text`).
+_ATX = re.compile(r"^ {0,3}(#{1,6})((?:[ \t].*)?)$")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _LIST_OR_QUOTE = re.compile(r"^\s*([-*+>]|\d+[.)])(\s|$)")
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(\S.*)$", re.MULTILINE)
+
+
+def _heading_text(rest: str) -> str:
+    """An ATX heading's text: trailing blanks, then a closing `#` run preceded by a blank, dropped."""
+    body = rest.rstrip(" \t")
+    bare = body.rstrip("#")
+    if bare != body and (not bare or bare[-1] in " \t"):
+        body = bare
+    return body.strip(" \t")
 
 
 def markdown_sections(text: str) -> tuple[list[Section], str | None]:
@@ -265,9 +278,8 @@ def markdown_sections(text: str) -> tuple[list[Section], str | None]:
         for j in range(1, min(len(lines), 200)):
             if lines[j].strip() in ("---", "..."):
                 for line in lines[1:j]:
-                    m = re.match(r"^title:\s*(.+?)\s*$", line)
-                    if m:
-                        front_title = m.group(1).strip("\"'") or None
+                    if line.startswith("title:"):
+                        front_title = line[len("title:"):].strip().strip("\"'") or None
                 i = j + 1
                 break
     fence: str | None = None
@@ -284,8 +296,8 @@ def markdown_sections(text: str) -> tuple[list[Section], str | None]:
             i += 1
             continue
         m = _ATX.match(line)
-        if m and (m.group(2) or "").strip():
-            found.append((m.group(2).strip(), offsets[i], len(m.group(1))))
+        if m and _heading_text(m.group(2)):
+            found.append((_heading_text(m.group(2)), offsets[i], len(m.group(1))))
             i += 1
             continue
         if (
@@ -355,7 +367,7 @@ def plain_document(text: str, metadata: dict, path: Path, fmt: str) -> SourceDoc
         title = title or next((s.title for s in sections if s.level == 1), None)
         if title is None:
             heading = _HEADING.search(text)
-            title = heading.group(1) if heading else None
+            title = (_heading_text(heading.group(1)) or None) if heading else None
     elif fmt == "rst":
         sections = rst_sections(text)
         title = sections[0].title if sections else None

@@ -17,7 +17,7 @@ import re
 from datetime import datetime
 from pathlib import PurePosixPath
 
-from .chat import ChatBuilder
+from .chat import MAX_TURNS, ChatBuilder, check_turns
 from .text import ReaderError, SourceDocument
 
 _DATE = r"(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2}|\d{4})"
@@ -83,6 +83,8 @@ def parse_whatsapp(text: str, *, source: str, title: str, gap_hours: float, meta
         m = _match(line.lstrip("\ufeff"))
         if m and (_valid(m, True) or _valid(m, False)):
             stamps.append((number, m))
+            if len(stamps) > MAX_TURNS:
+                check_turns(len(stamps), "messages")
     if not stamps:
         raise ReaderError("not a recognised chat export (no WhatsApp message lines)")
     day_first = True
