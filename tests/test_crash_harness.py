@@ -417,7 +417,7 @@ def test_train_killed_at_crash_point(point, trained, tmp_path):
 
 @pytest.mark.parametrize("point", ["adapter.old_moved", "adapter.swapped", "adapter.recorded"])
 def test_install_adapter_killed_at_crash_point(point, base, tmp_path):
-    """Not one of the four commands (only `init --adapter` installs one), so not counted: after a
+    """Not one of the four commands (init copies the adapter in before the archive exists), so not counted: after a
     kill the next write-open leaves either the whole old or the whole new adapter. Until then verify
     may report the swap in progress (documented in decision 0011)."""
     root = fresh_copy(base, tmp_path, "empty")

@@ -222,6 +222,38 @@ def _list_files(d: Path) -> list[str]:
     return sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_symlink() or not p.is_dir())
 
 
+def _copy_adapter(src_dir, dest: Path, vault: Vault | None) -> dict[str, tuple[str, int]]:
+    """Copy an adapter folder's files into `dest` (sealed when `vault`), fsynced; returns the
+    records the manifest keeps: name -> (sha256, bytes) of what was written."""
+    src = Path(src_dir)
+    if not src.is_dir():
+        raise ArchiveError(f"adapter folder {src} does not exist")
+    files = []
+    for p in sorted(src.rglob("*")):
+        rel = p.relative_to(src).as_posix()
+        if p.is_symlink() or not (p.is_file() or p.is_dir()):
+            raise ArchiveError(f"adapter folder {src} holds {rel}, which is not a regular file")
+        if p.is_file():
+            if not _adapter_name_ok(rel):
+                raise ArchiveError(f"adapter file name {rel!r} is not allowed (letters, digits, . _ - only)")
+            files.append(rel)
+    records = {}
+    for rel in files:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = (src / rel).read_bytes()  # adapters are a few MB
+        if vault is not None:
+            data = vault.seal(data, f"adapter:{rel}")
+        with open(target, "wb") as fo:
+            fo.write(data)
+            fo.flush()
+            os.fsync(fo.fileno())
+        records[rel] = (hashlib.sha256(data).hexdigest(), len(data))
+    for d in sorted({(dest / r).parent for r in files} | {dest}, key=lambda p: -len(p.parts)):
+        fsync_dir(d)
+    return records
+
+
 def _scan_dir(d: Path) -> dict[str, tuple[str, int]]:
     """{relative posix path: (sha256, bytes)} of every entry under `d`; a symlink or other
     non-regular entry gets an impossible checksum, so it never matches a record."""
@@ -340,13 +372,14 @@ class Archive:
     @classmethod
     def create(cls, root, *, model: str, keep_source: bool = True, memory_config: dict,
                settings: dict | None = None, encrypt: bool = False, passphrase: str | None = None,
-               kdf: KdfSettings | None = None) -> "Archive":
+               kdf: KdfSettings | None = None, adapter=None) -> "Archive":
         """Create a new archive at `root` (a missing or empty folder) and open it for writing.
 
         It is built in a temp folder beside `root` and renamed into place, so a crash never leaves
         a half-created archive; the writer lock is taken before the rename (flock follows the
         inode), so nobody can slip in between. `encrypt` seals every file with a key derived from
-        `passphrase` (default: R3MEM_PASSPHRASE or a terminal prompt); see crypto.py.
+        `passphrase` (default: R3MEM_PASSPHRASE or a terminal prompt); see crypto.py. `adapter`
+        (a folder) is installed inside the temp folder too, so an archive never exists without it.
         """
         from r3mem_cli import __version__
 
@@ -373,7 +406,13 @@ class Archive:
                 if not encrypt:
                     mf.enable_wal(conn, tmp / MANIFEST_NAME)
                 mf.migrate(conn)
+                adapter_records = _copy_adapter(adapter, tmp / ADAPTER_DIR, vault) if adapter is not None else {}
                 with transaction(conn):
+                    now = utc_now()
+                    conn.executemany(
+                        "INSERT INTO files (name, sha256, bytes, updated_at) VALUES (?,?,?,?)",
+                        [(f"{ADAPTER_DIR}/{rel}", sha, size, now) for rel, (sha, size) in adapter_records.items()],
+                    )
                     mf.write_info(
                         conn,
                         {
@@ -1153,35 +1192,10 @@ class Archive:
         install is rolled back or finished by the next write-open (see _recover_adapter).
         """
         self._require_write("installing an adapter")
-        src = Path(src_dir)
-        if not src.is_dir():
-            raise ArchiveError(f"adapter folder {src} does not exist")
-        files = []
-        for p in sorted(src.rglob("*")):
-            rel = p.relative_to(src).as_posix()
-            if p.is_symlink() or not (p.is_file() or p.is_dir()):
-                raise ArchiveError(f"adapter folder {src} holds {rel}, which is not a regular file")
-            if p.is_file():
-                if not _adapter_name_ok(rel):
-                    raise ArchiveError(f"adapter file name {rel!r} is not allowed (letters, digits, . _ - only)")
-                files.append(rel)
         new, old = self.root / _ADAPTER_NEW, self.root / _ADAPTER_OLD
         _rmtree(new)
         new.mkdir()
-        records = {}
-        for rel in files:
-            dst = new / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            data = (src / rel).read_bytes()  # adapters are a few MB
-            if self.vault is not None:
-                data = self.vault.seal(data, f"adapter:{rel}")
-            with open(dst, "wb") as fo:
-                fo.write(data)
-                fo.flush()
-                os.fsync(fo.fileno())
-            records[rel] = (hashlib.sha256(data).hexdigest(), len(data))
-        for d in sorted({(new / r).parent for r in files} | {new}, key=lambda p: -len(p.parts)):
-            fsync_dir(d)
+        records = _copy_adapter(src_dir, new, self.vault)
         _rmtree(old)
         if self.adapter_dir.exists():
             os.rename(self.adapter_dir, old)

@@ -76,14 +76,7 @@ def _create(root: Path, model: str, keep_source: bool, adapter: Path, settings: 
     if ratio is not None and not memory.compression_ratio <= int(ratio) <= memory.max_passage_tokens:
         raise ArchiveError(f"--compression-ratio {ratio}: this adapter supports {memory.compression_ratio} "
                            f"to {memory.max_passage_tokens} passage tokens per memory token")
-    existed = Path(root).exists()
-    archive = Archive.create(root, model=model, keep_source=keep_source, memory_config=info["memory"],
-                             settings=settings, encrypt=encrypt, passphrase=passphrase)
-    try:
-        archive.install_adapter(adapter)
-    except BaseException:
-        archive.close()
-        if not existed:  # never leave a half-made archive behind
-            shutil.rmtree(root, ignore_errors=True)
-        raise
-    return archive
+    # The adapter goes in before the archive is renamed into place: a kill never leaves an
+    # archive without one.
+    return Archive.create(root, model=model, keep_source=keep_source, memory_config=info["memory"],
+                          settings=settings, encrypt=encrypt, passphrase=passphrase, adapter=adapter)
