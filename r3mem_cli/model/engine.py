@@ -118,6 +118,7 @@ class MemoryEngine:
         except (KeyError, RuntimeError, ValueError) as exc:
             raise ModelError(f"the archive's adapter does not fit model {model!r}: {exc}") from exc
         self.network.to(self.device).eval()
+        self.network.merge_compress_adapter()
         self.memory_dtype = _DTYPES[self.config.memory_dtype]
 
     def token_ids(self, text: str) -> list[int]:

@@ -233,6 +233,7 @@ class MemoryNetwork(nn.Module):
         self.level_markers = nn.Parameter(init[4].clone())  # [3, d]: sentence, document, continue
         self.initial_state = nn.Parameter(init[5].clone())  # [D, d]: read slots of a document's first step
         self.register_buffer("embedding_rms", weight.float().pow(2).mean().sqrt(), persistent=False)
+        self._merged_decoder = None  # see merge_compress_adapter (inference only)
         assert self.write_embeddings.shape == (config.memory_slots, hidden)
 
     # ---------------------------------------------------------------- shapes
@@ -247,7 +248,27 @@ class MemoryNetwork(nn.Module):
 
     def _decoder(self):
         # The transformer body without the LM head: compress needs keys/values only.
+        if self._merged_decoder is not None:
+            return self._merged_decoder
         return self.lm.get_base_model().base_model
+
+    def merge_compress_adapter(self) -> None:
+        """For inference only (the engine calls it; training never does): a second copy of the
+        transformer body with the compress LoRA merged into its linear weights, in bfloat16 when
+        bf16 autocast applies on this device. Compress and the document recurrence then cost a
+        plain forward instead of one plus the LoRA side paths (ingest +46% measured on the CPU,
+        decision 0010); expand keeps the frozen base. Costs one more body in memory (~330 MB for
+        SmolLM2-135M). Call again after loading new adapter weights."""
+        import copy
+
+        self._merged_decoder = None
+        merged = copy.deepcopy(self.lm).merge_and_unload().base_model
+        fast = torch.bfloat16 if isinstance(self._autocast(), torch.autocast) else None
+        for module in merged.modules():
+            if fast is not None and isinstance(module, nn.Linear):
+                module.to(fast)
+        merged.requires_grad_(False)
+        self._merged_decoder = merged.eval()
 
     def _autocast(self):
         return autocast(self.device, self.config.autocast_bf16)
