@@ -569,18 +569,21 @@ def _read_once(root: Path, counts: Counter, seen: list, errors: list) -> None:
         errors.append(f"search: {found.output}")
         return
     counts["search-keyword"] += 1
-    for r in json.loads(found.stdout)["results"]:
-        if not r.get("text"):
-            errors.append(f"search: result {r['doc']}:{r['passage']} without text")
+    _without_text("search", json.loads(found.stdout)["results"], errors)
     if counts["list"] % 20 == 1:  # now and then the model-loading readers in this process too
         asked = cli(root, "ask", "Where is the spare key?", "--mode", "keyword", "--max-new-tokens", "4", "--json")
         if asked.exit_code != 0:
             errors.append(f"ask: {asked.output}")
             return
         counts["ask-in-process"] += 1
-        for source in json.loads(asked.stdout)["sources"]:
-            if not source.get("text"):
-                errors.append(f"ask: source {source['doc']}:{source['passage']} without text")
+        _without_text("ask", json.loads(asked.stdout)["sources"], errors)
+
+
+def _without_text(command: str, results: list[dict], errors: list) -> None:
+    """Every search result / ask source shows its passage text."""
+    for r in results:
+        if not r.get("text"):
+            errors.append(f"{command}: {r['doc']}:{r['passage']} without text")
 
 
 def test_a_reader_snapshot_keeps_its_memory_across_a_forget(base, tmp_path):

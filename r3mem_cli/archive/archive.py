@@ -126,6 +126,9 @@ class Problem:
     path: str
     message: str
 
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "path": str(self.path), "message": self.message}
+
 
 def _doc(row) -> DocumentInfo:
     return DocumentInfo(
@@ -345,6 +348,7 @@ class Archive:
         self.created_at: str = info["created_at"]
         self.r3mem_version: str | None = info.get("r3mem_version")
         self._key_index: tuple[tuple, KeyIndex] | None = None
+        self._verified_shards: set[str] = set()  # checked against their sha256 once (load_memory)
 
     # --- opening / closing -----------------------------------------------------------------
 
@@ -825,7 +829,7 @@ class Archive:
         reads it (a shard is immutable once written), so damaged memory is never returned.
         """
         ids = sorted({int(i) for i in passage_ids})
-        verified: set[str] = self.__dict__.setdefault("_verified_shards", set())
+        verified = self._verified_shards
         for attempt in range(3):
             rows = []
             for chunk in mf.chunked(ids):
@@ -1229,7 +1233,7 @@ class Archive:
         if ADAPTER_CONFIG not in self._adapter_records():
             return set()
         try:
-            info = json.loads(self.adapter_files()[ADAPTER_CONFIG])
+            info = json.loads(self.adapter_files([ADAPTER_CONFIG])[ADAPTER_CONFIG])
         except ValueError:
             return set()
         hashes = info.get("trained_on") if isinstance(info, dict) else None
@@ -1241,12 +1245,14 @@ class Archive:
         never): the adapter may still hold what it learned from it, so it should be retrained."""
         return mf.read_info(self.conn).get(ADAPTER_FLAG)
 
-    def adapter_files(self) -> dict[str, bytes]:
-        """The adapter's files (name -> contents) as the model loads them: each checked against
-        its recorded sha256 first (a damaged adapter is refused, not used), unsealed if the
-        archive is encrypted. Plaintext stays in memory."""
+    def adapter_files(self, names: list[str] | None = None) -> dict[str, bytes]:
+        """The adapter's files (name -> contents; all, or those in `names`) as the model loads
+        them: each checked against its recorded sha256 first (a damaged adapter is refused, not
+        used), unsealed if the archive is encrypted. Plaintext stays in memory."""
         out = {}
         for rel, (sha, size) in sorted(self._adapter_records().items()):
+            if names is not None and rel not in names:
+                continue
             path = self.adapter_dir / rel
             try:
                 data = path.read_bytes()

@@ -334,6 +334,11 @@ def expected_schema(version: int) -> list[tuple]:
         ref.close()
 
 
+def table_sql(name: str, version: int = SCHEMA_VERSION) -> str:
+    """The CREATE statement that `version` migrations give table `name` (to rebuild or copy it)."""
+    return next(sql for _type, obj, _table, sql in expected_schema(version) if obj == name)
+
+
 def schema_differences(conn: sqlite3.Connection, version: int) -> list[str]:
     """Names of tables/indexes/triggers that are missing, extra or altered vs. the migrations."""
     want = {(t, n): s for t, n, _tbl, s in expected_schema(version)}

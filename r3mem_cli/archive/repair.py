@@ -17,7 +17,7 @@ from r3mem_cli.model.precision import quantize_rows
 
 from . import manifest as mf
 from .archive import ZSTD_LEVEL, _key_blob, _rmtree
-from .manifest import SCHEMA_VERSION, transaction, utc_now
+from .manifest import transaction, utc_now
 from .shards import sha256_file
 from .verify import FTS_TABLE, _sources
 
@@ -151,7 +151,7 @@ def rebuild_fts(a, texts: dict[int, str]) -> int:
     """Drop the keyword index and build it anew from `texts` (checked sources), in one
     transaction. Dropping (not deleting rows) works even when the index structure is damaged."""
     a._require_write("rebuilding the keyword index")
-    create = next(sql for _t, name, _tbl, sql in mf.expected_schema(SCHEMA_VERSION) if name == FTS_TABLE)
+    create = mf.table_sql(FTS_TABLE)
     with transaction(a.conn) as c:
         c.execute(f"DROP TABLE IF EXISTS {FTS_TABLE}")
         c.execute(create)

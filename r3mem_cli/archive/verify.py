@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sqlite3
 import struct
 from pathlib import Path
@@ -41,7 +40,7 @@ import zstandard
 from r3mem_cli.errors import ArchiveError
 
 from . import manifest as mf
-from .archive import ADAPTER_DIR, MAX_SOURCE_BYTES, Problem, _adapter_name_ok, _list_files
+from .archive import _HEX64, ADAPTER_DIR, MAX_SOURCE_BYTES, Problem, _adapter_name_ok, _list_files
 from .lock import active_writer_pid
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, transaction
 from .shards import sha256_file
@@ -59,7 +58,7 @@ def verify_archive(a) -> list[Problem]:
 
 def _safely(a) -> list[Problem]:
     """_verify_once, with SQLite read errors (a damaged page) reported on the manifest."""
-    db = str(a.root / MANIFEST_NAME)
+    db = str(a.manifest_path)
     try:
         out = _verify_once(a)
     except sqlite3.DatabaseError as e:
@@ -158,7 +157,6 @@ def _sources(c):
             yield pid, None, f"is not UTF-8 {of}: {e}"
 
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 FTS_TABLE = "passages_fts"
 FTS_SHADOWS = ("data", "idx", "content", "docsize", "config")
 
@@ -225,14 +223,12 @@ def fts_integrity_error(manifest: Path | bytes) -> str | None:
     INSERT, which a read-only connection may not run, and it must not take the archive's write
     lock; in memory, no index text is written to a temp file. `manifest` is the database file,
     or (encrypted archive) the unsealed image. None when the index is sound."""
-    from .manifest import expected_schema
-
     conn = sqlite3.connect("file::memory:", uri=True, isolation_level=None)
     try:
         if isinstance(manifest, bytes):
             conn.deserialize(manifest)
         else:
-            create = next(sql for t, name, _tbl, sql in expected_schema(SCHEMA_VERSION) if name == FTS_TABLE)
+            create = mf.table_sql(FTS_TABLE)
             try:
                 conn.execute(create)
                 conn.execute("ATTACH DATABASE ? AS src", (f"file:{pathname2url(str(manifest.absolute()))}?mode=ro",))

@@ -403,7 +403,6 @@ def verify(
     from ..pipelines.repair import RESTORE
     from ..pipelines.repair import repair as run_repair
 
-    as_dicts = lambda items: [{"kind": p.kind, "path": str(p.path), "message": p.message} for p in items]  # noqa: E731
     if repair:
         report = run_repair(_archive_path(), lambda archive: _engine(archive, device))
         if json_out:
@@ -432,7 +431,8 @@ def verify(
     problems = [p for p in found if p.kind not in LEFTOVER_KINDS]
     notes = [p for p in found if p.kind in LEFTOVER_KINDS]
     if json_out:
-        print_json({"ok": not problems, "problems": as_dicts(problems), "notes": as_dicts(notes)})
+        print_json({"ok": not problems, "problems": [p.to_json() for p in problems],
+                    "notes": [p.to_json() for p in notes]})
     else:
         for p in problems:
             typer.echo(f"{p.kind}: {p.path}: {p.message}")

@@ -49,9 +49,8 @@ class RepairReport:
     problems_after: list[Problem] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        as_dict = lambda p: {"kind": p.kind, "path": p.path, "message": p.message}
-        return {"problems": [as_dict(p) for p in self.problems], "repaired": self.repaired,
-                "unrepairable": self.unrepairable, "problems_after": [as_dict(p) for p in self.problems_after]}
+        return {"problems": [p.to_json() for p in self.problems], "repaired": self.repaired,
+                "unrepairable": self.unrepairable, "problems_after": [p.to_json() for p in self.problems_after]}
 
 
 def repair(root: Path, make_engine: Callable[[Archive], object]) -> RepairReport:
