@@ -46,7 +46,7 @@ from r3mem_cli.evaluation.metrics import char_similarity
 from r3mem_cli.model.engine import MemoryEngine, engine_for
 from r3mem_cli.model.memory import pad_batch
 try:  # absent before int8 memory existed: the bench also measures the code before issue 6
-    from r3mem_cli.model.precision import round_rows
+    from r3mem_cli.archive.precision import round_rows
 except ImportError:
     round_rows = None
 from r3mem_cli.pipelines.ask import ask

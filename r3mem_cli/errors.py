@@ -27,3 +27,16 @@ class NotFound(R3memError):
 
 class ModelError(R3memError):
     """A model or adapter could not be loaded."""
+
+
+class BadParameter(R3memError):
+    """An argument a caller gave is invalid. The library names it by its Python parameter name
+    (`since`, `top_k`); the CLI shows it as the flag the user typed (`--since`, `--top-k`)."""
+
+    def __init__(self, param: str, problem: str):
+        self.param, self.problem = param, problem
+        super().__init__(f"{param} {problem}")
+
+    def shown_as(self, name: str) -> str:
+        """The message with the parameter called `name` (e.g. its command-line flag)."""
+        return f"{name} {self.problem}"

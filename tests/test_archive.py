@@ -26,8 +26,8 @@ from r3mem_cli.archive import (
     NewDocument,
     NewPassage,
     NotFound,
-    atomic_write_bytes,
 )
+from r3mem_cli.durable import atomic_write_bytes
 from r3mem_cli.archive.archive import _ADAPTER_NEW, _ADAPTER_OLD
 
 REPO = Path(__file__).resolve().parents[1]
@@ -757,7 +757,7 @@ def test_int8_rows_round_trip_idempotently(values, shift):
     gives the same bytes (so memory rounded before the residual is what recall reads)."""
     import torch
 
-    from r3mem_cli.model.precision import dequantize_rows, quantize_rows, round_rows
+    from r3mem_cli.archive.precision import dequantize_rows, quantize_rows, round_rows
 
     row = (torch.tensor(values, dtype=torch.float32) * 2.0 ** shift).clamp(-60000, 60000).half().unsqueeze(0)
     rounded = round_rows(row)

@@ -5,7 +5,6 @@ from r3mem_cli.errors import ArchiveError, ArchiveLocked, NotFound
 
 from .archive import Archive, DocumentInfo, NewDocument, NewPassage, PassageInfo, Problem
 from .manifest import SCHEMA_VERSION
-from .shards import atomic_write_bytes, fsync_dir
 from .transfer import FORMAT_VERSION as EXPORT_FORMAT_VERSION
 
 __all__ = [
@@ -20,6 +19,4 @@ __all__ = [
     "PassageInfo",
     "Problem",
     "SCHEMA_VERSION",
-    "atomic_write_bytes",
-    "fsync_dir",
 ]

@@ -31,15 +31,15 @@ import torch
 import zstandard
 
 from r3mem_cli.errors import ArchiveError, ManifestDamaged, NotFound
-from r3mem_cli.model.precision import dequantize_rows, quantize_rows
+from .precision import dequantize_rows, quantize_rows
 
 from . import manifest as mf
 from .keyspace import KeyIndex
 from .lock import ReaderLock, WriterLock, no_readers
 from .crypto import KdfSettings, Vault, ask_passphrase, is_encrypted
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, SEALED_MANIFEST_NAME, transaction, utc_now
-from .shards import ShardStore, fsync_dir, fsync_file, sha256_file
-from .crashpoints import crashpoint
+from .shards import ShardStore
+from r3mem_cli.durable import crashpoint, fsync_dir, fsync_file, sha256_file
 
 ZSTD_LEVEL = 12
 MAX_SOURCE_BYTES = 1 << 30  # refuse to inflate a stored passage past this (corrupt/hostile blob)
@@ -856,7 +856,7 @@ class Archive:
                                                "mismatch); run `r3mem verify --repair`")
                         verified.add(shard)
                     got = self.shards.read(shard, [t for _, t in items])
-                    for pid, t in items:  # int8 rows carry their exponent (model/precision.py)
+                    for pid, t in items:  # int8 rows carry their exponent (precision.py)
                         out[pid] = dequantize_rows(got[t]) if got[t].dtype == torch.int8 else got[t]
                 return out
             except ArchiveError:

@@ -25,6 +25,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
+from r3mem_cli.durable import atomic_write_bytes
 from r3mem_cli.errors import ArchiveError
 
 HEADER_NAME = "encryption.json"
@@ -75,7 +76,6 @@ class Vault:
     @classmethod
     def create(cls, folder: Path, passphrase: str, kdf: KdfSettings | None = None) -> "Vault":
         """Write `folder/encryption.json` (fsynced) for a new archive and return its vault."""
-        from .shards import atomic_write_bytes
 
         kdf = kdf or KdfSettings()
         salt = secrets.token_bytes(16)
@@ -140,7 +140,6 @@ class Vault:
 
     def write_file(self, path: Path, data: bytes, role: str) -> None:
         """Seal and write atomically (temp name, fsync, rename, directory fsync)."""
-        from .shards import atomic_write_bytes
 
         atomic_write_bytes(path, self.seal(data, role))
 

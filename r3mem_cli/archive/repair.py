@@ -13,12 +13,12 @@ from pathlib import Path
 import torch
 import zstandard
 
-from r3mem_cli.model.precision import quantize_rows
+from .precision import quantize_rows
 
 from . import manifest as mf
 from .archive import ZSTD_LEVEL, _key_blob, _rmtree
 from .manifest import transaction, utc_now
-from .shards import sha256_file
+from r3mem_cli.durable import sha256_file
 from .verify import FTS_TABLE, _sources
 
 

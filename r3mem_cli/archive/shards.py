@@ -1,4 +1,4 @@
-"""Append-only safetensors shards holding memory tensors, and crash-safe file writes.
+"""Append-only safetensors shards holding memory tensors.
 
 A shard is written once (temp name, fsync, rename, directory fsync) and never modified; the
 manifest only points at a shard after it is durable, so a crash leaves at worst an unreferenced
@@ -7,7 +7,6 @@ file that the next writer removes. safetensors is used because loading it never 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import secrets
@@ -20,66 +19,13 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 from safetensors.torch import save_file
 
+from r3mem_cli.durable import TMP_PREFIX, fsync_dir, sha256_fileobj, tmp_path_for
+
 SHARD_RE = re.compile(r"^mem-[0-9a-f]{12}\.safetensors$")
-TMP_PREFIX = ".tmp"  # ours are ".tmp-*"; safetensors itself writes via ".tmpXXXXXX" in the same folder
 SHARD_METADATA = {"format": "r3mem-memory-shard", "version": "1"}
-_CHUNK = 1 << 20
 # safetensors' dtype names, as safe_open's get_dtype() reports them for unsealed shards
 _SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int8: "I8",
                        torch.uint8: "U8", torch.int32: "I32", torch.int64: "I64", torch.float64: "F64"}
-
-
-def fsync_dir(path: str | os.PathLike) -> None:
-    """Make a rename/create/unlink inside `path` durable (the entry lives in the directory)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: str | os.PathLike) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def tmp_path_for(path: Path) -> Path:
-    """A hidden temp name in the same folder, so the final os.replace is atomic (same filesystem)."""
-    return path.with_name(f"{TMP_PREFIX}-{secrets.token_hex(4)}-{path.name}")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either the old file or the whole new one."""
-    path = Path(path)
-    tmp = tmp_path_for(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def sha256_file(path: str | os.PathLike) -> tuple[str, int]:
-    """(hex sha256, size in bytes) of a file, read in chunks."""
-    with open(path, "rb") as f:
-        return sha256_fileobj(f)
-
-
-def sha256_fileobj(f) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    while chunk := f.read(_CHUNK):
-        h.update(chunk)
-        size += len(chunk)
-    return h.hexdigest(), size
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,11 @@ import zstandard
 from r3mem_cli.errors import ArchiveError, R3memError
 
 from . import manifest as mf
-from .crashpoints import crashpoint
+from r3mem_cli.durable import crashpoint, fsync_dir, sha256_file, sha256_fileobj
 from .crypto import HEADER_NAME, Vault, WrongPassphrase
 from .lock import active_writer_pid
 from .manifest import MANIFEST_NAME, SEALED_MANIFEST_NAME
-from .shards import SHARD_RE, fsync_dir, sha256_file, sha256_fileobj
+from .shards import SHARD_RE
 
 FORMAT = "r3mem-archive-export"
 FORMAT_VERSION = 1

@@ -43,7 +43,7 @@ from . import manifest as mf
 from .archive import _HEX64, ADAPTER_DIR, MAX_SOURCE_BYTES, Problem, _adapter_name_ok, _list_files
 from .lock import active_writer_pid
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, transaction
-from .shards import sha256_file
+from r3mem_cli.durable import sha256_file
 
 
 def verify_archive(a) -> list[Problem]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,7 +20,6 @@ import torch
 from ..errors import ModelError
 from .exact import coder_tag, decode_residual, encode_residual, refine
 from .loading import DEFAULT_MODEL, load_base_model, resolve_device
-from .precision import round_rows
 from .memory import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, MemoryConfig, MemoryNetwork, pad_batch, pad_memory,
                      parse_adapter_config, sentence_ends)
 
@@ -154,20 +153,22 @@ class MemoryEngine:
 
     def compress_documents(self, documents: list[list[list[int]]], batch_size: int = 16,
                            ratio: int | None = None, refine_steps: int = 0,
-                           refine_lr: float = 0.03, precision: str = "float16") -> list[list[PassageMemory]]:
+                           refine_lr: float = 0.03,
+                           round_memory: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                           ) -> list[list[PassageMemory]]:
         """Token ids per passage per document -> every level of memory; each document's last
         passage carries the document state. With `refine_steps`, passage memory is refined
-        towards exact recall first. With precision "int8", every row is rounded to what an
-        int8 archive stores (precision.py). The state is computed from the stored (reduced
-        precision) passage memory, so it can be recomputed from the archive alone."""
-        if precision == "int8" and refine_steps:
+        towards exact recall first. `round_memory` (the archive's storage codec) rounds every
+        row to exactly what the archive will store, before the state is computed from it, so
+        the state can be recomputed from the archive alone."""
+        if round_memory is not None and refine_steps:
             raise ModelError("refinement tunes float16 memory; it cannot be combined with int8 memory")
         flat = [p for doc in documents for p in doc]
         with torch.inference_mode():
             memories = self._compress_passages(flat, batch_size, ratio)
-            if precision == "int8":
+            if round_memory is not None:
                 for m in memories:
-                    m.memory, m.sentences = round_rows(m.memory), round_rows(m.sentences)
+                    m.memory, m.sentences = round_memory(m.memory), round_memory(m.sentences)
         if refine_steps:
             for picked in self.batches_by_length(flat, batch_size):
                 results = refine(self.network, [memories[i].memory for i in picked], [flat[i] for i in picked],
@@ -182,7 +183,7 @@ class MemoryEngine:
             for first in range(0, len(per_doc), 64):
                 group = [d for d in per_doc[first:first + 64] if d]
                 for doc, state in zip(group, self.document_states([[m.memory for m in d] for d in group])):
-                    doc[-1].state = round_rows(state) if precision == "int8" else state
+                    doc[-1].state = round_memory(state) if round_memory is not None else state
                     doc[-1].state_key = self.network.search_keys(state.mean(0, keepdim=True))[0].half()
         return per_doc
 

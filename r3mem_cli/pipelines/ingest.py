@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..archive import Archive, NewDocument, NewPassage
-from ..archive.crashpoints import crashpoint
+from ..archive.precision import round_rows
+from ..durable import crashpoint
 from ..model.engine import MemoryEngine
 from ..segment.segmenter import Segmenter
 from ..sources import (DEFAULT_MAX_FILE_BYTES, SUPPORTED_SUFFIXES, ReaderError, SourceDocument, iter_inputs,
@@ -118,7 +119,7 @@ def ingest(
         memories = engine.compress_documents(  # token ids come from the segmenter: tokenised once
             [[p.token_ids for p in parts] for _, parts in pending], ratio=settings.get("compression_ratio"),
             refine_steps=int(settings.get("refine_steps", 200)) if exact == "refine" else 0,
-            refine_lr=float(settings.get("refine_lr", 0.03)), precision=settings.get("memory_precision", "float16"))
+            refine_lr=float(settings.get("refine_lr", 0.03)), round_memory=round_rows if settings.get("memory_precision") == "int8" else None)
         coder = engine.coder_tag() if exact == "residual" else None
         batch = []
         for (document, parts), levels in zip(pending, memories):

@@ -32,6 +32,7 @@ from ..archive import Archive, Problem
 from ..archive.archive import _scan_dir
 from ..archive.crypto import is_encrypted
 from ..archive.manifest import MANIFEST_NAME, SEALED_MANIFEST_NAME
+from ..archive.precision import round_rows
 from ..errors import ManifestDamaged
 
 MEMORY_KINDS = ("shard_checksum", "shard_size", "shard_missing", "shard_format", "shard_tensors", "memory",
@@ -228,7 +229,7 @@ def _recompress(a: Archive, engine, documents, texts: dict[int, str], bad_shards
     levels = engine.compress_documents(
         tokens, ratio=settings.get("compression_ratio"),
         refine_steps=int(settings.get("refine_steps", 200)) if exact == "refine" else 0,
-        refine_lr=float(settings.get("refine_lr", 0.03)), precision=settings.get("memory_precision", "float16"))
+        refine_lr=float(settings.get("refine_lr", 0.03)), round_memory=round_rows if settings.get("memory_precision") == "int8" else None)
     coder = engine.coder_tag() if exact == "residual" else None
     rebuilt, keys = [], {}
     for (doc, passages), doc_levels, doc_tokens in zip(documents, levels, tokens):

@@ -13,7 +13,7 @@ from ..errors import ArchiveError
 from ..model.engine import fresh_adapter, shipped_adapter
 from ..model.loading import DEFAULT_MODEL
 from ..model.memory import MemoryConfig, read_adapter_config
-from ..model.precision import PRECISIONS
+from ..archive.precision import PRECISIONS
 
 
 def default_archive_path() -> Path:
@@ -23,7 +23,7 @@ def default_archive_path() -> Path:
 
 
 EXACT_METHODS = ("none", "refine", "residual")
-# How new archives store memory tokens (model/precision.py): int8 halves the shards and kept
+# How new archives store memory tokens (archive/precision.py): int8 halves the shards and kept
 # recall similarity at 0.547 vs 0.549 (bench/throughput.py); older archives keep float16, and
 # --exact refine (which tunes float16 values) defaults to float16.
 DEFAULT_MEMORY_PRECISION = "int8"

@@ -24,8 +24,7 @@ from typing import Callable
 
 import torch
 
-from ..archive.crashpoints import crashpoint
-from ..archive.shards import fsync_dir
+from ..durable import crashpoint, fsync_dir
 from ..errors import R3memError
 from ..model.loading import DEFAULT_MODEL, load_base_model, resolve_device
 from ..evaluation.metrics import char_similarity
