@@ -37,7 +37,7 @@ from pathlib import Path
 from common import RESULTS, machine, percentile, pyplot, write_results
 
 from r3mem_cli.archive import Archive
-from r3mem_cli.archive.archive import fts_query
+from r3mem_cli.archive.search import fts_query
 from r3mem_cli.model.engine import engine_for
 from r3mem_cli.pipelines.ask import NOT_IN_ARCHIVE, _generate, finish_answer, prompt_messages
 from r3mem_cli.pipelines.ingest import ingest

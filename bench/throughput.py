@@ -40,15 +40,12 @@ import zstandard
 
 from common import RESULTS, essays_folder, heldout_documents, machine, percentile, pyplot, write_results
 
-from r3mem_cli.archive import Archive, NewDocument, NewPassage
-from r3mem_cli.archive.archive import _key  # the stored key format, read back as the archive reads it
+from r3mem_cli.archive import Archive, ArchiveSettings, NewDocument, NewPassage, StoredMemory
+from r3mem_cli.archive.records import key_from_blob
 from r3mem_cli.evaluation.metrics import char_similarity
 from r3mem_cli.model.engine import MemoryEngine, engine_for
 from r3mem_cli.model.memory import pad_batch
-try:  # absent before int8 memory existed: the bench also measures the code before issue 6
-    from r3mem_cli.archive.precision import round_rows
-except ImportError:
-    round_rows = None
+from r3mem_cli.archive.precision import round_rows
 from r3mem_cli.pipelines.ask import ask
 from r3mem_cli.pipelines.ingest import ingest
 from r3mem_cli.pipelines.search import search
@@ -126,7 +123,7 @@ def copy_documents(archive: Archive, copies: int) -> None:
     import hashlib
 
     originals = archive.documents()
-    dims = archive.memory_config["search_key_dims"]
+    dims = archive.search_key_dims
     for copy in range(1, copies + 1):
         batch = []
         for d in originals:
@@ -139,12 +136,14 @@ def copy_documents(archive: Archive, copies: int) -> None:
             for p in infos:
                 text = f"{archive.source_text(p.id)} (copy {copy})"
                 passages.append(NewPassage(index=p.index, text=text, tokens=p.tokens, location=p.location,
-                                           memory=memory[p.id], sentence_rows=p.sentence_rows, state_rows=p.state_rows,
-                                           search_keys=_key(keys[p.id]).reshape(-1, dims) if p.id in keys else None))
+                                           memory=StoredMemory(
+                                               memory[p.id], sentence_rows=p.sentence_rows, state_rows=p.state_rows,
+                                               search_keys=key_from_blob(keys[p.id]).reshape(-1, dims)
+                                               if p.id in keys else None)))
             sha = hashlib.sha256(f"{d.content_sha256}:{copy}".encode()).hexdigest()
             batch.append(NewDocument(source=f"{d.source}#copy{copy}", kind=d.kind, title=d.title, content_sha256=sha,
                                      tokens=d.tokens, metadata={}, passages=passages,
-                                     search_key=_key(doc_key[0]) if doc_key else None))
+                                     search_key=key_from_blob(doc_key[0]) if doc_key else None))
         archive.add_documents(batch)
 
 
@@ -217,7 +216,7 @@ def quality(engine: MemoryEngine, passages: int) -> dict:
     texts = [engine.tokenizer.decode(t) for t in tokens]
     memories = engine.compress(tokens)
     out = {}
-    variants = [("float16", memories)] + ([("int8", [round_rows(m) for m in memories])] if round_rows else [])
+    variants = [("float16", memories)] + [("int8", [round_rows(m) for m in memories])]
     for name, memory in variants:
         rebuilt = engine.expand(memory)
         out[name] = {"similarity": statistics.mean(char_similarity(r, t) for r, t in zip(rebuilt, texts)),
@@ -239,7 +238,7 @@ def main() -> None:
     sizes = sorted(int(s) for s in args.sizes.split(","))
     result: dict = {"precision": args.precision, "sizes": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        archive, _ = create_archive(Path(tmp) / "archive", settings={"memory_precision": args.precision})
+        archive, _ = create_archive(Path(tmp) / "archive", settings=ArchiveSettings(memory_precision=args.precision))
         with archive:
             engine = engine_for(archive.model, archive.adapter_dir, args.device)
             result["quality"] = quality(engine, args.quality_passages)
@@ -306,7 +305,7 @@ def measure(archive: Archive, engine: MemoryEngine, args, copies: int) -> dict:
 
 def residual_sample(engine: MemoryEngine, token_lists: list[list[int]], precision: str) -> float:
     memories = engine.compress(token_lists)
-    if precision == "int8" and round_rows is not None:
+    if precision == "int8":
         memories = [round_rows(m) for m in memories]
     codes = [engine.encode_residual(m, t) for m, t in zip(memories, token_lists)]
     return 8 * sum(map(len, codes)) / sum(map(len, token_lists))

@@ -26,9 +26,13 @@ from r3mem_cli.archive import (
     NewDocument,
     NewPassage,
     NotFound,
+    StoredMemory,
+    export_archive,
+    import_archive,
 )
 from r3mem_cli.durable import atomic_write_bytes
-from r3mem_cli.archive.archive import _ADAPTER_NEW, _ADAPTER_OLD
+from r3mem_cli.archive.adapters import NEW_DIR as ADAPTER_NEW
+from r3mem_cli.archive.adapters import OLD_DIR as ADAPTER_OLD
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +48,7 @@ def make_doc(name: str, n: int = 2, *, dtype=torch.float16, slots=3, dim=8, sha:
             text=f"{name} — passage {i}: ünïcode ✓ and a newline\nsecond line",
             tokens=7 + i,
             location={"lines": [i * 2 + 1, i * 2 + 2]},
-            memory=torch.randn(slots, dim, generator=g).to(dtype),
+            memory=StoredMemory(torch.randn(slots, dim, generator=g).to(dtype)),
         )
         for i in range(n)
     ]
@@ -219,7 +223,7 @@ def test_add_rejects_malformed_input_without_writing(archive):
     with pytest.raises(ValueError, match="passage indexes"):
         archive.add_documents([make_doc("ok"), bad])
     worse = make_doc("worse")
-    worse.passages[0].memory = torch.zeros(3, dtype=torch.int64).reshape(3, 1)
+    worse.passages[0].memory.memory = torch.zeros(3, dtype=torch.int64).reshape(3, 1)
     with pytest.raises(ValueError, match="float tensor"):
         archive.add_documents([worse])
     assert archive.documents() == [] and shard_files(archive) == []
@@ -246,8 +250,8 @@ def test_memory_round_trip_bit_exact(archive, dtype):
     batch = torch.randn(4, 5, 16).to(dtype)  # passages are views into one batch tensor
     doc = make_doc("mem", 4, dtype=dtype)
     for i, p in enumerate(doc.passages):
-        p.memory = batch[i]
-    doc.passages[3].memory = batch[3, :2]  # a different slot count
+        p.memory.memory = batch[i]
+    doc.passages[3].memory.memory = batch[3, :2]  # a different slot count
     d = archive.add_documents([doc])[0]
     ps = archive.passages(d.id)
     got = archive.load_memory([p.id for p in ps])
@@ -284,8 +288,8 @@ def test_forget_leaves_no_bytes_behind(archive):
         "zstd": blob,
         "title": secret.title.encode(),
         "source": secret.source.encode(),
-        "tensor0": secret.passages[0].memory.numpy().tobytes(),
-        "tensor1": secret.passages[1].memory.numpy().tobytes(),
+        "tensor0": secret.passages[0].memory.memory.numpy().tobytes(),
+        "tensor1": secret.passages[1].memory.memory.numpy().tobytes(),
     }
     for what in ("zstd", "title", "source", "tensor0", "tensor1"):
         assert contains(archive.root, needles[what]), f"test cannot see {what} before forget"
@@ -301,7 +305,7 @@ def test_forget_leaves_no_bytes_behind(archive):
     assert archive.verify() == []
     assert {d.content_sha256 for d in archive.documents()} == {keep.content_sha256, mixed.content_sha256}
     kept = archive.passages(archive.find_by_hash(keep.content_sha256).id)
-    assert torch.equal(archive.load_memory([kept[0].id])[kept[0].id], keep.passages[0].memory)
+    assert torch.equal(archive.load_memory([kept[0].id])[kept[0].id], keep.passages[0].memory.memory)
     archive.close()
     for what, needle in needles.items():
         assert contains(archive.root, needle) == [], f"{what} on disk after close"
@@ -356,7 +360,7 @@ def test_interrupted_forget_is_finished_on_next_write_open(archive, monkeypatch)
     archive.add_documents([make_doc("stay")])
     gone = make_doc("gone", dtype=torch.float32, seed=3)
     g_id = archive.add_documents([gone])[0].id
-    needle = gone.passages[0].memory.numpy().tobytes()
+    needle = gone.passages[0].memory.memory.numpy().tobytes()
     monkeypatch.setattr(Archive, "_finish_forget", lambda self: None)  # "killed" right after the commit
     archive.forget([g_id])
     archive.close()
@@ -537,7 +541,7 @@ def test_install_adapter_and_detect_flipped_byte(archive, tmp_path):
     names = sorted(p.name for p in archive.adapter_dir.rglob("*") if p.is_file())
     assert names == ["adapter.safetensors", "adapter_config.json"]
     assert archive.verify() == []
-    assert not (archive.root / _ADAPTER_NEW).exists() and not (archive.root / _ADAPTER_OLD).exists()
+    assert not (archive.root / ADAPTER_NEW).exists() and not (archive.root / ADAPTER_OLD).exists()
     os.symlink("/etc/passwd", src / "link")
     with pytest.raises(ArchiveError, match="not a regular file"):
         archive.install_adapter(src)
@@ -550,14 +554,14 @@ def test_interrupted_adapter_install_rolls_back(archive, tmp_path):
     (src / "adapter.safetensors").write_bytes(b"old weights")
     archive.install_adapter(src)
     # State of a writer killed after swapping folders but before committing the checksums.
-    os.rename(archive.adapter_dir, archive.root / _ADAPTER_OLD)
+    os.rename(archive.adapter_dir, archive.root / ADAPTER_OLD)
     archive.adapter_dir.mkdir()
     (archive.adapter_dir / "adapter.safetensors").write_bytes(b"new weights, uncommitted")
-    (archive.root / _ADAPTER_NEW).mkdir()
+    (archive.root / ADAPTER_NEW).mkdir()
     archive.close()
     with Archive.open(archive.root, write=True) as a:
         assert (a.adapter_dir / "adapter.safetensors").read_bytes() == b"old weights"
-        assert not (a.root / _ADAPTER_OLD).exists() and not (a.root / _ADAPTER_NEW).exists()
+        assert not (a.root / ADAPTER_OLD).exists() and not (a.root / ADAPTER_NEW).exists()
         assert a.verify() == []
 
 
@@ -624,12 +628,12 @@ def _snapshot(a: Archive) -> dict:
 def test_export_import_round_trip(archive, tmp_path, name):
     _populate(archive, tmp_path)
     want = _snapshot(archive)
-    report = archive.export(tmp_path / name)
+    report = export_archive(archive, tmp_path / name)
     assert report["compressed"] == name.endswith(".zst") and report["documents"] == 3
     with open(tmp_path / name, "rb") as f:
         assert (f.read(4) == b"\x28\xb5\x2f\xfd") == name.endswith(".zst")
     target = tmp_path / "new" / "home"
-    with Archive.import_(tmp_path / name, target) as b:
+    with import_archive(tmp_path / name, target) as b:
         assert _snapshot(b) == want
         assert b.verify() == []
         weights = "adapter.safetensors"
@@ -639,17 +643,17 @@ def test_export_import_round_trip(archive, tmp_path, name):
         b.add_documents([make_doc("four")])
         assert b.verify() == []
     with pytest.raises(ArchiveError, match="is not empty"):
-        Archive.import_(tmp_path / name, target)
+        import_archive(tmp_path / name, target)
 
 
 def test_import_replaces_empty_archive_and_accepts_file_objects(archive, tmp_path):
     _populate(archive, tmp_path)
     buf = io.BytesIO()
-    archive.export(buf, compress=True)
+    export_archive(archive, buf, compress=True)
     empty = tmp_path / "empty"
     Archive.create(empty, model="other", memory_config={}).close()
     buf.seek(0)
-    with Archive.import_(buf, empty) as b:
+    with import_archive(buf, empty) as b:
         assert len(b.documents()) == 3 and b.model == "test-model"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
@@ -679,7 +683,7 @@ def _write_tar(path: Path, members: dict[str, bytes], extra=(), fix_manifest: bo
 
 def _assert_refused(src: Path, target: Path, match: str) -> None:
     with pytest.raises(ArchiveError, match=match) as e:
-        Archive.import_(src, target)
+        import_archive(src, target)
     assert "\n" not in str(e.value)
     assert not target.exists()
     assert not [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.")]
@@ -688,7 +692,7 @@ def _assert_refused(src: Path, target: Path, match: str) -> None:
 def test_import_refuses_tampered_exports(archive, tmp_path):
     _populate(archive, tmp_path)
     good = tmp_path / "good.tar"
-    archive.export(good)
+    export_archive(archive, good)
     members = _members(good)
     shard = next(n for n in members if n.startswith("shards/"))
     target = tmp_path / "target"
@@ -745,7 +749,7 @@ def test_import_refuses_tampered_exports(archive, tmp_path):
     _assert_refused(tmp_path / "short.tar", target, "not a valid r3mem export")
 
     # The original still imports fine.
-    with Archive.import_(good, target) as b:
+    with import_archive(good, target) as b:
         assert b.verify() == []
 
 

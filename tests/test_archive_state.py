@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from r3mem_cli.archive import Archive, NewDocument, NewPassage
+from r3mem_cli.archive import Archive, NewDocument, NewPassage, StoredMemory
 
 DTYPES = [torch.float16, torch.float32, torch.bfloat16]
 
@@ -36,7 +36,8 @@ def build(doc) -> NewDocument:
     ps = []
     for i, (text, slots, dtype, tseed) in enumerate(passages):
         g = torch.Generator().manual_seed(tseed)
-        ps.append(NewPassage(i, text, len(text.split()), {"i": i}, torch.randn(slots, 4, generator=g).to(dtype)))
+        ps.append(NewPassage(i, text, len(text.split()), {"i": i},
+                             StoredMemory(torch.randn(slots, 4, generator=g).to(dtype))))
     return NewDocument(f"/src/{seed}", "document", f"doc {seed}", sha, sum(p.tokens for p in ps), {"seed": seed}, ps)
 
 
@@ -57,7 +58,7 @@ class ArchiveMachine(RuleBasedStateMachine):
         infos = self.archive.add_documents(new)
         for d, info in zip(new, infos):
             assert info.content_sha256 == d.content_sha256
-            self.model.setdefault(d.content_sha256, [(p.text, p.memory) for p in d.passages])
+            self.model.setdefault(d.content_sha256, [(p.text, p.memory.memory) for p in d.passages])
 
     @precondition(lambda self: self.model)
     @rule(data=st.data())

@@ -11,7 +11,7 @@ import pytest
 
 from r3mem_cli.archive import SCHEMA_VERSION, Archive
 from r3mem_cli.archive import manifest as mf
-from r3mem_cli.archive.archive import fts_query
+from r3mem_cli.archive.search import fts_query
 
 from .cli_helpers import as_json, r3mem
 from .schema_helpers import downgrade

@@ -6,8 +6,15 @@ Layout (see docs/decisions/0003-archive-format.md):
     root/encryption.json   only in an encrypted archive (crypto.py): then the manifest is
                            manifest.sqlite.sealed, loaded into memory, and every file is sealed
     root/shards/mem-*.safetensors   append-only memory tensors, key "p<passage_id>"
-    root/adapter/          adapter weights + config, installed atomically by install_adapter()
+    root/adapter/          adapter weights + config, installed atomically (adapters.py)
     root/lock              the single-writer flock
+
+This module is the core: opening, crash recovery, reading, writing, forgetting and compaction.
+Its neighbours each hold one concern: records.py (what goes in and comes out), settings.py
+(how ingest writes memory), texts.py (kept sources), search.py (filters, keyword and memory
+search), adapters.py, shards.py, manifest.py (schema), verify.py and repair.py (checks and
+repair primitives, which depend on the neighbours, not on this module) and transfer.py
+(export/import, which opens archives through this module).
 
 Durability rule everywhere: files first (temp name, fsync, rename, fsync dir), then the manifest
 transaction that references them. A crash therefore leaves only unreferenced files, which the
@@ -21,306 +28,39 @@ import json
 import os
 import re
 import secrets
-import shutil
 import sqlite3
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import torch
-import zstandard
 
-from r3mem_cli.errors import ArchiveError, ManifestDamaged, NotFound
-from .precision import dequantize_rows, quantize_rows
+from r3mem_cli.durable import crashpoint, fsync_dir, fsync_file
+from r3mem_cli.errors import ArchiveError, ManifestDamaged, NotFound, R3memError
+from r3mem_cli.model.memory import MemoryConfig
 
 from . import manifest as mf
-from .keyspace import KeyIndex
-from .lock import ReaderLock, WriterLock, no_readers
+from . import search, texts
+from .adapters import ADAPTER_DIR, AdapterStore, copy_adapter, record_files
 from .crypto import KdfSettings, Vault, ask_passphrase, is_encrypted
+from .files import rmtree
+from .keyspace import KeyIndex
+from .memory_store import MemoryStore
+from .lock import ReaderLock, WriterLock, no_readers
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, SEALED_MANIFEST_NAME, transaction, utc_now
+from .records import (SHA256_HEX, DocumentInfo, NewDocument, PassageInfo, Problem, StoredMemory, document_info,
+                      json_text, key_to_blob, passage_info)
+from .settings import ArchiveSettings
 from .shards import ShardStore
-from r3mem_cli.durable import crashpoint, fsync_dir, fsync_file, sha256_file
+from .verify import verify_archive
 
-ZSTD_LEVEL = 12
-MAX_SOURCE_BYTES = 1 << 30  # refuse to inflate a stored passage past this (corrupt/hostile blob)
-COMPACT_SHARD_BYTES = 256 << 20  # compaction output is split into shards of about this size
-SMALL_SHARD_BYTES = 4 << 20  # compaction merges shards smaller than this
 ID_MIN_LEN = 8
 PREFIX_MIN_LEN = 4
-ADAPTER_DIR = "adapter"
-_ADAPTER_NEW = ".adapter-new"
-_ADAPTER_OLD = ".adapter-old"
-_PENDING_COMPACT = "pending_compact"
+PENDING_COMPACT = "pending_compact"
 ADAPTER_FLAG = "adapter_trained_on_forgotten"
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX = re.compile(r"^[0-9a-f]+$")
-_FILE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
-
-
-# --- public records -----------------------------------------------------------------------
-
-
-@dataclass
-class NewPassage:
-    """One passage to store. `memory` is [slots + sentence_rows + state_rows, D] of any float
-    dtype, stored bit-exactly (in an int8 archive, as int8 rows: pass memory already rounded by
-    precision.round_rows and it reads back bit-exactly too): passage slots, sentence memory,
-    then (optionally) document state.
-    `residual` is an optional exact-recall code (bytes) and `coder` names how it was made."""
-
-    index: int
-    text: str
-    tokens: int
-    location: dict
-    memory: torch.Tensor
-    sentence_rows: int = 0
-    state_rows: int = 0
-    residual: bytes | None = None
-    coder: str | None = None
-    search_keys: torch.Tensor | None = None  # [sentences, K] float16
-
-
-@dataclass
-class NewDocument:
-    source: str
-    kind: str
-    title: str
-    content_sha256: str
-    tokens: int
-    metadata: dict
-    passages: list[NewPassage] = field(default_factory=list)
-    search_key: torch.Tensor | None = None  # [K] float16, of the document state
-
-
-@dataclass
-class DocumentInfo:
-    id: str
-    source: str
-    kind: str
-    title: str
-    content_sha256: str
-    passages: int  # passage count
-    tokens: int
-    ingested_at: str
-    metadata: dict
-
-
-@dataclass
-class PassageInfo:
-    id: int  # passage rowid, stable for the life of the archive (never reused)
-    doc_id: str
-    index: int
-    text_sha256: str
-    tokens: int
-    location: dict
-    slots: int | None  # memory slots; None only in a damaged archive (verify reports it)
-    sentence_rows: int = 0
-    state_rows: int = 0
-
-
-@dataclass
-class Problem:
-    """One thing `verify` found wrong: a short kind, the file it concerns, and what happened."""
-
-    kind: str
-    path: str
-    message: str
-
-    def to_json(self) -> dict:
-        return {"kind": self.kind, "path": str(self.path), "message": self.message}
-
-
-def _doc(row) -> DocumentInfo:
-    return DocumentInfo(
-        id=row[0],
-        source=row[1],
-        kind=row[2],
-        title=row[3],
-        content_sha256=row[4],
-        passages=row[5],
-        tokens=row[6],
-        ingested_at=row[7],
-        metadata=json.loads(row[8]),
-    )
-
-
-def _passage(row) -> PassageInfo:
-    return PassageInfo(
-        id=row[0],
-        doc_id=row[1],
-        index=row[2],
-        text_sha256=row[3],
-        tokens=row[4],
-        location=json.loads(row[5]),
-        slots=row[6],
-        sentence_rows=row[7] or 0,
-        state_rows=row[8] or 0,
-    )
-
-
-def _key(blob: bytes) -> torch.Tensor:
-    return torch.frombuffer(bytearray(blob), dtype=torch.float16).float()
-
-
-def _key_blob(key: torch.Tensor) -> bytes:
-    return key.detach().to("cpu", torch.float16).contiguous().numpy().tobytes()
-
-
-@dataclass
-class PassageFilter:
-    """Which passages a search may return (built by Archive.passage_filter)."""
-
-    doc: str | None = None
-    kind: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    speaker: str | None = None  # casefolded
-
-    def where(self) -> tuple[str, list]:
-        """SQL conditions on `p` (passages) and `d` (documents), and their arguments."""
-        sql, args = "", []
-        if self.doc is not None:
-            sql, args = sql + " AND p.doc_id = ?", args + [self.doc]
-        if self.kind is not None:
-            sql, args = sql + " AND d.kind = ?", args + [self.kind]
-        return sql, args
-
-    def accepts(self, info: "PassageInfo", ingested_at: str) -> bool:
-        """The filters SQL cannot express: speakers and times inside the provenance JSON."""
-        if self.speaker is not None:
-            names = info.location.get("speakers") or []
-            if not any(isinstance(n, str) and n.casefold() == self.speaker for n in names):
-                return False
-        if self.since is not None or self.until is not None:
-            start, end = _passage_times(info.location, ingested_at)
-            if start is None or (self.since is not None and end < self.since) or (
-                    self.until is not None and start > self.until):
-                return False
-        return True
-
-
-def _json(value, what: str) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{what} is not JSON-serialisable: {e}") from None
-
-
-def _rmtree(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
-def _adapter_name_ok(rel: str) -> bool:
-    parts = PurePosixPath(rel).parts
-    return 0 < len(parts) <= 4 and all(_FILE_PART.match(p) for p in parts)
-
-
-def _list_files(d: Path) -> list[str]:
-    """Relative posix paths of every non-directory entry under `d` (symlinks included)."""
-    if not d.is_dir():
-        return []
-    return sorted(p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_symlink() or not p.is_dir())
-
-
-def _copy_adapter(src_dir, dest: Path, vault: Vault | None) -> dict[str, tuple[str, int]]:
-    """Copy an adapter folder's files into `dest` (sealed when `vault`), fsynced; returns the
-    records the manifest keeps: name -> (sha256, bytes) of what was written."""
-    src = Path(src_dir)
-    if not src.is_dir():
-        raise ArchiveError(f"adapter folder {src} does not exist")
-    files = []
-    for p in sorted(src.rglob("*")):
-        rel = p.relative_to(src).as_posix()
-        if p.is_symlink() or not (p.is_file() or p.is_dir()):
-            raise ArchiveError(f"adapter folder {src} holds {rel}, which is not a regular file")
-        if p.is_file():
-            if not _adapter_name_ok(rel):
-                raise ArchiveError(f"adapter file name {rel!r} is not allowed (letters, digits, . _ - only)")
-            files.append(rel)
-    records = {}
-    for rel in files:
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        data = (src / rel).read_bytes()  # adapters are a few MB
-        if vault is not None:
-            data = vault.seal(data, f"adapter:{rel}")
-        with open(target, "wb") as fo:
-            fo.write(data)
-            fo.flush()
-            os.fsync(fo.fileno())
-        records[rel] = (hashlib.sha256(data).hexdigest(), len(data))
-    for d in sorted({(dest / r).parent for r in files} | {dest}, key=lambda p: -len(p.parts)):
-        fsync_dir(d)
-    return records
-
-
-def _scan_dir(d: Path) -> dict[str, tuple[str, int]]:
-    """{relative posix path: (sha256, bytes)} of every entry under `d`; a symlink or other
-    non-regular entry gets an impossible checksum, so it never matches a record."""
-    return {
-        rel: (sha256_file(d / rel) if (d / rel).is_file() and not (d / rel).is_symlink() else ("-", -1))
-        for rel in _list_files(d)
-    }
-
-
-# --- keyword search helpers ----------------------------------------------------------------
-
-_WORD = re.compile(r"\w+")
-MAX_QUERY_TERMS = 64
-
-
-def fts_query(text: str) -> str | None:
-    """Free text -> a safe FTS5 query: each word quoted (so AND/OR/NEAR/*/( are plain words),
-    OR-ed together, duplicates dropped; None when the text has no words."""
-    terms = list(dict.fromkeys(w.casefold() for w in _WORD.findall(str(text or ""))))[:MAX_QUERY_TERMS]
-    if not terms:
-        return None
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-
-
-def _to_utc(value: str) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-
-
-def _parse_when(value: str, name: str, *, end: bool) -> datetime:
-    """--since/--until: an ISO date (a whole day: --until includes all of it) or date-time;
-    one without a zone is read as UTC."""
-    from r3mem_cli.errors import R3memError
-
-    text = str(value).strip()
-    moment = _to_utc(text)
-    if moment is None:
-        raise R3memError(f"--{name} {value!r} is not an ISO date (YYYY-MM-DD) or date-time")
-    if end and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        moment = moment + timedelta(days=1) - timedelta(microseconds=1)
-    return moment
-
-
-def _passage_times(location: dict, ingested_at: str) -> tuple[datetime | None, datetime | None]:
-    """The time span a passage covers: its chat turns' first/last timestamps, else the
-    document's ingestion time."""
-    stamps = location.get("timestamps") if isinstance(location, dict) else None
-    if isinstance(stamps, list) and stamps:
-        got = [_to_utc(s) for s in stamps if isinstance(s, str)]
-        got = [g for g in got if g is not None]
-        if got:
-            return min(got), max(got)
-    when = _to_utc(ingested_at)
-    return when, when
-
-
-# --- the archive --------------------------------------------------------------------------
-
 
 class Archive:
-    """An open archive. Use `Archive.create`, `Archive.open` or `Archive.import_`.
+    """An open archive. Use `Archive.create` or `Archive.open` (transfer.import_archive makes
+    one from an export).
 
     Open read-only (the default), it never writes and never takes the lock; opened for writing it
     holds `root/lock` until `close()`. One Archive object is meant for one thread at a time.
@@ -334,6 +74,8 @@ class Archive:
         self.schema_version = version
         self.vault = vault
         self.shards = ShardStore(root / "shards", vault)
+        self.memory = MemoryStore(self.shards)
+        self.adapters = AdapterStore(root, vault)
         # A reader of an encrypted archive keeps the shards its manifest image names alive.
         self._reader_lock = ReaderLock.acquire(root) if vault is not None and lock is None else None
         info = mf.read_info(conn)
@@ -343,12 +85,10 @@ class Archive:
         self.model: str = info["model"]
         self.keep_source: bool = bool(info["keep_source"])
         self.memory_config: dict = info["memory_config"]
-        # How ingest writes memory: compression ratio and exact-recall method (none/refine/residual).
-        self.settings: dict = info.get("settings") or {}
+        self.settings = ArchiveSettings.from_dict(info.get("settings"))
         self.created_at: str = info["created_at"]
         self.r3mem_version: str | None = info.get("r3mem_version")
         self._key_index: tuple[tuple, KeyIndex] | None = None
-        self._verified_shards: set[str] = set()  # checked against their sha256 once (load_memory)
 
     # --- opening / closing -----------------------------------------------------------------
 
@@ -367,7 +107,7 @@ class Archive:
     @property
     def adapter_dir(self) -> Path:
         """Where the adapter lives. Read it freely; change it only through install_adapter()."""
-        return self.root / ADAPTER_DIR
+        return self.adapters.dir
 
     @property
     def writable(self) -> bool:
@@ -375,7 +115,7 @@ class Archive:
 
     @classmethod
     def create(cls, root, *, model: str, keep_source: bool = True, memory_config: dict,
-               settings: dict | None = None, encrypt: bool = False, passphrase: str | None = None,
+               settings: ArchiveSettings | None = None, encrypt: bool = False, passphrase: str | None = None,
                kdf: KdfSettings | None = None, adapter=None) -> "Archive":
         """Create a new archive at `root` (a missing or empty folder) and open it for writing.
 
@@ -410,21 +150,17 @@ class Archive:
                 if not encrypt:
                     mf.enable_wal(conn, tmp / MANIFEST_NAME)
                 mf.migrate(conn)
-                adapter_records = _copy_adapter(adapter, tmp / ADAPTER_DIR, vault) if adapter is not None else {}
+                adapter_records = copy_adapter(adapter, tmp / ADAPTER_DIR, vault) if adapter is not None else {}
                 with transaction(conn):
-                    now = utc_now()
-                    conn.executemany(
-                        "INSERT INTO files (name, sha256, bytes, updated_at) VALUES (?,?,?,?)",
-                        [(f"{ADAPTER_DIR}/{rel}", sha, size, now) for rel, (sha, size) in adapter_records.items()],
-                    )
+                    record_files(conn, adapter_records)
                     mf.write_info(
                         conn,
                         {
                             "model": str(model),
                             "keep_source": bool(keep_source),
                             "created_at": utc_now(),
-                            "memory_config": json.loads(_json(memory_config, "memory_config")),
-                            "settings": json.loads(_json(settings or {}, "settings")),
+                            "memory_config": json.loads(json_text(memory_config, "memory_config")),
+                            "settings": (settings or ArchiveSettings(memory_precision="float16")).to_dict(),
                             "r3mem_version": __version__,
                         },
                     )
@@ -444,7 +180,7 @@ class Archive:
         except BaseException:
             if lock:
                 lock.release()
-            _rmtree(tmp)
+            rmtree(tmp)
             raise
         try:
             if vault is None:
@@ -467,13 +203,16 @@ class Archive:
         return conn
 
     @classmethod
-    def open(cls, root, *, write: bool = False, passphrase: str | None = None) -> "Archive":
+    def open(cls, root, *, write: bool = False, passphrase: str | None = None, vault: Vault | None = None,
+             recover: bool = True) -> "Archive":
         """Open an existing archive. write=True takes the writer lock (ArchiveLocked if held),
-        upgrades the schema, and cleans up after a writer that was killed. An encrypted archive
-        needs `passphrase` (default: R3MEM_PASSPHRASE or a terminal prompt)."""
+        upgrades the schema, and (unless `recover` is false) cleans up after a writer that was
+        killed. An encrypted archive needs `passphrase` (default: R3MEM_PASSPHRASE or a terminal
+        prompt) or an unlocked `vault`."""
         root = Path(root).expanduser().absolute()
-        vault = Vault.unlock(root, passphrase) if is_encrypted(root) and cls.exists(root) else None
-        return cls._open(root, write=write, cleanup=True, vault=vault)
+        if vault is None and is_encrypted(root) and cls.exists(root):
+            vault = Vault.unlock(root, passphrase)
+        return cls._open(root, write=write, cleanup=recover, vault=vault)
 
     @classmethod
     def _open(cls, root, *, write: bool, cleanup: bool, vault: Vault | None = None) -> "Archive":
@@ -554,12 +293,16 @@ class Archive:
         return f"Archive({str(self.root)!r}, write={self.writable})"
 
     @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    @property
     def conn(self) -> sqlite3.Connection:
         if self._conn is None:
             raise ArchiveError(f"archive {self.root} is closed")
         return self._conn
 
-    def _require_write(self, what: str) -> None:
+    def require_write(self, what: str) -> None:
         if not self.writable or self._conn is None:
             raise ArchiveError(f"{what} needs the archive opened for writing (Archive.open(root, write=True))")
 
@@ -567,13 +310,13 @@ class Archive:
 
     def _recover(self) -> None:
         """Undo whatever a killed writer left behind. Runs under the writer lock."""
-        self._recover_adapter()
+        self.adapters.recover(self.conn)
         for tmp in self.shards.temp_files():
             tmp.unlink(missing_ok=True)
         if self.vault is None or no_readers(self.root):  # else a reader may still name them
             self._remove_unreferenced_shards()
         self.shards.dir.mkdir(exist_ok=True)
-        if mf.read_info(self.conn).get(_PENDING_COMPACT):
+        if mf.read_info(self.conn).get(PENDING_COMPACT):
             self._finish_forget()
         mf.checkpoint(self.conn, attempts=1)
 
@@ -587,34 +330,11 @@ class Archive:
         referenced = {n for (n,) in self.conn.execute("SELECT name FROM shards")}
         self.shards.remove([n for n in self.shards.shard_files() if n not in referenced])
 
-    def _adapter_records(self) -> dict[str, tuple[str, int]]:
-        prefix = ADAPTER_DIR + "/"
-        return {
-            name[len(prefix) :]: (sha, size)
-            for name, sha, size in self.conn.execute(
-                "SELECT name, sha256, bytes FROM files WHERE name LIKE 'adapter/%'"
-            )
-        }
-
-    def _recover_adapter(self) -> None:
-        new, old = self.root / _ADAPTER_NEW, self.root / _ADAPTER_OLD
-        _rmtree(new)
-        if old.exists():
-            # An install was interrupted. If the manifest already names the new files, the
-            # install finished and only the old copy is left to delete; otherwise roll back.
-            if not (self.adapter_dir.is_dir() and _scan_dir(self.adapter_dir) == self._adapter_records()):
-                _rmtree(self.adapter_dir)
-                os.rename(old, self.adapter_dir)
-            else:
-                _rmtree(old)
-            fsync_dir(self.root)
-        self.adapter_dir.mkdir(exist_ok=True)
-
     # --- reading -----------------------------------------------------------------------------
 
     def documents(self) -> list[DocumentInfo]:
         rows = self.conn.execute(f"SELECT {mf.DOCUMENT_COLUMNS} FROM documents ORDER BY ingested_at, id")
-        return [_doc(r) for r in rows]
+        return [document_info(r) for r in rows]
 
     def document(self, id_or_prefix: str) -> DocumentInfo:
         """A document by full id or by a unique prefix of at least 4 characters (git-like)."""
@@ -625,7 +345,7 @@ class Archive:
             raise NotFound(f"no document {id_or_prefix!r} in the archive (ids are hexadecimal)")
         row = self.conn.execute(f"SELECT {mf.DOCUMENT_COLUMNS} FROM documents WHERE id = ?", (key,)).fetchone()
         if row:
-            return _doc(row)
+            return document_info(row)
         rows = self.conn.execute(
             f"SELECT {mf.DOCUMENT_COLUMNS} FROM documents WHERE id GLOB ? ORDER BY id LIMIT 6", (key + "*",)
         ).fetchall()
@@ -636,13 +356,13 @@ class Archive:
             raise ArchiveError(
                 f"document id prefix {id_or_prefix!r} is ambiguous: it matches {shown}; give more characters"
             )
-        return _doc(rows[0])
+        return document_info(rows[0])
 
     def find_by_hash(self, content_sha256: str) -> DocumentInfo | None:
         row = self.conn.execute(
             f"SELECT {mf.DOCUMENT_COLUMNS} FROM documents WHERE content_sha256 = ?", (content_sha256.lower(),)
         ).fetchone()
-        return _doc(row) if row else None
+        return document_info(row) if row else None
 
     def find_by_source(self, source: str) -> DocumentInfo | None:
         """The most recently ingested document from `source` (see documents_by_source for all)."""
@@ -650,225 +370,75 @@ class Archive:
             f"SELECT {mf.DOCUMENT_COLUMNS} FROM documents WHERE source = ? ORDER BY ingested_at DESC, id DESC LIMIT 1",
             (source,),
         ).fetchone()
-        return _doc(row) if row else None
+        return document_info(row) if row else None
 
     def documents_by_source(self, source: str) -> list[DocumentInfo]:
         """All documents from one source (a chat export yields one document per conversation)."""
         rows = self.conn.execute(
             f"SELECT {mf.DOCUMENT_COLUMNS} FROM documents WHERE source = ? ORDER BY ingested_at, id", (source,)
         )
-        return [_doc(r) for r in rows]
+        return [document_info(r) for r in rows]
 
     def passages(self, doc_id: str) -> list[PassageInfo]:
         doc = self.document(doc_id)
         rows = self.conn.execute(mf.PASSAGE_QUERY + " WHERE p.doc_id = ? ORDER BY p.idx", (doc.id,))
-        return [_passage(r) for r in rows]
+        return [passage_info(r) for r in rows]
 
     def passage(self, passage_id: int) -> PassageInfo:
         row = self.conn.execute(mf.PASSAGE_QUERY + " WHERE p.id = ?", (int(passage_id),)).fetchone()
         if not row:
             raise NotFound(f"no passage {passage_id} in the archive")
-        return _passage(row)
+        return passage_info(row)
 
     def all_passages(self) -> list[PassageInfo]:
         """Every passage, ordered by document ingestion then index (for building search indexes)."""
         rows = self.conn.execute(
             mf.PASSAGE_QUERY + " JOIN documents d ON d.id = p.doc_id ORDER BY d.ingested_at, d.id, p.idx"
         )
-        return [_passage(r) for r in rows]
+        return [passage_info(r) for r in rows]
 
     def source_text(self, passage_id: int) -> str | None:
-        """The stored original text of a passage, or None in a pure-memory archive. The bytes
-        are checked against the passage's recorded sha256: damaged text is never returned."""
-        row = self.conn.execute(
-            "SELECT p.id, s.zstd, p.text_sha256, p.doc_id, p.idx, d.source FROM passages p "
-            "LEFT JOIN sources s ON s.passage_id = p.id LEFT JOIN documents d ON d.id = p.doc_id WHERE p.id = ?",
-            (int(passage_id),),
-        ).fetchone()
-        if not row:
-            raise NotFound(f"no passage {passage_id} in the archive")
-        if row[1] is None:
-            return None
-        damaged = (f"stored source of passage {passage_id} (document {row[3]} passage {row[4]}, from {row[5]}) "
-                   "is damaged ({}); run `r3mem verify --repair`")
-        try:
-            raw = zstandard.ZstdDecompressor().decompress(row[1], max_output_size=MAX_SOURCE_BYTES)
-            if hashlib.sha256(raw).hexdigest() != row[2]:
-                raise ArchiveError(damaged.format("checksum mismatch"))
-            return raw.decode("utf-8")
-        except (zstandard.ZstdError, UnicodeDecodeError) as e:
-            raise ArchiveError(damaged.format(e)) from None
+        """The stored original text of a passage (checked against its sha256), or None in a
+        pure-memory archive."""
+        return texts.source_text(self.conn, passage_id)
 
-    def keyword_search(
-        self, query: str, *, top_k: int = 10, wanted: "PassageFilter | None" = None
-    ) -> list[tuple[PassageInfo, float]]:
-        """Passages ranked by BM25 over their kept text (FTS5), best first; score = -bm25 > 0.
+    def passage_filter(self, *, doc=None, kind=None, since=None, until=None, speaker=None) -> search.PassageFilter:
+        """Validated search filters (search.passage_filter); `doc` is an id or a unique prefix."""
+        return search.passage_filter(doc_id=self.document(doc).id if doc is not None else None, kind=kind,
+                                     since=since, until=until, speaker=speaker)
 
-        `query` is free text: every word becomes a quoted FTS5 term and the terms are OR-ed, so
-        no FTS5 syntax in it can reach the parser. `wanted` (from passage_filter) limits the
-        passages, as it does for memory_search.
-        """
-        from r3mem_cli.errors import R3memError
-
+    def keyword_search(self, query: str, *, top_k: int = 10,
+                       wanted: search.PassageFilter | None = None) -> list[tuple[PassageInfo, float]]:
+        """Passages ranked by BM25 over their kept text, best first (search.keyword_search)."""
         if not self.keep_source:
             raise R3memError("keyword search needs kept sources; this archive is pure memory")
-        wanted = wanted or PassageFilter()
-        if top_k < 1:
-            raise R3memError(f"--top-k must be at least 1 (got {top_k})")
-        match = fts_query(query)
-        if match is None:
-            return []
-        where, args = wanted.where()
-        sql = (
-            "SELECT p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, p.location, m.slots, "
-            "m.sentence_rows, m.state_rows, d.ingested_at, bm25(passages_fts), f.text "
-            "FROM passages_fts f JOIN passages p ON p.id = f.rowid JOIN documents d ON d.id = p.doc_id "
-            "LEFT JOIN memory m ON m.passage_id = p.id WHERE passages_fts MATCH ?" + where
-            + " ORDER BY bm25(passages_fts), p.id"
-        )
-        out: list[tuple[PassageInfo, float]] = []
-        try:
-            rows = self.conn.execute(sql, [match, *args]).fetchall()
-        except sqlite3.DatabaseError as e:
-            raise ArchiveError(f"the keyword index is damaged ({e}); run `r3mem verify --repair`") from None
-        for row in rows:
-            info = _passage(row[:9])
-            if wanted.accepts(info, row[9]):
-                # A hit is only as good as its text: the source must pass its checksum and
-                # the index must hold that same text (else the ranking itself is suspect).
-                if self.source_text(info.id) != row[11]:
-                    raise ArchiveError(f"the keyword index entry of passage {info.id} (document {info.doc_id}) "
-                                       "differs from its stored source; run `r3mem verify --repair`")
-                out.append((info, -float(row[10])))
-                if len(out) >= top_k:
-                    break
-        return out
+        return search.keyword_search(self.conn, query, top_k=top_k, wanted=wanted or search.PassageFilter(),
+                                     source_text=self.source_text)
 
-    def passage_filter(self, *, doc=None, kind=None, since=None, until=None, speaker=None) -> "PassageFilter":
-        """Validated search filters: `doc` (id or unique prefix, resolved to one id), `kind`
-        ('document' or 'chat'), `since`/`until` (ISO date or date-time, inclusive; a chat passage
-        is dated by its turns' timestamps, anything else by its document's ingested_at),
-        `speaker` (case-insensitive, one of the chat passage's speakers)."""
-        from r3mem_cli.errors import R3memError
-
-        if kind is not None and kind not in ("document", "chat"):
-            raise R3memError(f"--kind must be 'document' or 'chat' (got {kind!r})")
-        return PassageFilter(
-            doc=self.document(doc).id if doc is not None else None, kind=kind,
-            since=_parse_when(since, "since", end=False) if since else None,
-            until=_parse_when(until, "until", end=True) if until else None,
-            speaker=speaker.casefold() if speaker else None)
-
-    def memory_search(self, query_key: torch.Tensor, *, top_k: int, wanted: "PassageFilter",
+    def memory_search(self, query_key: torch.Tensor, *, top_k: int, wanted: search.PassageFilter,
                       coarse_documents: int | None = None) -> list[tuple[PassageInfo, float]]:
-        """Passages ranked by the best cosine between the query's search key and their sentence
-        keys (whitened by the archive's key statistics, keyspace.py), best first. With
-        `coarse_documents`, documents are ranked by their document-state key first and only the
-        passages of the best ones are compared (coarse to fine: the work grows with the documents
-        kept, not with the whole archive)."""
-        index = self.key_index()
-        if not index.passage_ids.numel():  # nothing ingested with search keys yet
-            return []
-        query = query_key.float().reshape(-1)
-        where, args = wanted.where()
-        allowed: set[int] | None = None
-        if where or wanted.speaker is not None or wanted.since is not None or wanted.until is not None:
-            allowed = {info.id for info, at in self._passages_where(where, args) if wanted.accepts(info, at)}
-        if coarse_documents:
-            docs = self.conn.execute(
-                "SELECT k.doc_id, k.key FROM document_keys k JOIN documents d ON d.id = k.doc_id "
-                "JOIN passages p ON p.doc_id = d.id AND p.idx = 0 WHERE 1=1" + where, args).fetchall()
-            if docs:
-                scores = torch.stack([_key(blob) for _, blob in docs]) @ query
-                best = {docs[i][0] for i in scores.topk(min(coarse_documents, len(docs))).indices.tolist()}
-                inside = {pid for pid, doc in zip(index.passage_ids.tolist(), index.doc_ids) if doc in best}
-                allowed = inside if allowed is None else allowed & inside
-        scores = index.scores(query)
-        if allowed is not None:
-            keep = torch.tensor([pid in allowed for pid in index.passage_ids.tolist()], dtype=torch.bool)
-            scores = scores.masked_fill(~keep, float("-inf"))
-        found = min(top_k, int(torch.isfinite(scores).sum()))
-        if not found:
-            return []
-        top = scores.topk(found)
-        ids = [int(index.passage_ids[i]) for i in top.indices.tolist()]
-        infos = {info.id: info for info, _ in self._passages_where(f" AND p.id IN ({mf.placeholders(len(ids))})", ids)}
-        ranked = [(infos[pid], float(score)) for pid, score in zip(ids, top.values.tolist()) if pid in infos]
-        ranked.sort(key=lambda item: (-item[1], item[0].id))
-        return ranked
-
-    def _passages_where(self, where: str, args: list) -> list[tuple[PassageInfo, str]]:
-        """(passage, its document's ingested_at) for passages matching SQL conditions on p and d."""
-        rows = self.conn.execute(
-            "SELECT p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, p.location, m.slots, m.sentence_rows, "
-            "m.state_rows, d.ingested_at FROM passages p JOIN documents d ON d.id = p.doc_id "
-            "LEFT JOIN memory m ON m.passage_id = p.id WHERE 1=1" + where, args).fetchall()
-        return [(_passage(row[:9]), row[9]) for row in rows]
+        """Passages ranked by their sentence search keys, best first (search.memory_search)."""
+        return search.memory_search(self.conn, self.key_index(), query_key, top_k=top_k, wanted=wanted,
+                                    coarse_documents=coarse_documents)
 
     def key_index(self) -> KeyIndex:
         """Every search key in memory (keyspace.py), rebuilt when the stored keys change: the
         first search after an ingest pays for reading them, later ones only for the product."""
         token = self.conn.execute("SELECT count(*), max(passage_id) FROM search_keys").fetchone()
         if self._key_index is None or self._key_index[0] != token:
-            dims = self.memory_config.get("search_key_dims", 256)
-            rows = [(pid, doc, _key(blob).reshape(-1, dims)) for pid, doc, blob in self.conn.execute(
-                "SELECT k.passage_id, p.doc_id, k.keys FROM search_keys k JOIN passages p ON p.id = k.passage_id "
-                "ORDER BY k.passage_id")]
-            self._key_index = (token, KeyIndex.build(rows))
+            self._key_index = (token, search.load_key_index(self.conn, self.search_key_dims))
         return self._key_index[1]
+
+    @property
+    def search_key_dims(self) -> int:
+        return MemoryConfig.from_dict(self.memory_config).search_key_dims
 
     def has_search_keys(self) -> bool:
         return self.conn.execute("SELECT 1 FROM search_keys LIMIT 1").fetchone() is not None
 
     def load_memory(self, passage_ids: list[int]) -> dict[int, torch.Tensor]:
-        """Memory tensors by passage id, read through memory maps, one open per shard.
-
-        If a concurrent writer compacted a shard away between the manifest query and the file
-        open, the query is retried against the new manifest state.
-        Each shard's sha256 is checked against the manifest the first time this Archive object
-        reads it (a shard is immutable once written), so damaged memory is never returned.
-        """
-        ids = sorted({int(i) for i in passage_ids})
-        verified = self._verified_shards
-        for attempt in range(3):
-            rows = []
-            for chunk in mf.chunked(ids):
-                rows += self.conn.execute(
-                    "SELECT m.passage_id, m.shard, m.tensor, s.sha256 FROM memory m LEFT JOIN shards s "
-                    f"ON s.name = m.shard WHERE m.passage_id IN ({mf.placeholders(len(chunk))})",
-                    chunk,
-                ).fetchall()
-            if len(rows) != len(ids):
-                found = {r[0] for r in rows}
-                missing = [i for i in ids if i not in found]
-                raise NotFound(f"no memory for passage(s) {', '.join(map(str, missing[:10]))} in the archive")
-            by_shard: dict[str, list[tuple[int, str]]] = {}
-            digests: dict[str, str | None] = {}
-            for pid, shard, tensor, digest in rows:
-                by_shard.setdefault(shard, []).append((pid, tensor))
-                digests[shard] = digest
-            out: dict[int, torch.Tensor] = {}
-            try:
-                for shard, items in by_shard.items():
-                    if shard not in verified:
-                        if digests[shard] is None or sha256_file(self.shards.path(shard))[0] != digests[shard]:
-                            raise ArchiveError(f"memory shard {self.shards.path(shard)} is damaged (checksum "
-                                               "mismatch); run `r3mem verify --repair`")
-                        verified.add(shard)
-                    got = self.shards.read(shard, [t for _, t in items])
-                    for pid, t in items:  # int8 rows carry their exponent (precision.py)
-                        out[pid] = dequantize_rows(got[t]) if got[t].dtype == torch.int8 else got[t]
-                return out
-            except ArchiveError:
-                raise
-            except Exception as e:  # safetensors raises its own error types, even for a missing file
-                gone = [s for s in by_shard if not self.shards.path(s).is_file()]
-                if not gone:
-                    raise ArchiveError(f"cannot read memory shard ({e}); run `r3mem verify`") from None
-                if attempt == 2:
-                    missing = self.shards.path(gone[0])
-                    raise ArchiveError(f"memory shard {missing} is missing; run `r3mem verify`") from None
-        raise AssertionError("unreachable")
+        """Memory tensors by passage id, each shard checked against its sha256 (memory_store.py)."""
+        return self.memory.load(self.conn, passage_ids)
 
     def residuals(self, passage_ids: list[int]) -> dict[int, tuple[bytes, str]]:
         """Exact-recall codes by passage id (passages without one are left out)."""
@@ -928,21 +498,20 @@ class Archive:
         stored (or repeated within `docs`) is not stored again; its existing entry is returned,
         so re-running an interrupted ingest never creates duplicates.
         """
-        self._require_write("adding documents")
+        self.require_write("adding documents")
         prepared = [self._prepare(d) for d in docs]
         if not prepared:
             return []
-        cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL) if self.keep_source else None
-        int8 = self.settings.get("memory_precision") == "int8"
+        cctx = texts.compressor() if self.keep_source else None
         now = utc_now()
-        written = None
+        shard = None
         try:
             with transaction(self.conn) as c:
                 ids: list[str] = []
                 taken: dict[str, str] = {}  # content hash -> id, within this call
-                tensors: dict[str, torch.Tensor] = {}
-                memory_rows, source_rows, fts_rows, residual_rows, key_rows = [], [], [], [], []
-                for doc, sha, texts in prepared:
+                memories: dict[int, StoredMemory] = {}
+                source_rows, fts_rows = [], []
+                for doc, sha, raws in prepared:
                     existing = taken.get(sha) or c.execute(
                         "SELECT id FROM documents WHERE content_sha256 = ?", (sha,)
                     ).fetchone()
@@ -955,66 +524,63 @@ class Archive:
                     c.execute(
                         "INSERT INTO documents (id, source, kind, title, content_sha256, tokens, passage_count, "
                         "metadata, ingested_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                        (
-                            doc_id,
-                            doc.source,
-                            doc.kind,
-                            doc.title,
-                            sha,
-                            int(doc.tokens),
-                            len(doc.passages),
-                            _json(doc.metadata, "metadata"),
-                            now,
-                        ),
+                        (doc_id, doc.source, doc.kind, doc.title, sha, int(doc.tokens), len(doc.passages),
+                         json_text(doc.metadata, "metadata"), now),
                     )
                     if doc.search_key is not None:
                         c.execute("INSERT INTO document_keys (doc_id, key) VALUES (?,?)",
-                                  (doc_id, _key_blob(doc.search_key)))
-                    for p, raw in zip(doc.passages, texts):
-                        cur = c.execute(
+                                  (doc_id, key_to_blob(doc.search_key)))
+                    for p, raw in zip(doc.passages, raws):
+                        pid = c.execute(
                             "INSERT INTO passages (doc_id, idx, text_sha256, tokens, location) VALUES (?,?,?,?,?)",
-                            (
-                                doc_id,
-                                p.index,
-                                hashlib.sha256(raw).hexdigest(),
-                                int(p.tokens),
-                                _json(p.location, "location"),
-                            ),
-                        )
-                        pid = cur.lastrowid
-                        name = f"p{pid}"
-                        tensors[name] = quantize_rows(p.memory) if int8 else p.memory
-                        memory_rows.append((pid, name, int(p.memory.shape[0]) - p.sentence_rows - p.state_rows,
-                                            int(p.sentence_rows), int(p.state_rows)))
-                        if p.residual is not None:
-                            residual_rows.append((pid, bytes(p.residual), str(p.coder or "")))
-                        if p.search_keys is not None:
-                            key_rows.append((pid, _key_blob(p.search_keys)))
+                            (doc_id, p.index, hashlib.sha256(raw).hexdigest(), int(p.tokens),
+                             json_text(p.location, "location")),
+                        ).lastrowid
+                        memories[pid] = p.memory
                         if cctx is not None:
                             source_rows.append((pid, cctx.compress(raw), len(raw)))
                             fts_rows.append((pid, p.text))
-                if tensors:
-                    written = self.shards.write(tensors)
-                    crashpoint("add.shard_written")
-                    c.execute(
-                        "INSERT INTO shards (name, sha256, bytes, tensors, created_at) VALUES (?,?,?,?,?)",
-                        (written.name, written.sha256, written.bytes, written.tensors, now),
-                    )
-                    c.executemany(
-                        "INSERT INTO memory (passage_id, shard, tensor, slots, sentence_rows, state_rows) "
-                        "VALUES (?,?,?,?,?,?)",
-                        [(pid, written.name, name, *rows) for pid, name, *rows in memory_rows],
-                    )
-                c.executemany("INSERT INTO residuals (passage_id, code, coder) VALUES (?,?,?)", residual_rows)
-                c.executemany("INSERT INTO search_keys (passage_id, keys) VALUES (?,?)", key_rows)
+                if memories:
+                    shard = self.memory.write(c, memories, now, int8=self.settings.int8, stage="add")
                 c.executemany("INSERT INTO sources (passage_id, zstd, raw_bytes) VALUES (?,?,?)", source_rows)
-                c.executemany("INSERT INTO passages_fts (rowid, text) VALUES (?,?)", fts_rows)
+                c.executemany(f"INSERT INTO {mf.FTS_TABLE} (rowid, text) VALUES (?,?)", fts_rows)
         except BaseException:
-            if written is not None:  # the manifest never referenced it
-                self.shards.remove([written.name])
+            if shard is not None:  # the manifest never referenced it
+                self.shards.remove([shard])
             raise
         crashpoint("add.committed")
         return [self.document(i) for i in ids]
+
+    def replace_memory(self, memories: dict[int, StoredMemory], document_keys: dict[str, torch.Tensor | None],
+                       drop_shards: set[str]) -> tuple[str, list[str]]:
+        """New memory for stored passages (`verify --repair`): one new shard, the passages'
+        memory, residual and search-key rows and the documents' keys repointed in one
+        transaction; the shard records in `drop_shards` that no memory row references any more
+        are dropped and their files deleted after the commit. Returns (new shard, shards removed)."""
+        self.require_write("repairing memory")
+        shard, removed = None, []
+        try:
+            with transaction(self.conn) as c:
+                shard = self.memory.write(c, memories, utc_now(), int8=self.settings.int8, stage="repair")
+                for doc_id, key in document_keys.items():
+                    c.execute("DELETE FROM document_keys WHERE doc_id = ?", (doc_id,))
+                    if key is not None:
+                        c.execute("INSERT INTO document_keys (doc_id, key) VALUES (?,?)", (doc_id, key_to_blob(key)))
+                for name in sorted(drop_shards):
+                    if not c.execute("SELECT 1 FROM memory WHERE shard = ? LIMIT 1", (name,)).fetchone():
+                        c.execute("DELETE FROM shards WHERE name = ?", (name,))
+                        removed.append(name)
+        except BaseException:
+            if shard is not None:  # the manifest never referenced it
+                self.shards.remove([shard])
+            raise
+        self._key_index = None
+        for name in removed:
+            try:
+                self.shards.remove([name])
+            except ValueError:  # not a shard file name: nothing of ours on disk to delete
+                pass
+        return shard, removed
 
     @staticmethod
     def _prepare(doc: NewDocument) -> tuple[NewDocument, str, list[bytes]]:
@@ -1024,23 +590,23 @@ class Archive:
         for name in ("source", "kind", "title"):
             if not isinstance(getattr(doc, name), str):
                 raise TypeError(f"NewDocument.{name} must be a str, got {type(getattr(doc, name)).__name__}")
-        _json(doc.metadata, "metadata")
+        json_text(doc.metadata, "metadata")
         sha = str(doc.content_sha256).lower()
-        if not _HEX64.match(sha):
+        if not SHA256_HEX.match(sha):
             raise ValueError(f"content_sha256 of {doc.source!r} is not a sha256 hex digest")
         indexes = sorted(p.index for p in doc.passages)
         if indexes != list(range(len(doc.passages))):
             raise ValueError(f"passage indexes of {doc.source!r} must be 0..{len(doc.passages) - 1}, each once")
-        texts = []
+        raws = []
         for p in doc.passages:
-            t = p.memory
+            t = p.memory.memory if isinstance(p.memory, StoredMemory) else None
             if not isinstance(t, torch.Tensor) or not torch.is_floating_point(t) or t.dim() != 2 or t.shape[0] < 1:
                 raise ValueError(
                     f"memory of passage {p.index} of {doc.source!r} must be a float tensor [slots, D] with slots >= 1"
                 )
-            _json(p.location, "location")
-            texts.append(p.text.encode("utf-8"))
-        return doc, sha, texts
+            json_text(p.location, "location")
+            raws.append(p.text.encode("utf-8"))
+        return doc, sha, raws
 
     def _new_id(self, content_sha256: str) -> str:
         """First 8 hex chars of the content hash; 10, 12, ... on a collision with another document."""
@@ -1054,7 +620,7 @@ class Archive:
 
     def record_run(self, started_at, finished_at, added: int, unchanged: int, errors: int) -> None:
         """Record one ingest run (the CLI calls this once per `r3mem ingest`)."""
-        self._require_write("recording an ingest run")
+        self.require_write("recording an ingest run")
         iso = lambda t: t.isoformat() if hasattr(t, "isoformat") else (None if t is None else str(t))  # noqa: E731
         with transaction(self.conn) as c:
             c.execute(
@@ -1070,11 +636,11 @@ class Archive:
         committed with the deletion, so if the process dies before the bytes are gone the next
         write-open finishes the job.
         """
-        self._require_write("forgetting documents")
+        self.require_write("forgetting documents")
         resolved = list(dict.fromkeys(self.document(i).id for i in doc_ids))
         if not resolved:
             return []
-        learned = self._adapter_trained_on() & {self.document(i).content_sha256 for i in resolved}
+        learned = self.adapters.trained_on(self.conn) & {self.document(i).content_sha256 for i in resolved}
         with transaction(self.conn) as c:
             if learned:  # derived state that forget cannot remove: flagged for the user
                 mf.write_info(c, {ADAPTER_FLAG: utc_now()})
@@ -1088,7 +654,7 @@ class Archive:
             # FTS5 keeps deleted terms in its segment b-trees until they are merged; 'optimize'
             # merges everything now, so (with secure_delete + the VACUUM below) no term is left.
             c.execute("INSERT INTO passages_fts (passages_fts) VALUES ('optimize')")
-            mf.write_info(c, {_PENDING_COMPACT: True})
+            mf.write_info(c, {PENDING_COMPACT: True})
         crashpoint("forget.deleted")
         self._finish_forget()
         return resolved
@@ -1105,139 +671,19 @@ class Archive:
             crashpoint("forget.checkpointed")
             self._remove_unreferenced_shards()  # old shards compact() kept for a reader
             with transaction(self.conn) as c:
-                mf.delete_info(c, _PENDING_COMPACT)
+                mf.delete_info(c, PENDING_COMPACT)
             mf.checkpoint(self.conn)
 
     def compact(self) -> dict:
-        """Rewrite shards holding dead tensors, and merge small shards, into new shard(s).
-
-        New shards are written and the manifest repointed in one transaction before any old
-        shard is deleted, so a crash at any point leaves a readable archive.
-        """
-        self._require_write("compacting")
-        c = self.conn
-        shards = c.execute(
-            "SELECT s.name, s.bytes, s.tensors, COUNT(m.passage_id) FROM shards s "
-            "LEFT JOIN memory m ON m.shard = s.name GROUP BY s.name ORDER BY s.created_at, s.name"
-        ).fetchall()
-        bytes_before = sum(r[1] for r in shards)
-        empty = [r[0] for r in shards if r[3] == 0]
-        dirty = [r[0] for r in shards if 0 < r[3] < r[2]]
-        small = [r[0] for r in shards if r[3] == r[2] and r[1] < SMALL_SHARD_BYTES]
-        rewrite = dirty + (small if len(small) + len(dirty) > 1 else [])
-        dead = sum(r[2] - r[3] for r in shards)
-
-        gone = rewrite + empty
-        if not gone:
-            return {
-                "shards_before": len(shards), "shards_after": len(shards), "bytes_before": bytes_before,
-                "bytes_after": bytes_before, "rewritten": 0, "removed": 0, "dead_tensors": dead,
-            }
-        new_records = []
-        moves: list[tuple[str, int]] = []  # (new shard, passage id)
-        try:
-            batch: dict[str, torch.Tensor] = {}
-            owners: dict[str, int] = {}
-            size = 0
-
-            def flush():
-                rec = self.shards.write(batch)
-                new_records.append(rec)
-                moves.extend((rec.name, owners[k]) for k in batch)
-
-            for name in rewrite:
-                live = c.execute(
-                    "SELECT passage_id, tensor FROM memory WHERE shard = ? ORDER BY passage_id", (name,)
-                ).fetchall()
-                try:
-                    got = self.shards.read(name, [t for _, t in live])
-                except Exception as e:  # safetensors' own error types
-                    raise ArchiveError(
-                        f"cannot compact: shard {self.shards.path(name)} is unreadable ({e}); run `r3mem verify`"
-                    ) from None
-                for pid, k in live:
-                    batch[k], owners[k] = got[k], pid
-                    size += got[k].numel() * got[k].element_size()
-                    if size >= COMPACT_SHARD_BYTES:
-                        flush()
-                        batch, owners, size = {}, {}, 0
-            if batch:
-                flush()
-            crashpoint("compact.written")
-            now = utc_now()
-            with transaction(c):
-                c.executemany(
-                    "INSERT INTO shards (name, sha256, bytes, tensors, created_at) VALUES (?,?,?,?,?)",
-                    [(r.name, r.sha256, r.bytes, r.tensors, now) for r in new_records],
-                )
-                c.executemany("UPDATE memory SET shard = ? WHERE passage_id = ?", moves)
-                c.executemany("DELETE FROM shards WHERE name = ?", [(n,) for n in gone])
-        except BaseException:
-            self.shards.remove([r.name for r in new_records])
-            raise
-        crashpoint("compact.repointed")
-        if self._readers_gone():  # else a reader's snapshot may still name them: _finish_forget / next open
-            self.shards.remove(gone)
-        bytes_after = c.execute("SELECT COALESCE(SUM(bytes), 0) FROM shards").fetchone()[0]
-        return {
-            "shards_before": len(shards),
-            "shards_after": len(shards) - len(gone) + len(new_records),
-            "bytes_before": bytes_before,
-            "bytes_after": bytes_after,
-            "rewritten": len(rewrite),
-            "removed": len(gone),
-            "dead_tensors": dead,
-        }
+        """Rewrite shards holding dead tensors, and merge small shards (memory_store.py)."""
+        self.require_write("compacting")
+        return self.memory.compact(self.conn, self._readers_gone)
 
     def install_adapter(self, src_dir) -> dict:
-        """Copy the files of `src_dir` in as the archive's adapter, replacing the old one.
-
-        Copy to `.adapter-new` (fsynced), swap by renames, then record checksums; an interrupted
-        install is rolled back or finished by the next write-open (see _recover_adapter).
-        """
-        self._require_write("installing an adapter")
-        new, old = self.root / _ADAPTER_NEW, self.root / _ADAPTER_OLD
-        _rmtree(new)
-        new.mkdir()
-        records = _copy_adapter(src_dir, new, self.vault)
-        _rmtree(old)
-        if self.adapter_dir.exists():
-            os.rename(self.adapter_dir, old)
-        else:
-            old.mkdir()  # marks an install in progress for _recover_adapter
-        crashpoint("adapter.old_moved")
-        os.rename(new, self.adapter_dir)
-        fsync_dir(self.root)
-        crashpoint("adapter.swapped")
-        now = utc_now()
-        try:
-            with transaction(self.conn) as c:
-                c.execute("DELETE FROM files WHERE name LIKE 'adapter/%'")
-                c.executemany(
-                    "INSERT INTO files (name, sha256, bytes, updated_at) VALUES (?,?,?,?)",
-                    [(f"{ADAPTER_DIR}/{rel}", sha, size, now) for rel, (sha, size) in records.items()],
-                )
-        except BaseException:
-            self._recover_adapter()  # manifest unchanged: put the old folder back
-            raise
-        crashpoint("adapter.recorded")
-        _rmtree(old)
-        fsync_dir(self.root)
-        return {"files": len(records), "bytes": sum(s for _, s in records.values())}
-
-    def _adapter_trained_on(self) -> set[str]:
-        """Content hashes of the documents the installed adapter was trained on (`r3mem train`
-        records them in its config.json), empty when unknown."""
-        from r3mem_cli.model.memory import ADAPTER_CONFIG
-
-        if ADAPTER_CONFIG not in self._adapter_records():
-            return set()
-        try:
-            info = json.loads(self.adapter_files([ADAPTER_CONFIG])[ADAPTER_CONFIG])
-        except ValueError:
-            return set()
-        hashes = info.get("trained_on") if isinstance(info, dict) else None
-        return {h for h in hashes if isinstance(h, str)} if isinstance(hashes, list) else set()
+        """Copy the files of `src_dir` in as the archive's adapter, replacing the old one
+        (adapters.AdapterStore.install: atomic, finished or rolled back by the next write-open)."""
+        self.require_write("installing an adapter")
+        return self.adapters.install(self.conn, src_dir)
 
     @property
     def adapter_trained_on_forgotten(self) -> str | None:
@@ -1246,58 +692,21 @@ class Archive:
         return mf.read_info(self.conn).get(ADAPTER_FLAG)
 
     def adapter_files(self, names: list[str] | None = None) -> dict[str, bytes]:
-        """The adapter's files (name -> contents; all, or those in `names`) as the model loads
-        them: each checked against its recorded sha256 first (a damaged adapter is refused, not
-        used), unsealed if the archive is encrypted. Plaintext stays in memory."""
-        out = {}
-        for rel, (sha, size) in sorted(self._adapter_records().items()):
-            if names is not None and rel not in names:
-                continue
-            path = self.adapter_dir / rel
-            try:
-                data = path.read_bytes()
-            except OSError as e:
-                raise ArchiveError(f"cannot read adapter file {path}: {e.strerror or e}; run `r3mem verify --repair`") from None
-            if len(data) != size or hashlib.sha256(data).hexdigest() != sha:
-                raise ArchiveError(f"adapter file {path} is damaged (checksum mismatch); run `r3mem verify --repair`")
-            out[rel] = self.vault.open(data, f"adapter:{rel}", path) if self.vault else data
-        return out
+        """The adapter's files as the model loads them: checked against their recorded sha256,
+        unsealed if the archive is encrypted (adapters.AdapterStore.files)."""
+        return self.adapters.files(self.conn, names)
 
     def damaged_adapter_files(self) -> list[Path]:
-        """Recorded adapter files that are missing or whose bytes no longer match their recorded
-        sha256: a model loaded from them would give silently wrong memory."""
-        bad = []
-        for rel, (sha, size) in sorted(self._adapter_records().items()):
-            path = self.adapter_dir / rel
-            try:
-                if path.is_symlink() or sha256_file(path) != (sha, size):
-                    bad.append(path)
-            except OSError:
-                bad.append(path)
-        return bad
+        """Recorded adapter files that are missing or no longer match their sha256."""
+        return self.adapters.damaged(self.conn)
+
+    def adapter_records(self) -> dict[str, tuple[str, int]]:
+        """name -> (sha256, bytes) of every adapter file the manifest records."""
+        return self.adapters.records(self.conn)
 
     # --- checking ----------------------------------------------------------------------------
 
     def verify(self) -> list[Problem]:
         """Check everything that can be checked; an empty list means the archive is sound.
         See verify.py for the list of checks."""
-        from .verify import verify_archive
-
         return verify_archive(self)
-
-    # --- transfer ----------------------------------------------------------------------------
-
-    def export(self, file, *, compress: bool | None = None) -> dict:
-        """Write the whole archive as ONE portable tar file (zstd-compressed when `compress`, or
-        by default when the file name ends in .zst). See transfer.py."""
-        from .transfer import export_archive
-
-        return export_archive(self, file, compress=compress)
-
-    @classmethod
-    def import_(cls, file, root) -> "Archive":
-        """Validate an export and unpack it as a new archive at `root`; returns it opened read-only."""
-        from .transfer import import_archive
-
-        import_archive(file, root)
-        return cls.open(root)

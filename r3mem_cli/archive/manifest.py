@@ -18,6 +18,8 @@ from urllib.request import pathname2url
 
 from r3mem_cli.errors import ArchiveError, ManifestDamaged
 
+from .texts import MAX_SOURCE_BYTES
+
 MANIFEST_NAME = "manifest.sqlite"
 SEALED_MANIFEST_NAME = "manifest.sqlite.sealed"  # an encrypted archive's manifest (see crypto.py)
 BUSY_TIMEOUT_MS = 30_000
@@ -104,7 +106,8 @@ def _m0002_files(conn: sqlite3.Connection) -> None:
     )
 
 
-FTS_MAX_SOURCE_BYTES = 1 << 30  # same cap as Archive.MAX_SOURCE_BYTES (a corrupt blob never inflates past it)
+FTS_TABLE = "passages_fts"
+FTS_SHADOWS = ("data", "idx", "content", "docsize", "config")  # FTS5's own tables
 
 
 def _m0003_fts(conn: sqlite3.Connection) -> None:
@@ -125,7 +128,7 @@ def _m0003_fts(conn: sqlite3.Connection) -> None:
     rows = conn.execute("SELECT passage_id, zstd FROM sources ORDER BY passage_id").fetchall()
     for pid, blob in rows:
         try:
-            text = dctx.decompress(blob, max_output_size=FTS_MAX_SOURCE_BYTES).decode("utf-8")
+            text = dctx.decompress(blob, max_output_size=MAX_SOURCE_BYTES).decode("utf-8")
         except (zstandard.ZstdError, UnicodeDecodeError):
             continue  # a damaged source is verify's business; it simply is not searchable
         conn.execute("INSERT INTO passages_fts (rowid, text) VALUES (?, ?)", (pid, text))

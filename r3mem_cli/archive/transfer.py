@@ -7,7 +7,7 @@ snapshot (backup API, not a copy of a live WAL database), the shards and the ada
 An export file is untrusted input on import: member names are matched against a short allow-list,
 only regular files are accepted, sizes are bounded and declared up front, every byte is checked
 against MANIFEST.json, members are written by our own code (never `tar.extract`), the SQLite
-schema must equal what our migrations produce, and the unpacked archive must pass verify() —
+schema must equal what our migrations produce, and the unpacked archive must pass verify_archive() —
 all in a temp folder beside the target, which is renamed into place only at the very end.
 """
 
@@ -30,14 +30,16 @@ from pathlib import Path, PurePosixPath
 
 import zstandard
 
+from r3mem_cli.durable import crashpoint, fsync_dir, sha256_file, sha256_fileobj
 from r3mem_cli.errors import ArchiveError, R3memError
 
 from . import manifest as mf
-from r3mem_cli.durable import crashpoint, fsync_dir, sha256_file, sha256_fileobj
+from .archive import Archive
 from .crypto import HEADER_NAME, Vault, WrongPassphrase
 from .lock import active_writer_pid
 from .manifest import MANIFEST_NAME, SEALED_MANIFEST_NAME
 from .shards import SHARD_RE
+from .verify import verify_archive
 
 FORMAT = "r3mem-archive-export"
 FORMAT_VERSION = 1
@@ -113,7 +115,7 @@ def _snapshot(archive, dest: Path):
 
 def export_archive(archive, file, *, compress: bool | None = None) -> dict:
     """Write `archive` to `file` (a path, written atomically, or a binary file object)."""
-    if archive._conn is None:
+    if archive.closed:
         raise ArchiveError(f"archive {archive.root} is closed")
     is_path = isinstance(file, (str, os.PathLike))
     if compress is None:
@@ -250,8 +252,6 @@ def _open_stream(file):
 
 
 def _check_target(root: Path) -> None:
-    from .archive import Archive
-
     if Archive.exists(root):
         with Archive.open(root) as a:
             if a.conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]:
@@ -260,10 +260,13 @@ def _check_target(root: Path) -> None:
         raise ArchiveError(f"{root} exists and is not an empty folder or archive; import into a new folder")
 
 
-def import_archive(file, root) -> Path:
-    """Unpack export `file` into a new archive at `root` (see the module docstring)."""
-    from .archive import Archive
+def import_archive(file, root) -> Archive:
+    """Unpack export `file` into a new archive at `root` (see the module docstring); returns it
+    opened read-only."""
+    return Archive.open(_unpack(file, root))
 
+
+def _unpack(file, root) -> Path:
     root = Path(root).expanduser().absolute()
     label = file if isinstance(file, (str, os.PathLike)) else "export file"
     _sweep_stale(root)
@@ -357,11 +360,11 @@ def import_archive(file, root) -> Path:
         # Open without crash cleanup: an unreferenced file in the export must be reported by
         # verify, not silently deleted.
         try:
-            a = Archive._open(tmp, write=True, cleanup=False, vault=vault)
+            a = Archive.open(tmp, write=True, recover=False, vault=vault)
         except ArchiveError as e:
             raise _bad(label, str(e)) from None
         try:
-            problems = a.verify()
+            problems = verify_archive(a)
         finally:
             a.close()
         if problems:
@@ -482,8 +485,6 @@ def _check_schema(label, connect) -> None:
 
 def _swap_in(tmp: Path, root: Path) -> None:
     """Rename the checked archive into place; an existing empty archive is replaced under its lock."""
-    from .archive import Archive
-
     if not Archive.exists(root):
         if root.exists():
             root.rmdir()  # empty folder (checked before)

@@ -1,4 +1,4 @@
-"""`Archive.verify()`: every check that can be made without the model.
+"""`verify_archive(archive)` (and `Archive.verify()`): every check that can be made without the model.
 
 - SQLite: PRAGMA integrity_check and foreign_key_check; the schema version and the exact schema
   objects that the migrations produce (no stray triggers or altered tables).
@@ -28,22 +28,22 @@ tensors between our query and the file read).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import struct
 from pathlib import Path
 from urllib.request import pathname2url
 
-import zstandard
-
+from r3mem_cli.durable import sha256_file
 from r3mem_cli.errors import ArchiveError
 
 from . import manifest as mf
-from .archive import _HEX64, ADAPTER_DIR, MAX_SOURCE_BYTES, Problem, _adapter_name_ok, _list_files
+from .adapters import ADAPTER_DIR, adapter_name_ok
+from .files import list_files
+from .records import SHA256_HEX, Problem
+from .texts import checked_sources
 from .lock import active_writer_pid
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, transaction
-from r3mem_cli.durable import sha256_file
 
 
 def verify_archive(a) -> list[Problem]:
@@ -127,38 +127,13 @@ def _check_documents(a, c, db, add) -> dict[int, str | None]:
     elif c.execute("SELECT COUNT(*) FROM sources").fetchone()[0]:
         add("source", db, "a pure-memory archive (keep_source=false) holds source rows")
     kept: dict[int, str | None] = {}
-    for pid, text, where in _sources(c):
+    for pid, text, where in checked_sources(c):
         kept[pid] = text
         if text is None:
             add("source", db, f"stored source of passage {pid} {where}")
     return kept
 
 
-def _sources(c):
-    """(passage id, text or None, what is wrong + which document and file) for every stored
-    source; text is None when the blob does not decompress to the recorded sha256."""
-    dctx = zstandard.ZstdDecompressor()
-    for pid, blob, raw_bytes, want, doc_id, idx, source in c.execute(
-        "SELECT s.passage_id, s.zstd, s.raw_bytes, p.text_sha256, p.doc_id, p.idx, d.source FROM sources s "
-        "JOIN passages p ON p.id = s.passage_id LEFT JOIN documents d ON d.id = p.doc_id ORDER BY s.passage_id"
-    ):
-        of = f"(document {doc_id} passage {idx}, from {source})"
-        try:
-            raw = dctx.decompress(blob, max_output_size=MAX_SOURCE_BYTES)
-        except zstandard.ZstdError as e:
-            yield pid, None, f"does not decompress {of}: {e}"
-            continue
-        if hashlib.sha256(raw).hexdigest() != want or len(raw) != raw_bytes:
-            yield pid, None, f"does not match its recorded sha256 {of}"
-            continue
-        try:
-            yield pid, raw.decode("utf-8"), of
-        except UnicodeDecodeError as e:
-            yield pid, None, f"is not UTF-8 {of}: {e}"
-
-
-FTS_TABLE = "passages_fts"
-FTS_SHADOWS = ("data", "idx", "content", "docsize", "config")
 
 
 def _check_rows(a, c, db, add) -> None:
@@ -166,14 +141,14 @@ def _check_rows(a, c, db, add) -> None:
     for doc_id, sha, metadata, kind in c.execute("SELECT id, content_sha256, metadata, kind FROM documents"):
         if kind not in ("document", "chat"):
             add("document", db, f"document {doc_id}: kind {kind!r} is neither document nor chat (damaged row)")
-        if not (isinstance(sha, str) and _HEX64.match(sha) and isinstance(doc_id, str) and sha.startswith(doc_id)):
+        if not (isinstance(sha, str) and SHA256_HEX.match(sha) and isinstance(doc_id, str) and sha.startswith(doc_id)):
             add("document", db, f"document {doc_id!r}: its id is not a prefix of its content hash (damaged row)")
         if not _json_ok(metadata):
             add("document", db, f"document {doc_id}: metadata is not valid JSON (damaged row)")
     for pid, doc_id, sha, location, tokens in c.execute(
         "SELECT id, doc_id, text_sha256, location, tokens FROM passages"
     ):
-        if not (isinstance(sha, str) and _HEX64.match(sha)):
+        if not (isinstance(sha, str) and SHA256_HEX.match(sha)):
             add("passage", db, f"passage {pid} (document {doc_id}): text_sha256 is not a sha256 (damaged row)")
         if not _json_ok(location):
             add("passage", db, f"passage {pid} (document {doc_id}): location is not valid JSON (damaged row)")
@@ -187,7 +162,7 @@ def _check_rows(a, c, db, add) -> None:
     seq = counters.get("passages", 0)
     if not isinstance(seq, int) or seq < top:
         add("passage", db, f"passage id counter {seq!r} is below the largest passage id {top} (damaged row)")
-    dims = int(a.memory_config.get("search_key_dims", 256))
+    dims = a.search_key_dims
     width = 2 * dims  # float16
     for pid, n in c.execute("SELECT passage_id, length(keys) FROM search_keys"):
         if not isinstance(n, int) or n == 0 or n % width:
@@ -208,7 +183,7 @@ def _json_ok(text) -> bool:
 def _check_fts(a, c, db, add, kept: dict[int, str | None]) -> None:
     """The keyword index holds exactly the text of the stored sources (its structure is checked
     by fts_integrity_error)."""
-    indexed = dict(c.execute(f"SELECT rowid, text FROM {FTS_TABLE}").fetchall())
+    indexed = dict(c.execute(f"SELECT rowid, text FROM {mf.FTS_TABLE}").fetchall())
     for pid in sorted({pid for pid, text in kept.items() if text is not None} - set(indexed)):
         add("fts", db, f"passage {pid} is missing from the keyword index")
     for pid in sorted(set(indexed) - set(kept)):
@@ -228,20 +203,20 @@ def fts_integrity_error(manifest: Path | bytes) -> str | None:
         if isinstance(manifest, bytes):
             conn.deserialize(manifest)
         else:
-            create = mf.table_sql(FTS_TABLE)
+            create = mf.table_sql(mf.FTS_TABLE)
             try:
                 conn.execute(create)
                 conn.execute("ATTACH DATABASE ? AS src", (f"file:{pathname2url(str(manifest.absolute()))}?mode=ro",))
                 conn.execute("BEGIN")
-                for shadow in FTS_SHADOWS:
-                    table = f"{FTS_TABLE}_{shadow}"
+                for shadow in mf.FTS_SHADOWS:
+                    table = f"{mf.FTS_TABLE}_{shadow}"
                     conn.execute(f"DELETE FROM main.{table}")
                     conn.execute(f"INSERT INTO main.{table} SELECT * FROM src.{table}")
                 conn.execute("COMMIT")
                 conn.execute("DETACH DATABASE src")
             except sqlite3.Error as e:
                 return f"cannot copy the index: {e}"
-        conn.execute(f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}) VALUES ('integrity-check')")
+        conn.execute(f"INSERT INTO {mf.FTS_TABLE} ({mf.FTS_TABLE}) VALUES ('integrity-check')")
         return None
     except sqlite3.Error as e:
         return str(e)
@@ -361,7 +336,7 @@ def _check_shards(a, c, add, other_writer: bool) -> None:
 def _check_files(a, c, add) -> None:
     records = {r[0]: r[1:] for r in c.execute("SELECT name, sha256, bytes FROM files")}
     for name, (sha, size) in sorted(records.items()):
-        if not (name.startswith(ADAPTER_DIR + "/") and _adapter_name_ok(name[len(ADAPTER_DIR) + 1 :])):
+        if not (name.startswith(ADAPTER_DIR + "/") and adapter_name_ok(name[len(ADAPTER_DIR) + 1 :])):
             add("file_name", a.manifest_path, f"recorded file name {name!r} is not allowed")
             continue
         path = a.root / name
@@ -372,7 +347,7 @@ def _check_files(a, c, add) -> None:
             continue
         if (have_sha, have_size) != (sha, size):
             add("file_checksum", path, "file's sha256 does not match the manifest (damaged or changed outside r3mem)")
-    for rel in _list_files(a.adapter_dir):
+    for rel in list_files(a.adapter_dir):
         if (a.adapter_dir / rel).is_symlink():
             add("file_unrecorded", a.adapter_dir / rel, "symlink in the adapter folder (only regular files belong)")
         elif f"{ADAPTER_DIR}/{rel}" not in records:

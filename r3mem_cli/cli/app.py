@@ -111,23 +111,20 @@ def init(
     json_out: bool = JsonOption,
 ) -> None:
     """Create an archive (ingest creates a default one when none exists)."""
-    from ..archive import Archive
+    from ..archive import Archive, ArchiveSettings
     from ..pipelines.setup import create_archive
 
     root = _archive_path()
     if Archive.exists(root):
         raise ArchiveError(f"an archive already exists at {root}")
-    settings = {"exact": exact, "refine_steps": refine_steps, "refine_lr": refine_lr}
-    if compression_ratio is not None:
-        settings["compression_ratio"] = compression_ratio
-    if memory_precision is not None:
-        settings["memory_precision"] = memory_precision
+    settings = ArchiveSettings(compression_ratio=compression_ratio, exact=exact, refine_steps=refine_steps,
+                               refine_lr=refine_lr, memory_precision=memory_precision)
     archive, warnings = create_archive(root, model=model, keep_source=not no_keep_source, adapter=adapter,
                                        settings=settings, encrypt=encrypt)
     with archive:
         result = {"archive": str(root), "model": archive.model, "keep_source": archive.keep_source,
                   "encrypted": archive.encrypted,
-                  "memory_config": archive.memory_config, "settings": archive.settings, "warnings": warnings}
+                  "memory_config": archive.memory_config, "settings": archive.settings.to_dict(), "warnings": warnings}
     for warning in warnings:
         say(f"warning: {warning}")
     print_json(result) if json_out else say(f"created archive at {root} (model {model})")
@@ -449,8 +446,10 @@ def export(file: Path = typer.Argument(..., help="File to write (one portable fi
     """Write the whole archive into one portable file."""
     if file.exists():
         raise R3memError(f"{file} already exists; choose another name")
+    from ..archive import export_archive
+
     with _open() as archive:
-        result = archive.export(file)
+        result = export_archive(archive, file)
     print_json({"file": str(file), **result}) if json_out else say(f"exported to {file}")
 
 
@@ -458,12 +457,12 @@ def export(file: Path = typer.Argument(..., help="File to write (one portable fi
 @handles_errors
 def import_archive(file: Path = typer.Argument(..., help="File written by `r3mem export`."), json_out: bool = JsonOption) -> None:
     """Restore an exported archive into --archive (which must be new or empty); verified first."""
-    from ..archive import Archive
+    from ..archive import import_archive as run_import
 
     if not file.is_file():
         raise R3memError(f"{file}: no such file")
     root = _archive_path()
-    with Archive.import_(file, root) as archive:
+    with run_import(file, root) as archive:
         count = len(archive.documents())
     print_json({"archive": str(root), "documents": count}) if json_out else say(f"imported {count} document(s) into {root}")
 

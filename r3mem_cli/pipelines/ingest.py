@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Callable
 
 from ..archive import Archive, NewDocument, NewPassage
-from ..archive.precision import round_rows
 from ..durable import crashpoint
 from ..model.engine import MemoryEngine
 from ..segment.segmenter import Segmenter
 from ..sources import (DEFAULT_MAX_FILE_BYTES, SUPPORTED_SUFFIXES, ReaderError, SourceDocument, iter_inputs,
                        read_path, supported)
+from .compress import compress_for_archive
 
 # Commit when this many passages wait in memory: large shards, bounded loss on a crash.
 # R3MEM_FLUSH_PASSAGES overrides it (tests use tiny batches so that a kill lands between commits).
@@ -114,31 +114,23 @@ def ingest(
     def flush() -> None:
         if not pending:
             return
-        settings = archive.settings
-        exact = settings.get("exact", "none")
-        memories = engine.compress_documents(  # token ids come from the segmenter: tokenised once
-            [[p.token_ids for p in parts] for _, parts in pending], ratio=settings.get("compression_ratio"),
-            refine_steps=int(settings.get("refine_steps", 200)) if exact == "refine" else 0,
-            refine_lr=float(settings.get("refine_lr", 0.03)), round_memory=round_rows if settings.get("memory_precision") == "int8" else None)
-        coder = engine.coder_tag() if exact == "residual" else None
+        # token ids come from the segmenter: tokenised once
+        compressed = compress_for_archive(engine, archive.settings,
+                                          [[p.token_ids for p in parts] for _, parts in pending])
         batch = []
-        for (document, parts), levels in zip(pending, memories):
-            new_passages = []
-            for index, (part, level) in enumerate(zip(parts, levels)):
-                residual = engine.encode_residual(level.memory, part.token_ids) if coder else None
-                if level.refined is not None:
-                    report.refined[0] += level.refined
+        for (document, parts), doc in zip(pending, compressed):
+            for refined in doc.refined:
+                if refined is not None:
+                    report.refined[0] += refined
                     report.refined[1] += 1
-                new_passages.append(NewPassage(index=index, text=part.text, tokens=part.tokens,
-                                               location=document.locate(part.start, part.end),
-                                               memory=level.packed(), sentence_rows=level.sentences.shape[0],
-                                               state_rows=0 if level.state is None else level.state.shape[0],
-                                               residual=residual, coder=coder, search_keys=level.keys))
+            new_passages = [NewPassage(index=index, text=part.text, tokens=part.tokens,
+                                       location=document.locate(part.start, part.end), memory=memory)
+                            for index, (part, memory) in enumerate(zip(parts, doc.passages))]
             metadata = {**document.metadata, **({"part": document.part} if document.part else {})}
             batch.append(NewDocument(source=document.source, kind=document.kind, title=document.title,
                                      content_sha256=document.content_sha256,
                                      tokens=sum(p.tokens for p in parts), metadata=metadata,
-                                     passages=new_passages, search_key=levels[-1].state_key if levels else None))
+                                     passages=new_passages, search_key=doc.search_key))
         for info in archive.add_documents(batch):
             for waiting in awaiting_id.pop(info.content_sha256, []):
                 waiting["id"] = info.id

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..archive import Archive, Problem
-from ..archive.archive import _scan_dir
+from ..archive.files import scan_dir
 from ..archive.crypto import is_encrypted
 from ..archive.manifest import MANIFEST_NAME, SEALED_MANIFEST_NAME
-from ..archive.precision import round_rows
 from ..errors import ManifestDamaged
+from .compress import compress_for_archive
 
 MEMORY_KINDS = ("shard_checksum", "shard_size", "shard_missing", "shard_format", "shard_tensors", "memory",
                 "search_keys")
@@ -109,7 +109,7 @@ def _repair(a: Archive, report: RepairReport, make_engine) -> None:
     damaged = a.damaged_adapter_files()
     if damaged:
         shipped = engine_module.shipped_adapter(a.model)
-        if shipped is not None and _scan_dir(Path(shipped)) == a._adapter_records():
+        if shipped is not None and scan_dir(Path(shipped)) == a.adapter_records():
             a.install_adapter(shipped)
             for path in damaged:
                 report.repaired.append({"kind": "adapter", "path": str(path),
@@ -220,24 +220,10 @@ def _shard_paths(a: Archive, bad_shards: set[str], passages) -> str | None:
 
 
 def _recompress(a: Archive, engine, documents, texts: dict[int, str], bad_shards: set[str]):
-    """New memory for whole documents, exactly as ingest makes it (same settings)."""
-    from ..archive.repair import RebuiltPassage, replace_memory
-
-    settings = a.settings
-    exact = settings.get("exact", "none")
+    """New memory for whole documents, exactly as ingest makes it (compress.py, same settings)."""
     tokens = [[engine.token_ids(texts[p.id]) for p in passages] for _, passages in documents]
-    levels = engine.compress_documents(
-        tokens, ratio=settings.get("compression_ratio"),
-        refine_steps=int(settings.get("refine_steps", 200)) if exact == "refine" else 0,
-        refine_lr=float(settings.get("refine_lr", 0.03)), round_memory=round_rows if settings.get("memory_precision") == "int8" else None)
-    coder = engine.coder_tag() if exact == "residual" else None
-    rebuilt, keys = [], {}
-    for (doc, passages), doc_levels, doc_tokens in zip(documents, levels, tokens):
-        for info, level, ids in zip(passages, doc_levels, doc_tokens):
-            rebuilt.append(RebuiltPassage(
-                passage_id=info.id, memory=level.packed(), sentence_rows=level.sentences.shape[0],
-                state_rows=0 if level.state is None else level.state.shape[0],
-                residual=engine.encode_residual(level.memory, ids) if coder else None, coder=coder,
-                search_keys=level.keys))
-        keys[doc.id] = doc_levels[-1].state_key if doc_levels else None
-    return replace_memory(a, rebuilt, keys, bad_shards)
+    memories, keys = {}, {}
+    for (doc, passages), compressed in zip(documents, compress_for_archive(engine, a.settings, tokens)):
+        memories.update({info.id: memory for info, memory in zip(passages, compressed.passages)})
+        keys[doc.id] = compressed.search_key
+    return a.replace_memory(memories, keys, bad_shards)

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import platformdirs
 
-from ..archive import Archive
-from ..errors import ArchiveError
+from ..archive import Archive, ArchiveSettings
+from ..errors import ArchiveError, BadParameter
 from ..model.engine import fresh_adapter, shipped_adapter
 from ..model.loading import DEFAULT_MODEL
 from ..model.memory import MemoryConfig, read_adapter_config
-from ..archive.precision import PRECISIONS
 
 
 def default_archive_path() -> Path:
@@ -22,33 +21,18 @@ def default_archive_path() -> Path:
     return Path(env) if env else Path(platformdirs.user_data_dir("r3mem")) / "default"
 
 
-EXACT_METHODS = ("none", "refine", "residual")
-# How new archives store memory tokens (archive/precision.py): int8 halves the shards and kept
-# recall similarity at 0.547 vs 0.549 (bench/throughput.py); older archives keep float16, and
-# --exact refine (which tunes float16 values) defaults to float16.
-DEFAULT_MEMORY_PRECISION = "int8"
-
-
 def create_archive(root: Path, *, model: str = DEFAULT_MODEL, keep_source: bool = True,
-                   adapter: Path | None = None, settings: dict | None = None, encrypt: bool = False,
+                   adapter: Path | None = None, settings: ArchiveSettings | None = None, encrypt: bool = False,
                    passphrase: str | None = None) -> tuple[Archive, list[str]]:
     """Create an archive opened for writing; returns it with warnings for the user.
 
     The adapter comes from `adapter` (a folder written by `r3mem train`), else the one shipped
     for the default model, else a fresh untrained one (recall stays poor until trained).
-    `encrypt` seals every archive file (archive/crypto.py).
+    `settings` say how ingest writes memory (default: ArchiveSettings()). `encrypt` seals every
+    archive file (archive/crypto.py).
     """
     warnings: list[str] = []
-    settings = dict(settings or {})
-    if settings.get("exact", "none") not in EXACT_METHODS:
-        raise ArchiveError(f"--exact must be one of {', '.join(EXACT_METHODS)}, not {settings['exact']!r}")
-    settings.setdefault("memory_precision", "float16" if settings.get("exact") == "refine" else DEFAULT_MEMORY_PRECISION)
-    if settings["memory_precision"] not in PRECISIONS:
-        raise ArchiveError(f"--memory-precision must be one of {', '.join(PRECISIONS)}, "
-                           f"not {settings['memory_precision']!r}")
-    if settings["memory_precision"] == "int8" and settings.get("exact") == "refine":
-        raise ArchiveError("--exact refine tunes float16 memory: use it with --memory-precision float16 "
-                           "(--exact residual works with both)")
+    settings = settings or ArchiveSettings()
     temporary = None
     if adapter is None:
         adapter = shipped_adapter(model)
@@ -63,7 +47,7 @@ def create_archive(root: Path, *, model: str = DEFAULT_MODEL, keep_source: bool 
             shutil.rmtree(temporary, ignore_errors=True)
 
 
-def _create(root: Path, model: str, keep_source: bool, adapter: Path, settings: dict, encrypt: bool,
+def _create(root: Path, model: str, keep_source: bool, adapter: Path, settings: ArchiveSettings, encrypt: bool,
             passphrase: str | None) -> Archive:
     try:
         info = read_adapter_config(adapter)
@@ -72,10 +56,10 @@ def _create(root: Path, model: str, keep_source: bool, adapter: Path, settings: 
     if info.get("base_model") not in (None, model):
         raise ArchiveError(f"adapter {adapter} was trained for {info['base_model']}, not {model}")
     memory = MemoryConfig.from_dict(info["memory"])
-    ratio = settings.get("compression_ratio")
-    if ratio is not None and not memory.compression_ratio <= int(ratio) <= memory.max_passage_tokens:
-        raise ArchiveError(f"--compression-ratio {ratio}: this adapter supports {memory.compression_ratio} "
-                           f"to {memory.max_passage_tokens} passage tokens per memory token")
+    ratio = settings.compression_ratio
+    if ratio is not None and not memory.compression_ratio <= ratio <= memory.max_passage_tokens:
+        raise BadParameter("compression_ratio", f"{ratio}: this adapter supports {memory.compression_ratio} "
+                                                f"to {memory.max_passage_tokens} passage tokens per memory token")
     # The adapter goes in before the archive is renamed into place: a kill never leaves an
     # archive without one.
     return Archive.create(root, model=model, keep_source=keep_source, memory_config=info["memory"],

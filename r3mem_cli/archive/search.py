@@ -1,0 +1,214 @@
+"""Finding passages in the manifest: search filters, keyword search (SQLite FTS5, BM25) over kept
+text, and memory search over the stored search keys (keyspace.py). The Archive calls these with
+its manifest connection; pipelines/search.py decides how the two paths are combined."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import torch
+
+from r3mem_cli.errors import ArchiveError, BadParameter
+
+from . import manifest as mf
+from .keyspace import KeyIndex
+from .records import PassageInfo, key_from_blob, passage_info
+
+KINDS = ("document", "chat")
+MAX_QUERY_TERMS = 64
+_WORD = re.compile(r"\w+")
+# The columns of mf.PASSAGE_QUERY plus the document's ingested_at, for passages joined with documents.
+_PASSAGE_COLUMNS = ("p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, p.location, m.slots, m.sentence_rows, "
+                    "m.state_rows, d.ingested_at")
+
+
+def fts_query(text: str) -> str | None:
+    """Free text -> a safe FTS5 query: each word quoted (so AND/OR/NEAR/*/( are plain words),
+    OR-ed together, duplicates dropped; None when the text has no words."""
+    terms = list(dict.fromkeys(w.casefold() for w in _WORD.findall(str(text or ""))))[:MAX_QUERY_TERMS]
+    if not terms:
+        return None
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+def to_utc(value: str) -> datetime | None:
+    """An ISO date or date-time as an aware UTC datetime (no zone = UTC); None if it is not one."""
+    try:
+        moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def parse_when(value: str, name: str, *, end: bool) -> datetime:
+    """`since`/`until`: an ISO date (a whole day: `until` includes all of it) or date-time;
+    one without a zone is read as UTC."""
+    text = str(value).strip()
+    moment = to_utc(text)
+    if moment is None:
+        raise BadParameter(name, f"{value!r} is not an ISO date (YYYY-MM-DD) or date-time")
+    if end and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        moment = moment + timedelta(days=1) - timedelta(microseconds=1)
+    return moment
+
+
+def passage_times(location: dict, ingested_at: str) -> tuple[datetime | None, datetime | None]:
+    """The time span a passage covers: its chat turns' first/last timestamps, else the
+    document's ingestion time."""
+    stamps = location.get("timestamps") if isinstance(location, dict) else None
+    if isinstance(stamps, list) and stamps:
+        got = [to_utc(s) for s in stamps if isinstance(s, str)]
+        got = [g for g in got if g is not None]
+        if got:
+            return min(got), max(got)
+    when = to_utc(ingested_at)
+    return when, when
+
+
+@dataclass
+class PassageFilter:
+    """Which passages a search may return (built by `passage_filter`)."""
+
+    doc: str | None = None
+    kind: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    speaker: str | None = None  # casefolded
+
+    def where(self) -> tuple[str, list]:
+        """SQL conditions on `p` (passages) and `d` (documents), and their arguments."""
+        sql, args = "", []
+        if self.doc is not None:
+            sql, args = sql + " AND p.doc_id = ?", args + [self.doc]
+        if self.kind is not None:
+            sql, args = sql + " AND d.kind = ?", args + [self.kind]
+        return sql, args
+
+    @property
+    def beyond_sql(self) -> bool:
+        """Whether `accepts` has anything to check that `where` does not."""
+        return self.speaker is not None or self.since is not None or self.until is not None
+
+    def accepts(self, info: PassageInfo, ingested_at: str) -> bool:
+        """The filters SQL cannot express: speakers and times inside the provenance JSON."""
+        if self.speaker is not None:
+            names = info.location.get("speakers") or []
+            if not any(isinstance(n, str) and n.casefold() == self.speaker for n in names):
+                return False
+        if self.since is not None or self.until is not None:
+            start, end = passage_times(info.location, ingested_at)
+            if start is None or (self.since is not None and end < self.since) or (
+                    self.until is not None and start > self.until):
+                return False
+        return True
+
+
+def passage_filter(*, doc_id: str | None = None, kind=None, since=None, until=None, speaker=None) -> PassageFilter:
+    """Validated filters: `doc_id` (a resolved document id), `kind` ('document' or 'chat'),
+    `since`/`until` (ISO date or date-time, inclusive; a chat passage is dated by its turns'
+    timestamps, anything else by its document's ingested_at), `speaker` (case-insensitive, one
+    of the chat passage's speakers)."""
+    if kind is not None and kind not in KINDS:
+        raise BadParameter("kind", f"must be 'document' or 'chat' (got {kind!r})")
+    return PassageFilter(
+        doc=doc_id, kind=kind,
+        since=parse_when(since, "since", end=False) if since else None,
+        until=parse_when(until, "until", end=True) if until else None,
+        speaker=speaker.casefold() if speaker else None)
+
+
+def passages_where(conn: sqlite3.Connection, where: str, args: list) -> list[tuple[PassageInfo, str]]:
+    """(passage, its document's ingested_at) for passages matching SQL conditions on p and d."""
+    rows = conn.execute(
+        f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d ON d.id = p.doc_id "
+        "LEFT JOIN memory m ON m.passage_id = p.id WHERE 1=1" + where, args).fetchall()
+    return [(passage_info(row[:9]), row[9]) for row in rows]
+
+
+def keyword_search(conn: sqlite3.Connection, query: str, *, top_k: int, wanted: PassageFilter,
+                   source_text: Callable[[int], str | None]) -> list[tuple[PassageInfo, float]]:
+    """Passages ranked by BM25 over their kept text (FTS5), best first; score = -bm25 > 0.
+
+    `query` is free text: every word becomes a quoted FTS5 term and the terms are OR-ed, so
+    no FTS5 syntax in it can reach the parser. `source_text` gives a passage's checked source:
+    a hit is only returned when the index holds exactly that text.
+    """
+    if top_k < 1:
+        raise BadParameter("top_k", f"must be at least 1 (got {top_k})")
+    match = fts_query(query)
+    if match is None:
+        return []
+    where, args = wanted.where()
+    sql = (
+        f"SELECT {_PASSAGE_COLUMNS}, bm25({mf.FTS_TABLE}), f.text "
+        f"FROM {mf.FTS_TABLE} f JOIN passages p ON p.id = f.rowid JOIN documents d ON d.id = p.doc_id "
+        f"LEFT JOIN memory m ON m.passage_id = p.id WHERE {mf.FTS_TABLE} MATCH ?" + where
+        + f" ORDER BY bm25({mf.FTS_TABLE}), p.id"
+    )
+    out: list[tuple[PassageInfo, float]] = []
+    try:
+        rows = conn.execute(sql, [match, *args]).fetchall()
+    except sqlite3.DatabaseError as e:
+        raise ArchiveError(f"the keyword index is damaged ({e}); run `r3mem verify --repair`") from None
+    for row in rows:
+        info = passage_info(row[:9])
+        if wanted.accepts(info, row[9]):
+            # A hit is only as good as its text: the source must pass its checksum and
+            # the index must hold that same text (else the ranking itself is suspect).
+            if source_text(info.id) != row[11]:
+                raise ArchiveError(f"the keyword index entry of passage {info.id} (document {info.doc_id}) "
+                                   "differs from its stored source; run `r3mem verify --repair`")
+            out.append((info, -float(row[10])))
+            if len(out) >= top_k:
+                break
+    return out
+
+
+def load_key_index(conn: sqlite3.Connection, dims: int) -> KeyIndex:
+    """Every stored sentence search key, as one in-memory index (keyspace.py)."""
+    rows = [(pid, doc, key_from_blob(blob).reshape(-1, dims)) for pid, doc, blob in conn.execute(
+        "SELECT k.passage_id, p.doc_id, k.keys FROM search_keys k JOIN passages p ON p.id = k.passage_id "
+        "ORDER BY k.passage_id")]
+    return KeyIndex.build(rows)
+
+
+def memory_search(conn: sqlite3.Connection, index: KeyIndex, query_key: torch.Tensor, *, top_k: int,
+                  wanted: PassageFilter, coarse_documents: int | None = None) -> list[tuple[PassageInfo, float]]:
+    """Passages ranked by the best cosine between the query's search key and their sentence
+    keys (whitened by the archive's key statistics, keyspace.py), best first. With
+    `coarse_documents`, documents are ranked by their document-state key first and only the
+    passages of the best ones are compared (coarse to fine: the work grows with the documents
+    kept, not with the whole archive)."""
+    if not index.passage_ids.numel():  # nothing ingested with search keys yet
+        return []
+    query = query_key.float().reshape(-1)
+    where, args = wanted.where()
+    allowed: set[int] | None = None
+    if where or wanted.beyond_sql:
+        allowed = {info.id for info, at in passages_where(conn, where, args) if wanted.accepts(info, at)}
+    if coarse_documents:
+        docs = conn.execute(
+            "SELECT k.doc_id, k.key FROM document_keys k JOIN documents d ON d.id = k.doc_id "
+            "JOIN passages p ON p.doc_id = d.id AND p.idx = 0 WHERE 1=1" + where, args).fetchall()
+        if docs:
+            scores = torch.stack([key_from_blob(blob) for _, blob in docs]) @ query
+            best = {docs[i][0] for i in scores.topk(min(coarse_documents, len(docs))).indices.tolist()}
+            inside = {pid for pid, doc in zip(index.passage_ids.tolist(), index.doc_ids) if doc in best}
+            allowed = inside if allowed is None else allowed & inside
+    scores = index.scores(query)
+    if allowed is not None:
+        keep = torch.tensor([pid in allowed for pid in index.passage_ids.tolist()], dtype=torch.bool)
+        scores = scores.masked_fill(~keep, float("-inf"))
+    found = min(top_k, int(torch.isfinite(scores).sum()))
+    if not found:
+        return []
+    top = scores.topk(found)
+    ids = [int(index.passage_ids[i]) for i in top.indices.tolist()]
+    infos = {info.id: info for info, _ in passages_where(conn, f" AND p.id IN ({mf.placeholders(len(ids))})", ids)}
+    ranked = [(infos[pid], float(score)) for pid, score in zip(ids, top.values.tolist()) if pid in infos]
+    ranked.sort(key=lambda item: (-item[1], item[0].id))
+    return ranked

@@ -1,0 +1,79 @@
+"""How ingest writes memory into one archive: chosen at `init`, stored in the manifest, read by
+ingest and `verify --repair` so that every passage of an archive is made the same way."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from r3mem_cli.errors import BadParameter
+
+from .precision import PRECISIONS
+
+EXACT_METHODS = ("none", "refine", "residual")
+
+
+@dataclass
+class ArchiveSettings:
+    """Every per-archive knob, with its default; saved as JSON in the manifest's archive_info."""
+
+    compression_ratio: int | None = field(default=None, metadata={
+        "help": "passage tokens per memory token (fewer memory tokens per passage); None = the adapter's own, "
+                "its densest"})
+    exact: str = field(default="none", metadata={
+        "help": "exact recall from memory: none; refine (optimise each passage's memory at ingest until greedy "
+                "expansion reproduces it); residual (store an arithmetic code of the passage under the expand "
+                "direction)"})
+    refine_steps: int = field(default=200, metadata={"help": "at most this many optimiser steps per passage "
+                                                             "with exact=refine"})
+    refine_lr: float = field(default=0.03, metadata={"help": "learning rate of refinement"})
+    memory_precision: str | None = field(default=None, metadata={
+        "help": "how memory tokens are stored: int8 (one byte a number plus a scale per row) or float16; "
+                "None = int8, or float16 with exact=refine (refinement tunes float16 values)"})
+
+    def __post_init__(self):
+        if self.exact not in EXACT_METHODS:
+            raise BadParameter("exact", f"must be one of {', '.join(EXACT_METHODS)}, not {self.exact!r}")
+        if self.memory_precision is None:
+            self.memory_precision = "float16" if self.exact == "refine" else "int8"
+        if self.memory_precision not in PRECISIONS:
+            raise BadParameter("memory_precision", f"must be one of {', '.join(PRECISIONS)}, "
+                                                   f"not {self.memory_precision!r}")
+        if self.memory_precision == "int8" and self.exact == "refine":
+            raise BadParameter("exact", "refine tunes float16 memory: use it with memory_precision float16 "
+                                        "(residual works with both)")
+        if self.compression_ratio is not None:
+            if isinstance(self.compression_ratio, bool) or int(self.compression_ratio) != self.compression_ratio \
+                    or self.compression_ratio < 1:
+                raise BadParameter("compression_ratio", f"must be a whole number of at least 1, "
+                                                        f"not {self.compression_ratio!r}")
+            self.compression_ratio = int(self.compression_ratio)
+        if int(self.refine_steps) < 0:
+            raise BadParameter("refine_steps", f"must be at least 0 (got {self.refine_steps})")
+        if not float(self.refine_lr) > 0:
+            raise BadParameter("refine_lr", f"must be above 0 (got {self.refine_lr})")
+        self.refine_steps, self.refine_lr = int(self.refine_steps), float(self.refine_lr)
+
+    @property
+    def int8(self) -> bool:
+        return self.memory_precision == "int8"
+
+    @property
+    def refine(self) -> bool:
+        return self.exact == "refine"
+
+    @property
+    def residual(self) -> bool:
+        return self.exact == "residual"
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "ArchiveSettings":
+        """Settings as an archive's manifest stores them, including archives written by earlier
+        releases: those store only the knobs given at `init`, and before int8 memory existed
+        their memory was float16. Unknown keys are ignored."""
+        data = dict(data or {})
+        data.setdefault("memory_precision", "float16")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_dict(self) -> dict:
+        return asdict(self)

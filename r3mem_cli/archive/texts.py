@@ -1,0 +1,65 @@
+"""Kept source text: each passage's UTF-8 bytes zstd-compressed in the `sources` table, and
+read back only after they match the passage's recorded sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterator
+
+import zstandard
+
+from r3mem_cli.errors import ArchiveError, NotFound
+
+ZSTD_LEVEL = 12
+MAX_SOURCE_BYTES = 1 << 30  # refuse to inflate a stored passage past this (corrupt/hostile blob)
+
+
+def compressor() -> zstandard.ZstdCompressor:
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+
+
+def source_text(conn: sqlite3.Connection, passage_id: int) -> str | None:
+    """The stored original text of a passage, or None when none is kept. The bytes are
+    checked against the passage's recorded sha256: damaged text is never returned."""
+    row = conn.execute(
+        "SELECT p.id, s.zstd, p.text_sha256, p.doc_id, p.idx, d.source FROM passages p "
+        "LEFT JOIN sources s ON s.passage_id = p.id LEFT JOIN documents d ON d.id = p.doc_id WHERE p.id = ?",
+        (int(passage_id),),
+    ).fetchone()
+    if not row:
+        raise NotFound(f"no passage {passage_id} in the archive")
+    if row[1] is None:
+        return None
+    damaged = (f"stored source of passage {passage_id} (document {row[3]} passage {row[4]}, from {row[5]}) "
+               "is damaged ({}); run `r3mem verify --repair`")
+    try:
+        raw = zstandard.ZstdDecompressor().decompress(row[1], max_output_size=MAX_SOURCE_BYTES)
+        if hashlib.sha256(raw).hexdigest() != row[2]:
+            raise ArchiveError(damaged.format("checksum mismatch"))
+        return raw.decode("utf-8")
+    except (zstandard.ZstdError, UnicodeDecodeError) as e:
+        raise ArchiveError(damaged.format(e)) from None
+
+
+def checked_sources(conn: sqlite3.Connection) -> Iterator[tuple[int, str | None, str]]:
+    """(passage id, text or None, what is wrong + which document and file) for every stored
+    source; text is None when the blob does not decompress to the recorded sha256."""
+    dctx = zstandard.ZstdDecompressor()
+    for pid, blob, raw_bytes, want, doc_id, idx, source in conn.execute(
+        "SELECT s.passage_id, s.zstd, s.raw_bytes, p.text_sha256, p.doc_id, p.idx, d.source FROM sources s "
+        "JOIN passages p ON p.id = s.passage_id LEFT JOIN documents d ON d.id = p.doc_id ORDER BY s.passage_id"
+    ):
+        of = f"(document {doc_id} passage {idx}, from {source})"
+        try:
+            raw = dctx.decompress(blob, max_output_size=MAX_SOURCE_BYTES)
+        except zstandard.ZstdError as e:
+            yield pid, None, f"does not decompress {of}: {e}"
+            continue
+        if hashlib.sha256(raw).hexdigest() != want or len(raw) != raw_bytes:
+            yield pid, None, f"does not match its recorded sha256 {of}"
+            continue
+        try:
+            yield pid, raw.decode("utf-8"), of
+        except UnicodeDecodeError as e:
+            yield pid, None, f"is not UTF-8 {of}: {e}"

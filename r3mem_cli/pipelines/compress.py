@@ -1,0 +1,41 @@
+"""The one path from passages' token ids to the memory an archive stores: the engine's compress
+pass under the archive's settings (compression ratio, exact-recall method, precision), then one
+StoredMemory per passage. Ingest and `verify --repair` both go through here, so repaired memory
+is made exactly as ingested memory is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..archive import ArchiveSettings, StoredMemory
+from ..archive.precision import round_rows
+from ..model.engine import MemoryEngine
+
+
+@dataclass
+class CompressedDocument:
+    passages: list[StoredMemory]
+    search_key: torch.Tensor | None  # [K], of the document state
+    refined: list[bool | None]  # per passage with exact=refine: did refinement converge
+
+
+def compress_for_archive(engine: MemoryEngine, settings: ArchiveSettings,
+                         documents: list[list[list[int]]]) -> list[CompressedDocument]:
+    """Token ids per passage per document -> what the archive stores for each passage."""
+    levels = engine.compress_documents(
+        documents, ratio=settings.compression_ratio, refine_steps=settings.refine_steps if settings.refine else 0,
+        refine_lr=settings.refine_lr, round_memory=round_rows if settings.int8 else None)
+    coder = engine.coder_tag() if settings.residual else None
+    out = []
+    for doc_levels, doc_tokens in zip(levels, documents):
+        passages = [
+            StoredMemory(memory=level.packed(), sentence_rows=level.sentences.shape[0],
+                         state_rows=0 if level.state is None else level.state.shape[0],
+                         residual=engine.encode_residual(level.memory, ids) if coder else None, coder=coder,
+                         search_keys=level.keys)
+            for level, ids in zip(doc_levels, doc_tokens)]
+        out.append(CompressedDocument(passages, doc_levels[-1].state_key if doc_levels else None,
+                                      [level.refined for level in doc_levels]))
+    return out
