@@ -1,7 +1,7 @@
 """Crash safety and concurrency (issue 7, docs/decisions/0011).
 
 Crash harness: `forget`, `import`, `ingest` and `train` run in a subprocess that is SIGKILLed,
-either at a named crash point (r3mem_cli/archive/crashpoints.py: R3MEM_CRASHPOINT=name[:N] makes
+either at a named crash point (r3mem_cli/durable.py: R3MEM_CRASHPOINT=name[:N] makes
 the process kill itself there) or at a random moment inside the command's real work. After every
 kill: `verify` is clean (leftover temp files may only show up as notes), whatever is visible is a
 committed state (the state before the command or the state after it, nothing in between), and

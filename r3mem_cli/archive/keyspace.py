@@ -1,11 +1,11 @@
 """Search-key statistics of one archive: whitening, the memory path's IDF.
 
-Stored sentence keys are nearly parallel: on the LoCoMo dev archive their mean has norm 0.92
-(every memory shares one large common component), so a raw cosine mostly measures that
-component. As BM25 weights words by the archive's own statistics (IDF), the memory path weights
-directions by them: subtract the mean key, rotate into the principal directions of what remains,
-drop the strongest few (shared by every memory: speaker style, chat format) and flatten the
-rest so no single direction dominates the cosine. Measured in docs/decisions/0009.
+Stored sentence keys are nearly parallel (every memory shares one large common component:
+docs/decisions/0009 measures it), so a raw cosine mostly measures that component. As BM25
+weights words by the archive's own statistics (IDF), the memory path weights directions by them:
+subtract the mean key, rotate into the principal directions of what remains, drop the strongest
+few (shared by every memory: speaker style, chat format) and flatten the rest so no single
+direction dominates the cosine. Measured in docs/decisions/0009.
 """
 
 from __future__ import annotations
