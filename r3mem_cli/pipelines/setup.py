@@ -52,7 +52,7 @@ def _create(root: Path, model: str, keep_source: bool, adapter: Path, settings: 
     try:
         info = read_adapter_config(adapter)
     except ValueError as exc:
-        raise ArchiveError(f"--adapter {adapter}: {exc}") from exc
+        raise BadParameter("adapter", f"{adapter}: {exc}") from exc
     if info.get("base_model") not in (None, model):
         raise ArchiveError(f"adapter {adapter} was trained for {info['base_model']}, not {model}")
     memory = MemoryConfig.from_dict(info["memory"])

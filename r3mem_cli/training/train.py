@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from ..durable import crashpoint, fsync_dir
-from ..errors import R3memError
+from ..errors import BadParameter, R3memError
 from ..model.loading import DEFAULT_MODEL, load_base_model, resolve_device
 from ..evaluation.metrics import char_similarity
 from ..model.memory import MemoryConfig, MemoryNetwork, load_adapter_weights, pad_batch, read_adapter_config
@@ -224,7 +224,8 @@ def train(
         saved = json.loads((checkpoint / "state.json").read_text())
         memory_config = MemoryConfig.from_dict(read_adapter_config(checkpoint)["memory"])
         if saved["train_config"]["data"] != config.data:
-            raise R3memError(f"{checkpoint} was trained on {saved['train_config']['data']}; use another --output")
+            raise BadParameter("output", f"{checkpoint} was trained on {saved['train_config']['data']}; "
+                                         "use another folder")
         loop_state.update({k: saved[k] for k in loop_state})
     memory_config = memory_config or MemoryConfig()
 
