@@ -87,7 +87,8 @@ class MemoryConfig:
     )
     autocast_bf16: bool = field(
         default=True,
-        metadata={"help": "run matmuls in bfloat16 where the hardware supports it (~2.7x on AVX512-BF16 CPUs)"},
+        metadata={"help": "run matmuls in bfloat16 where the hardware supports it "
+                          "(speed-up measured in docs/decisions/0002)"},
     )
 
     def __post_init__(self):
@@ -314,9 +315,9 @@ class MemoryNetwork(nn.Module):
         """For inference only (the engine calls it; training never does): a second copy of the
         transformer body with the compress LoRA merged into its linear weights, in bfloat16 when
         bf16 autocast applies on this device. Compress and the document recurrence then cost a
-        plain forward instead of one plus the LoRA side paths (ingest +46% measured on the CPU,
-        decision 0010); expand keeps the frozen base. Costs one more body in memory (~330 MB for
-        SmolLM2-135M). Call again after loading new adapter weights."""
+        plain forward instead of one plus the LoRA side paths; expand keeps the frozen base.
+        Costs one more body in memory (speed and memory measured in docs/decisions/0010).
+        Call again after loading new adapter weights."""
         import copy
 
         self._merged_decoder = None
@@ -514,7 +515,7 @@ class MemoryNetwork(nn.Module):
         done = torch.zeros(batch, dtype=torch.bool, device=self.device)
         tokens: list[list[int]] = [[] for _ in range(batch)]
         # No autocast here: for one token per step, casting every weight to bf16 costs more than
-        # the fp32 matmuls it saves (measured 2.3x slower on this CPU).
+        # the fp32 matmuls it saves (measured in docs/decisions/0002).
         with self.lm.disable_adapter():
             for step in range(limit):
                 out = self.lm(
