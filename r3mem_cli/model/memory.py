@@ -19,9 +19,12 @@ come out of one compress pass per passage plus a small recurrent update:
                          "continue" level, the retention objective) the next passage from S_t.
 
 Memory is stored in the per-layer key/value form because it is what the frozen expand side can
-read without learning to (research/method.md; docs/decisions/0002 and 0007). Gradients flow from
-every expand loss through the cached keys and values back into the compress adapter and the
-write embeddings, and through the carry from passage to passage (backpropagation through time).
+read without learning to (research/method.md; docs/decisions/0002 and 0007). That form is one
+class, KeyValueMemory, chosen by MemoryConfig.representation: the rest of the network only asks
+it for its width, for the memory a forward pass wrote, and for a memory as the cache the LM
+reads, so another representation is another class. Gradients flow from every expand loss
+through the cached keys and values back into the compress adapter and the write embeddings, and
+through the carry from passage to passage (backpropagation through time).
 
 Positions make every memory independent of padding and length: passage tokens sit at 0..T-1,
 passage slot j at P+j (P = max_passage_tokens), and everything read after a memory starts at
@@ -76,13 +79,22 @@ class MemoryConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         metadata={"help": "linear layers of the base model that get a LoRA adapter"},
     )
+    representation: str = field(
+        default="kv", metadata={"help": "what a memory token holds, by name in REPRESENTATIONS: kv = the keys "
+                                        "and values of every layer of the base model (KeyValueMemory)"})
     memory_dtype: str = field(
         default="float16", metadata={"help": "dtype memory tokens are stored in (float16, bfloat16, float32)"}
     )
     autocast_bf16: bool = field(
         default=True,
-        metadata={"help": "run matmuls in bfloat16 where the hardware supports it (~2.7x on AVX512-BF16 CPUs)"},
+        metadata={"help": "run matmuls in bfloat16 where the hardware supports it "
+                          "(speed-up measured in docs/decisions/0002)"},
     )
+
+    def __post_init__(self):
+        if self.representation not in REPRESENTATIONS:
+            raise ValueError(f"unknown memory representation {self.representation!r}; "
+                             f"this version knows {', '.join(map(repr, REPRESENTATIONS))}")
 
     @property
     def memory_slots(self) -> int:
@@ -176,10 +188,60 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> dict:
     return {"loss": loss, "correct": correct.detach(), "scored": scored.sum().detach()}
 
 
-def _layer_kv(cache, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if hasattr(cache, "layers"):  # transformers >= 4.56
-        return cache.layers[layer].keys, cache.layers[layer].values
-    return cache.key_cache[layer], cache.value_cache[layer]
+# ------------------------------------------------------- memory representation
+class KeyValueMemory(nn.Module):
+    """A memory token as the frozen LM's own cache entry: every layer's key and value for one
+    position, packed into one row of width = layers x 2 x kv-heads x head-dim.
+
+    This is the network's one seam for what a memory token is; nothing else in this file knows
+    the layout. A representation, chosen by name (MemoryConfig.representation, REPRESENTATIONS),
+    is built from (base model config, MemoryConfig) and has three members:
+      width                      numbers in one memory token (a row of a stored memory tensor);
+      write(output, start, n)    a decoder forward's positions [start, start+n) -> memory
+                                 tokens [B, n, width] (positions count any cache it read first);
+      as_cache(memory)           memory tokens [B, m, width] -> the cache the frozen LM reads.
+    Its parameters, if it has any (this one has none), are saved in the adapter and trained
+    with the memory embeddings."""
+
+    def __init__(self, lm_config, config: MemoryConfig):
+        super().__init__()
+        self.n_layers = lm_config.num_hidden_layers
+        self.n_kv_heads = getattr(lm_config, "num_key_value_heads", None) or lm_config.num_attention_heads
+        self.head_dim = getattr(lm_config, "head_dim", None) or lm_config.hidden_size // lm_config.num_attention_heads
+
+    @property
+    def width(self) -> int:
+        return self.n_layers * 2 * self.n_kv_heads * self.head_dim
+
+    @staticmethod
+    def _layer(cache, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if hasattr(cache, "layers"):  # transformers >= 4.56
+            return cache.layers[layer].keys, cache.layers[layer].values
+        return cache.key_cache[layer], cache.value_cache[layer]
+
+    def write(self, output, start: int, count: int) -> torch.Tensor:
+        """Cache rows [start, start+count) of every layer -> memory tokens [B, count, W]."""
+        per_layer = []
+        for layer in range(self.n_layers):
+            keys, values = self._layer(output.past_key_values, layer)  # [B, kvh, N, hd]
+            per_layer.append(torch.stack([keys[:, :, start:start + count], values[:, :, start:start + count]], dim=1))
+        kv = torch.stack(per_layer, dim=1)  # [B, L, 2, kvh, count, hd]
+        return kv.permute(0, 4, 1, 2, 3, 5).reshape(kv.size(0), count, self.width)
+
+    def as_cache(self, memory: torch.Tensor):
+        """Memory [B, m, W] -> a transformers cache holding it as each layer's keys/values."""
+        from transformers import DynamicCache
+
+        batch, m, _ = memory.shape
+        kv = memory.reshape(batch, m, self.n_layers, 2, self.n_kv_heads, self.head_dim)
+        kv = kv.permute(0, 2, 3, 4, 1, 5)  # [B, L, 2, kvh, m, hd]
+        cache = DynamicCache()
+        for layer in range(self.n_layers):
+            cache.update(kv[:, layer, 0].contiguous(), kv[:, layer, 1].contiguous(), layer)
+        return cache
+
+
+REPRESENTATIONS: dict[str, type[nn.Module]] = {"kv": KeyValueMemory}
 
 
 @dataclass
@@ -202,11 +264,8 @@ class MemoryNetwork(nn.Module):
 
         self.config = config
         self.eos_token_id = eos_token_id
-        lm_config = base_model.config
-        self.n_layers = lm_config.num_hidden_layers
-        self.n_kv_heads = getattr(lm_config, "num_key_value_heads", None) or lm_config.num_attention_heads
-        self.head_dim = getattr(lm_config, "head_dim", None) or lm_config.hidden_size // lm_config.num_attention_heads
-        hidden = lm_config.hidden_size
+        hidden = base_model.config.hidden_size
+        self.representation = REPRESENTATIONS[config.representation](base_model.config, config)
 
         self.lora_config = LoraConfig(
             r=config.lora_r,
@@ -243,11 +302,11 @@ class MemoryNetwork(nn.Module):
 
     @property
     def memory_width(self) -> int:
-        """Numbers in one memory token: keys and values of every layer."""
-        return self.n_layers * 2 * self.n_kv_heads * self.head_dim
+        """Numbers in one memory token (the representation's width)."""
+        return self.representation.width
 
     def _decoder(self):
-        # The transformer body without the LM head: compress needs keys/values only.
+        # The transformer body without the LM head: compress needs no logits.
         if self._merged_decoder is not None:
             return self._merged_decoder
         return self.lm.get_base_model().base_model
@@ -256,9 +315,9 @@ class MemoryNetwork(nn.Module):
         """For inference only (the engine calls it; training never does): a second copy of the
         transformer body with the compress LoRA merged into its linear weights, in bfloat16 when
         bf16 autocast applies on this device. Compress and the document recurrence then cost a
-        plain forward instead of one plus the LoRA side paths (ingest +46% measured on the CPU,
-        decision 0010); expand keeps the frozen base. Costs one more body in memory (~330 MB for
-        SmolLM2-135M). Call again after loading new adapter weights."""
+        plain forward instead of one plus the LoRA side paths; expand keeps the frozen base.
+        Costs one more body in memory (speed and memory measured in docs/decisions/0010).
+        Call again after loading new adapter weights."""
         import copy
 
         self._merged_decoder = None
@@ -272,27 +331,6 @@ class MemoryNetwork(nn.Module):
 
     def _autocast(self):
         return autocast(self.device, self.config.autocast_bf16)
-
-    def _pack(self, cache, start: int, count: int) -> torch.Tensor:
-        """Cache rows [start, start+count) of every layer -> memory tokens [B, count, W]."""
-        per_layer = []
-        for layer in range(self.n_layers):
-            keys, values = _layer_kv(cache, layer)  # [B, kvh, N, hd]
-            per_layer.append(torch.stack([keys[:, :, start:start + count], values[:, :, start:start + count]], dim=1))
-        kv = torch.stack(per_layer, dim=1)  # [B, L, 2, kvh, count, hd]
-        return kv.permute(0, 4, 1, 2, 3, 5).reshape(kv.size(0), count, self.memory_width)
-
-    def _memory_cache(self, memory: torch.Tensor):
-        """Memory [B, m, W] -> a transformers cache holding it as each layer's keys/values."""
-        from transformers import DynamicCache
-
-        batch, m, _ = memory.shape
-        kv = memory.reshape(batch, m, self.n_layers, 2, self.n_kv_heads, self.head_dim)
-        kv = kv.permute(0, 2, 3, 4, 1, 5)  # [B, L, 2, kvh, m, hd]
-        cache = DynamicCache()
-        for layer in range(self.n_layers):
-            cache.update(kv[:, layer, 0].contiguous(), kv[:, layer, 1].contiguous(), layer)
-        return cache
 
     # -------------------------------------------------------------- compress
     def _compress_mask(self, attention_mask: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
@@ -365,9 +403,8 @@ class MemoryNetwork(nn.Module):
                 position_ids=positions.unsqueeze(0).expand(batch, -1),
                 use_cache=True,
             )
-        cache = out.past_key_values
-        memory = self._pack(cache, length, m)
-        sentence_memory = self._pack(cache, length + m, n_sent * ms)
+        memory = self.representation.write(out, length, m)
+        sentence_memory = self.representation.write(out, length + m, n_sent * ms)
         used = torch.tensor([cfg.slots_for(n, ratio) for n in lengths], device=device)
         slot_mask = (torch.arange(m, device=device).unsqueeze(0) < used.unsqueeze(1)).long()
         return Compressed(memory, slot_mask, sentence_memory, sentence_mask.repeat_interleave(ms, dim=1),
@@ -378,7 +415,7 @@ class MemoryNetwork(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One step of the document recurrence (RMT-style): D read slots holding the carried
         state and D write slots read the passage memory P_t as their cache. Returns the new
-        state S_t (the write slots' keys/values [B, D, W], what the expand side reads) and the
+        state S_t (the write slots' memory tokens [B, D, W], what the expand side reads) and the
         new carry (their final hidden states [B, D, d], fed to the next step as read slots).
 
         The carry goes in at the input, not as cached keys/values: a cached key/value of layer l
@@ -396,10 +433,10 @@ class MemoryNetwork(nn.Module):
                 inputs_embeds=inputs,
                 attention_mask=mask,
                 position_ids=positions.unsqueeze(0).expand(batch, -1),
-                past_key_values=self._memory_cache(memory),
+                past_key_values=self.representation.as_cache(memory),
                 use_cache=True,
             )
-        state = self._pack(out.past_key_values, memory.size(1) + d, d)
+        state = self.representation.write(out, memory.size(1) + d, d)
         hidden = out.last_hidden_state[:, d:].float()
         # Final hidden states are normed to a different scale than input embeddings: rescale.
         new_carry = hidden / hidden.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt() * self.embedding_rms
@@ -437,7 +474,7 @@ class MemoryNetwork(nn.Module):
                 inputs_embeds=inputs,
                 attention_mask=mask,
                 position_ids=self._positions(level, batch, 0, length + 1),
-                past_key_values=self._memory_cache(memory),
+                past_key_values=self.representation.as_cache(memory),
                 use_cache=True,
             )
         return out.logits
@@ -472,13 +509,13 @@ class MemoryNetwork(nn.Module):
         """Greedy expand from memory alone; returns token ids per row (without EOS)."""
         batch = memory.size(0)
         limit = max_new_tokens or self.config.max_passage_tokens + 8
-        cache = self._memory_cache(memory)
+        cache = self.representation.as_cache(memory)
         mask = torch.cat([memory_mask, memory_mask.new_ones(batch, 1)], dim=1)
         inputs = {"inputs_embeds": self._marker(level).unsqueeze(0).expand(batch, -1, -1)}
         done = torch.zeros(batch, dtype=torch.bool, device=self.device)
         tokens: list[list[int]] = [[] for _ in range(batch)]
         # No autocast here: for one token per step, casting every weight to bf16 costs more than
-        # the fp32 matmuls it saves (measured 2.3x slower on this CPU).
+        # the fp32 matmuls it saves (measured in docs/decisions/0002).
         with self.lm.disable_adapter():
             for step in range(limit):
                 out = self.lm(
@@ -508,7 +545,7 @@ class MemoryNetwork(nn.Module):
         token actually chosen via send(). Residual coding runs this same computation when
         encoding and when decoding, so both sides see bit-identical probabilities."""
         memory = memory.unsqueeze(0).to(self.device, torch.float32)
-        cache = self._memory_cache(memory)
+        cache = self.representation.as_cache(memory)
         mask = torch.ones((1, memory.size(1) + 1), dtype=torch.long, device=self.device)
         inputs = {"inputs_embeds": self._marker(level).unsqueeze(0)}
         step = 0
@@ -541,12 +578,15 @@ class MemoryNetwork(nn.Module):
                    "document_write_embeddings", "level_markers", "initial_state")
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """The adapter: LoRA weights plus learned memory embeddings (a few MB)."""
+        """The adapter: LoRA weights, learned memory embeddings and the representation's
+        parameters if it has any (a few MB)."""
         from peft import get_peft_model_state_dict
 
         state = {f"lora.{k}": v for k, v in get_peft_model_state_dict(self.lm, adapter_name="compress").items()}
         for name in self._EMBEDDINGS:
             state[f"memory.{name}"] = getattr(self, name).detach()
+        for name, value in self.representation.state_dict().items():
+            state[f"representation.{name}"] = value
         return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
     def load_trainable_state(self, state: dict[str, torch.Tensor], *, partial: bool = False) -> None:
@@ -564,11 +604,15 @@ class MemoryNetwork(nn.Module):
                 if key not in state and partial:
                     continue
                 getattr(self, name).copy_(state[key])
+        prefix = "representation."
+        self.representation.load_state_dict(
+            {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=not partial)
 
     def trainable_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        """(LoRA weights, memory embeddings): trained with different learning rates."""
+        """(LoRA weights, memory embeddings and the representation's parameters): trained with
+        different learning rates."""
         lora = [p for n, p in self.lm.named_parameters() if "lora_" in n and p.requires_grad]
-        return lora, [getattr(self, name) for name in self._EMBEDDINGS]
+        return lora, [getattr(self, name) for name in self._EMBEDDINGS] + list(self.representation.parameters())
 
     def save_adapter(self, folder: Path, *, base_model: str, extra: dict | None = None) -> None:
         """Write adapter.safetensors + config.json into `folder` (which must exist)."""
