@@ -51,11 +51,11 @@ def _create(root: Path, model: str, keep_source: bool, adapter: Path, settings: 
             passphrase: str | None) -> Archive:
     try:
         info = read_adapter_config(adapter)
+        memory = MemoryConfig.from_dict(info["memory"])
     except ValueError as exc:
         raise BadParameter("adapter", f"{adapter}: {exc}") from exc
     if info.get("base_model") not in (None, model):
         raise ArchiveError(f"adapter {adapter} was trained for {info['base_model']}, not {model}")
-    memory = MemoryConfig.from_dict(info["memory"])
     ratio = settings.compression_ratio
     if ratio is not None and not memory.compression_ratio <= ratio <= memory.max_passage_tokens:
         raise BadParameter("compression_ratio", f"{ratio}: this adapter supports {memory.compression_ratio} "
