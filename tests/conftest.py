@@ -10,13 +10,7 @@ import pytest
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-TINY_CORPUS = [
-    "Maya planted six tomato plants in bed two on the twentieth of April.",
-    "The book club meets on the seventh of November at Daniel's house.",
-    "Grandma Ada's lentil soup simmers for twenty-five minutes.",
-    "We took tram 28 up the hill and had dinner for 42 euros.",
-    "Hello world. This is a tiny tokenizer for fast tests, with numbers 0123456789!",
-]
+from .helpers import TINY_CORPUS  # noqa: E402  (after the environment above)
 
 
 def build_tiny_model(folder: Path, *, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:

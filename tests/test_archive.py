@@ -23,10 +23,7 @@ from r3mem_cli.archive import (
     Archive,
     ArchiveError,
     ArchiveLocked,
-    NewDocument,
-    NewPassage,
     NotFound,
-    StoredMemory,
     export_archive,
     import_archive,
 )
@@ -34,33 +31,12 @@ from r3mem_cli.durable import atomic_write_bytes
 from r3mem_cli.archive.adapters import NEW_DIR as ADAPTER_NEW
 from r3mem_cli.archive.adapters import OLD_DIR as ADAPTER_OLD
 
+from .helpers import downgrade, make_doc
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def make_doc(name: str, n: int = 2, *, dtype=torch.float16, slots=3, dim=8, sha: str | None = None, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    passages = [
-        NewPassage(
-            index=i,
-            text=f"{name} — passage {i}: ünïcode ✓ and a newline\nsecond line",
-            tokens=7 + i,
-            location={"lines": [i * 2 + 1, i * 2 + 2]},
-            memory=StoredMemory(torch.randn(slots, dim, generator=g).to(dtype)),
-        )
-        for i in range(n)
-    ]
-    return NewDocument(
-        source=f"/notes/{name}.md",
-        kind="document",
-        title=f"Title of {name}",
-        content_sha256=sha or hashlib.sha256(name.encode()).hexdigest(),
-        tokens=sum(p.tokens for p in passages),
-        metadata={"name": name},
-        passages=passages,
-    )
 
 
 @pytest.fixture
@@ -408,7 +384,7 @@ def test_killed_writer_mid_ingest_leaves_consistent_archive(archive):
     code = f"""
         import os, sys
         sys.path.insert(0, {str(REPO / 'tests')!r})
-        from test_archive import make_doc
+        from helpers import make_doc
         from r3mem_cli.archive import Archive
         from r3mem_cli.archive.shards import ShardStore
         real = ShardStore.write
@@ -440,7 +416,7 @@ def test_reader_never_sees_half_written_state(archive):
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys
             sys.path.insert(0, {str(REPO / 'tests')!r})
-            from test_archive import make_doc
+            from helpers import make_doc
             from r3mem_cli.archive import Archive
             with Archive.open({str(archive.root)!r}, write=True) as a:
                 for i in range(12):
@@ -571,8 +547,6 @@ def test_interrupted_adapter_install_rolls_back(archive, tmp_path):
 def test_old_schema_is_migrated_and_newer_refused(archive):
     archive.add_documents([make_doc("a")])
     archive.close()
-    from .schema_helpers import downgrade  # here: subprocess tests import this module bare
-
     downgrade(archive.root / "manifest.sqlite", to_version=1)
     with Archive.open(archive.root) as r:  # a reader upgrades under a short writer lock
         assert r.schema_version == SCHEMA_VERSION

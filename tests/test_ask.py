@@ -7,7 +7,7 @@ from pathlib import Path
 
 from r3mem_cli.pipelines.ask import NOT_IN_ARCHIVE, citations, finish_answer
 
-from .cli_helpers import as_json, r3mem
+from .helpers import as_json, r3mem
 
 NOTES = {
     "garden.md": "# Garden\n\nMaya planted six tomato plants on 20 April.\n\nThe beans came from Tom.\n",

@@ -12,7 +12,7 @@ from r3mem_cli import __version__
 from r3mem_cli.archive import Archive
 from r3mem_cli.cli.app import app
 
-from .cli_helpers import as_json, r3mem
+from .helpers import as_json, r3mem
 
 NOTES = {
     "garden.md": "# Garden\n\nMaya planted six tomato plants on 20 April.\n\nThe beans came from Tom.\n",

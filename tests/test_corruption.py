@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .cli_helpers import as_json, r3mem
+from .helpers import as_json, r3mem
 
 NOTES = {
     "garden.md": "# Garden\n\nMaya planted six tomato plants on 20 April. The beans came from Tom.\n\n"

@@ -2,7 +2,8 @@
 replaced whole after every commit (temp, fsync, rename), so a kill anywhere leaves the last
 committed state; re-running converges to exactly the uninterrupted result.
 
-Helpers and the kill counter come from test_crash_harness.py (its closing count includes these).
+Helpers and the kill counter are shared with test_crash_harness.py through tests/helpers.py (its
+closing count includes these).
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import shutil
 
 import pytest
 
-from .test_crash_harness import SIGKILLED, _summary, cli, no_leftovers, run, state, verify_clean
-from .test_ingest_kill import build_corpus
+from .helpers import SIGKILLED, build_corpus, no_leftovers, r3mem, record_kill, run, state, verify_clean
 
 PASSPHRASE = "crash test passphrase"
 FORGET_POINTS = ["forget.deleted", "compact.repointed", "forget.vacuumed"]
@@ -23,7 +23,7 @@ INGEST_POINTS = ["add.shard_written:3", "add.committed:2"]
 @pytest.fixture(scope="module", autouse=True)
 def passphrase():
     saved = os.environ.get("R3MEM_PASSPHRASE")
-    os.environ["R3MEM_PASSPHRASE"] = PASSPHRASE  # subprocesses inherit it through _env()
+    os.environ["R3MEM_PASSPHRASE"] = PASSPHRASE  # subprocesses inherit it through harness_env()
     yield PASSPHRASE
     if saved is None:
         os.environ.pop("R3MEM_PASSPHRASE", None)
@@ -35,7 +35,7 @@ def passphrase():
 def sealed(tmp_path_factory, tiny_model_dir, passphrase) -> dict:
     corpus = build_corpus(tmp_path_factory.mktemp("sealed-corpus") / "notes")
     root = tmp_path_factory.mktemp("sealed-base") / "archive"
-    assert cli(root, "init", "--model", str(tiny_model_dir), "--encrypt", "--json").exit_code == 0
+    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--encrypt", "--json").exit_code == 0
     empty = root.parent / "empty"
     shutil.copytree(root, empty)
     done = run(root, "ingest", str(corpus), "--json", "--device", "cpu")
@@ -45,7 +45,7 @@ def sealed(tmp_path_factory, tiny_model_dir, passphrase) -> dict:
     gone = sorted(full["documents"])[:2]
     after = root.parent / "forgotten"
     shutil.copytree(root, after)
-    assert cli(after, "forget", *gone).exit_code == 0
+    assert r3mem(after, "forget", *gone).exit_code == 0
     no_leftovers(after)
     return {"root": root, "empty": empty, "corpus": corpus, "state": full, "gone": gone,
             "forgotten": state(after)}
@@ -70,7 +70,7 @@ def test_encrypted_ingest_killed_then_rerun_converges(point, sealed, tmp_path):
     assert again.returncode == 0, again.stderr
     assert state(root) == sealed["state"]
     no_leftovers(root)
-    _summary("ingest", f"encrypted {point}", killed.returncode, f"{len(partial)}/8 documents committed")
+    record_kill("ingest", f"encrypted {point}", killed.returncode, f"{len(partial)}/8 documents committed")
 
 
 @pytest.mark.parametrize("point", FORGET_POINTS)
@@ -81,8 +81,8 @@ def test_encrypted_forget_killed_then_rerun_converges(point, sealed, tmp_path):
     verify_clean(root)
     seen = state(root)
     assert seen in (sealed["state"], sealed["forgotten"]), "a killed forget left a state between old and new"
-    again = cli(root, "forget", *sealed["gone"], "--json")
+    again = r3mem(root, "forget", *sealed["gone"], "--json")
     assert again.exit_code == (2 if seen == sealed["forgotten"] else 0), again.output
     assert state(root) == sealed["forgotten"]
     no_leftovers(root)
-    _summary("forget", f"encrypted {point}", killed.returncode)
+    record_kill("forget", f"encrypted {point}", killed.returncode)

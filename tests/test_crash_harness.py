@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import random
 import shutil
 import signal
@@ -35,50 +34,23 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 from r3mem_cli.archive import Archive
 from r3mem_cli.archive.manifest import transaction
-from r3mem_cli.cli.app import app
 
-from .conftest import TINY_CORPUS
-from .test_ingest_kill import _prose, build_corpus
+from .helpers import (KILLS, SIGKILLED, TINY_CORPUS, build_corpus, harness_env, no_leftovers, prose, r3mem,
+                      r3mem_argv, record_kill, run, state, verify_clean)
 
 ROOT = Path(__file__).resolve().parents[1]
-KILLS: Counter = Counter()  # command -> kill points survived (a kill, verify clean, re-run converged)
-SIGKILLED = -signal.SIGKILL
 FORGET_SOURCES = ("garden.md", "trip.html")  # the documents the forget scenarios remove
 NEEDLES = [b"(note 10.0)", b"(note 40.1)"]  # text only those two documents hold
-
-
-def _env(**extra) -> dict:
-    env = dict(os.environ)
-    env.update(R3MEM_FLUSH_PASSAGES="2", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1",
-               PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
-    env.pop("R3MEM_CRASHPOINT", None)
-    env.update(extra)
-    return env
-
-
-def _cmd(archive: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "r3mem_cli", "--archive", str(archive), *args]
-
-
-def run(archive: Path, *args: str, crash: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = _env(**({"R3MEM_CRASHPOINT": crash} if crash else {}))
-    return subprocess.run(_cmd(archive, *args), env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def cli(archive: Path, *args: str, input: str | None = None):
-    result = CliRunner().invoke(app, ["--archive", str(archive), *args], input=input)
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 def kill_at_random(archive: Path, args: list[str], started, window: float, rng: random.Random) -> int:
     """Start `r3mem ARGS` and SIGKILL it a random time (0..window s) after `started(proc)` says its
     real work began. Returns the exit code (-SIGKILL when the kill landed before it finished)."""
-    proc = subprocess.Popen(_cmd(archive, *args), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(r3mem_argv(archive, *args), env=harness_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while proc.poll() is None and not started(proc) and time.monotonic() < deadline:
@@ -99,52 +71,8 @@ def writer_holds_lock(archive: Path):
 # --- what an archive holds --------------------------------------------------------------------
 
 
-def _tensor_sha(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.detach().contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
-
-
-def state(root: Path) -> dict:
-    """Everything a user can get back, from one read snapshot: per document its provenance and, per
-    passage, text hash, sizes and the sha256 of its memory tensor; plus the adapter records."""
-    with Archive.open(root) as a, transaction(a.conn, write=False):
-        out = {}
-        for d in a.documents():
-            passages = a.passages(d.id)
-            assert [p.index for p in passages] == list(range(d.passages)), d
-            memory = a.load_memory([p.id for p in passages])
-            out[d.id] = (d.source, d.kind, d.title, d.content_sha256, d.passages, tuple(
-                (p.text_sha256, p.tokens, p.slots, p.sentence_rows, p.state_rows, _tensor_sha(memory[p.id]))
-                for p in passages))
-        files = sorted(a.conn.execute("SELECT name, sha256, bytes FROM files").fetchall())
-        fts = a.conn.execute("SELECT COUNT(*) FROM passages_fts").fetchone()[0]
-        assert fts == sum(v[4] for v in out.values()), "keyword index out of step with the passages"
-    return {"documents": out, "files": files}
-
-
-def verify_clean(root: Path) -> list[dict]:
-    """`verify --json` has no problems; returns its notes (leftovers the next write-open removes)."""
-    result = cli(root, "verify", "--json")
-    report = json.loads(result.stdout)
-    assert result.exit_code == 0 and report["ok"] and report["problems"] == [], report
-    assert {n["kind"] for n in report["notes"]} <= {"shard_unrecorded", "leftover"}, report
-    return report["notes"]
-
-
-def no_leftovers(root: Path) -> None:
-    assert verify_clean(root) == []
-    assert not [p for p in (root / "shards").iterdir() if p.name.startswith(".")], "temp files left behind"
-    assert not list(root.parent.glob(f".{root.name}.*")), "temp folders left beside the archive"
-    with Archive.open(root) as a:
-        assert "pending_compact" not in {k for (k,) in a.conn.execute("SELECT key FROM archive_info")}
-
-
 def files_containing(root: Path, needle: bytes) -> list[str]:
     return [str(p) for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
-
-
-def _summary(command: str, how: str, code: int, note: str = "") -> None:
-    KILLS[command] += 1
-    print(f"[kill {sum(KILLS.values()):2d}] {command:<7} {how:<32} exit {code} {note}")
 
 
 # --- fixtures -----------------------------------------------------------------------------------
@@ -159,7 +87,7 @@ def corpus(tmp_path_factory) -> Path:
 def base(tmp_path_factory, tiny_model_dir, corpus) -> dict:
     """An archive holding the corpus (one small shard per document), closed and checkpointed."""
     root = tmp_path_factory.mktemp("crash-base") / "archive"
-    assert cli(root, "init", "--model", str(tiny_model_dir), "--json").exit_code == 0
+    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--json").exit_code == 0
     empty = root.parent / "empty"
     shutil.copytree(root, empty)
     started = time.monotonic()
@@ -214,7 +142,7 @@ def _forget_converges(root: Path, base: dict, forgotten: dict) -> None:
     verify_clean(root)
     seen = state(root)
     assert seen in (base["state"], forgotten["state"]), "a killed forget left a state between old and new"
-    again = cli(root, "forget", *base["gone"], "--json")
+    again = r3mem(root, "forget", *base["gone"], "--json")
     if seen == forgotten["state"]:  # the deletion was committed: the re-run's write-open finished the job
         assert again.exit_code == 2 and "no document" in again.output, again.output
     else:
@@ -236,7 +164,7 @@ def test_forget_killed_at_crash_point(point, base, forgotten, tmp_path):
     assert killed.returncode == SIGKILLED, f"{point} was never reached: {killed.stderr}"
     notes = verify_clean(root)
     _forget_converges(root, base, forgotten)
-    _summary("forget", point, killed.returncode, f"notes {len(notes)}")
+    record_kill("forget", point, killed.returncode, f"notes {len(notes)}")
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -247,7 +175,7 @@ def test_forget_killed_at_random_time(seed, base, forgotten, tmp_path):
     code = kill_at_random(root, ["forget", *base["gone"]], writer_holds_lock(root), 1.5 * forgotten["seconds"], rng)
     _forget_converges(root, base, forgotten)
     if code == SIGKILLED:
-        _summary("forget", f"random (seed {seed})", code)
+        record_kill("forget", f"random (seed {seed})", code)
 
 
 # --- import ---------------------------------------------------------------------------------------
@@ -257,10 +185,10 @@ def test_forget_killed_at_random_time(seed, base, forgotten, tmp_path):
 def exported(base, tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("export")
     file = folder / "archive.r3mem"
-    assert cli(base["root"], "export", str(file), "--json").exit_code == 0
+    assert r3mem(base["root"], "export", str(file), "--json").exit_code == 0
     root = folder / "straight"
     started = time.monotonic()
-    assert cli(root, "import", str(file), "--json").exit_code == 0
+    assert r3mem(root, "import", str(file), "--json").exit_code == 0
     seconds = time.monotonic() - started
     no_leftovers(root)
     assert state(root) == base["state"]
@@ -274,7 +202,7 @@ def _import_converges(root: Path, base: dict, exported: dict) -> dict | None:
         assert before in (base["state"], base["empty_state"]), "import left a half-imported archive"
     else:
         assert not root.exists() or not any(root.iterdir())
-    again = cli(root, "import", str(exported["file"]), "--json")
+    again = r3mem(root, "import", str(exported["file"]), "--json")
     if before == base["state"]:  # already swapped in: the re-run refuses to import over it
         assert again.exit_code == 2 and "not empty" in again.output, again.output
     else:
@@ -295,7 +223,7 @@ def test_import_killed_at_crash_point(point, into_empty, base, exported, tmp_pat
     assert killed.returncode == SIGKILLED, f"{point} was never reached: {killed.stderr}"
     left = [p.name.split(".")[2].split("-")[0] for p in tmp_path.glob(".archive.*")]
     _import_converges(root, base, exported)
-    _summary("import", f"{point}{' (into empty)' if into_empty else ''}", killed.returncode, f"left {left}")
+    record_kill("import", f"{point}{' (into empty)' if into_empty else ''}", killed.returncode, f"left {left}")
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -306,7 +234,7 @@ def test_import_killed_at_random_time(seed, base, exported, tmp_path):
     code = kill_at_random(root, ["import", str(exported["file"])], started, 1.5 * exported["seconds"], rng)
     _import_converges(root, base, exported)
     if code == SIGKILLED:
-        _summary("import", f"random (seed {seed})", code)
+        record_kill("import", f"random (seed {seed})", code)
 
 
 # --- ingest ---------------------------------------------------------------------------------------
@@ -316,8 +244,8 @@ def test_import_killed_at_random_time(seed, base, exported, tmp_path):
 def changed(corpus: Path):
     """Two files of the corpus edited (restored afterwards)."""
     saved = {name: (corpus / name).read_text() for name in ("journal.txt", "garden.md")}
-    (corpus / "journal.txt").write_text(saved["journal.txt"] + "\n" + _prose(99, 3) + "\n")
-    (corpus / "garden.md").write_text("# Garden\n\nEverything was replanted. " + _prose(98, 4) + "\n")
+    (corpus / "journal.txt").write_text(saved["journal.txt"] + "\n" + prose(99, 3) + "\n")
+    (corpus / "garden.md").write_text("# Garden\n\nEverything was replanted. " + prose(98, 4) + "\n")
     try:
         yield corpus
     finally:
@@ -338,7 +266,7 @@ def test_ingest_killed_at_crash_point(point, base, corpus, tmp_path):
     assert again.returncode == 0, again.stderr
     assert state(root) == base["state"]
     no_leftovers(root)
-    _summary("ingest", point, killed.returncode, f"{len(partial)}/8 documents committed, notes {len(notes)}")
+    record_kill("ingest", point, killed.returncode, f"{len(partial)}/8 documents committed, notes {len(notes)}")
 
 
 def test_ingest_killed_before_old_versions_are_forgotten(base, corpus, tmp_path):
@@ -348,8 +276,8 @@ def test_ingest_killed_before_old_versions_are_forgotten(base, corpus, tmp_path)
     straight = tmp_path / "straight"
     shutil.copytree(base["root"], straight)
     with changed(corpus):
-        uninterrupted = subprocess.Popen(_cmd(straight, "ingest", str(corpus), "--json", "--device", "cpu"),
-                                         env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        uninterrupted = subprocess.Popen(r3mem_argv(straight, "ingest", str(corpus), "--json", "--device", "cpu"),
+                                         env=harness_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         killed = run(root, "ingest", str(corpus), "--json", "--device", "cpu", crash="ingest.before_stale_forget")
         assert uninterrupted.wait(timeout=300) == 0
         expected = state(straight)
@@ -363,7 +291,7 @@ def test_ingest_killed_before_old_versions_are_forgotten(base, corpus, tmp_path)
     no_leftovers(root)
     old = set(base["state"]["documents"]) - set(expected["documents"])
     assert len(old) == 2
-    _summary("ingest", "ingest.before_stale_forget", killed.returncode)
+    record_kill("ingest", "ingest.before_stale_forget", killed.returncode)
 
 
 # --- train ----------------------------------------------------------------------------------------
@@ -409,7 +337,7 @@ def test_train_killed_at_crash_point(point, trained, tmp_path):
     assert killed.returncode == SIGKILLED, killed.stderr
     assert not (output / "adapter.safetensors").exists()
     _train_converges(output, trained)
-    _summary("train", point, killed.returncode)
+    record_kill("train", point, killed.returncode)
 
 
 # --- adapter install (init --adapter) ------------------------------------------------------------
@@ -427,9 +355,9 @@ def test_install_adapter_killed_at_crash_point(point, base, tmp_path):
     script = "import sys\nfrom r3mem_cli.archive import Archive\n" \
              "with Archive.open(sys.argv[1], write=True) as a:\n    a.install_adapter(sys.argv[2])\n"
     killed = subprocess.run([sys.executable, "-c", script, str(root), str(new)], capture_output=True, text=True,
-                            env=_env(R3MEM_CRASHPOINT=point), timeout=120)
+                            env=harness_env(R3MEM_CRASHPOINT=point), timeout=120)
     assert killed.returncode == SIGKILLED, killed.stderr
-    report = json.loads(cli(root, "verify", "--json").stdout)
+    report = json.loads(r3mem(root, "verify", "--json").stdout)
     assert {p["kind"] for p in report["problems"]} <= {"file_missing", "file_checksum", "file_unrecorded"}
     with Archive.open(root, write=True):  # finishes or rolls back
         pass
@@ -450,8 +378,8 @@ def test_two_writers_never_interleave(base, corpus, tmp_path):
     """Two `ingest`s into one archive at once: the second fails fast with a clear message (exit 2)
     or, if it came after the first finished, finds everything unchanged. One copy of everything."""
     root = fresh_copy(base, tmp_path, "empty")
-    args = _cmd(root, "ingest", str(corpus), "--json", "--device", "cpu")
-    procs = [subprocess.Popen(args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = r3mem_argv(root, "ingest", str(corpus), "--json", "--device", "cpu")
+    procs = [subprocess.Popen(args, env=harness_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     outs = [(p.wait(timeout=300), *p.communicate()) for p in procs]
     codes = sorted(code for code, _, _ in outs)
@@ -477,7 +405,7 @@ def test_readers_during_an_ingest_see_only_committed_states(base, corpus, tmp_pa
     extra = tmp_path / "more"
     extra.mkdir()
     for i in range(12):
-        (extra / f"day{i:02d}.txt").write_text(_prose(200 + i, 3) + f" The spare key {i} is under pot {i}.\n")
+        (extra / f"day{i:02d}.txt").write_text(prose(200 + i, 3) + f" The spare key {i} is under pot {i}.\n")
     before = set(base["state"]["documents"])
     steady = next(i for i, d in base["state"]["documents"].items() if Path(d[0]).name == "todo.txt")
     heavy = [("search-auto", ["search", "tomato key garden replanted", "--top-k", "20", "--json"]),
@@ -487,14 +415,14 @@ def test_readers_during_an_ingest_see_only_committed_states(base, corpus, tmp_pa
     counts = Counter()
     errors: list[str] = []
     with changed(corpus):
-        writer = subprocess.Popen(_cmd(root, "ingest", str(extra), str(corpus), "--json", "--device", "cpu"),
-                                  env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        writer = subprocess.Popen(r3mem_argv(root, "ingest", str(extra), str(corpus), "--json", "--device", "cpu"),
+                                  env=harness_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         launched, reader = 0, None
         try:
             while writer.poll() is None or reader is not None or launched < len(heavy):
                 if reader is None:
                     name, args = heavy[launched % len(heavy)]
-                    reader = (name, subprocess.Popen(_cmd(root, *args), env=_env(), stdout=subprocess.PIPE,
+                    reader = (name, subprocess.Popen(r3mem_argv(root, *args), env=harness_env(), stdout=subprocess.PIPE,
                                                      stderr=subprocess.PIPE, text=True))
                     launched += 1
                 elif reader[1].poll() is not None:
@@ -533,7 +461,7 @@ def _check_heavy(name: str, proc: subprocess.Popen, counts: Counter, errors: lis
 
 def _read_once(root: Path, counts: Counter, seen: list, errors: list) -> None:
     """One round of cheap reads; each is checked against the state it was answered from."""
-    listed = cli(root, "list", "--json")
+    listed = r3mem(root, "list", "--json")
     if listed.exit_code != 0:
         errors.append(f"list: {listed.output}")
         return
@@ -557,21 +485,21 @@ def _read_once(root: Path, counts: Counter, seen: list, errors: list) -> None:
         counts["snapshot"] += 1
     # Commands that run several queries: each must answer from one state, never fail half-way.
     pick = docs[counts["list"] % len(docs)]
-    shown = cli(root, "show", pick["id"], "--json")
+    shown = r3mem(root, "show", pick["id"], "--json")
     if shown.exit_code == 0:
         counts["show"] += 1
         if len(json.loads(shown.stdout)["passages"]) != pick["passages"]:
             errors.append(f"show: {pick['id']} passages differ from the list")
     elif "no document" not in shown.output:  # an old version forgotten since the list: allowed
         errors.append(f"show: {shown.output}")
-    found = cli(root, "search", "tomato key garden replanted", "--mode", "keyword", "--top-k", "20", "--json")
+    found = r3mem(root, "search", "tomato key garden replanted", "--mode", "keyword", "--top-k", "20", "--json")
     if found.exit_code != 0:
         errors.append(f"search: {found.output}")
         return
     counts["search-keyword"] += 1
     _without_text("search", json.loads(found.stdout)["results"], errors)
     if counts["list"] % 20 == 1:  # now and then the model-loading readers in this process too
-        asked = cli(root, "ask", "Where is the spare key?", "--mode", "keyword", "--max-new-tokens", "4", "--json")
+        asked = r3mem(root, "ask", "Where is the spare key?", "--mode", "keyword", "--max-new-tokens", "4", "--json")
         if asked.exit_code != 0:
             errors.append(f"ask: {asked.output}")
             return
@@ -635,7 +563,7 @@ def test_search_answers_from_one_state_while_a_forget_commits(base, tmp_path, mo
         return hits
 
     monkeypatch.setattr(Archive, "keyword_search", rank_then_forget)
-    found = cli(root, "search", "Garden beds seeds", "--mode", "keyword", "--json")
+    found = r3mem(root, "search", "Garden beds seeds", "--mode", "keyword", "--json")
     monkeypatch.undo()
     assert forgot and found.exit_code == 0, found.output
     results = json.loads(found.stdout)["results"]

@@ -18,7 +18,7 @@ import pytest
 from r3mem_cli.archive import Archive
 from r3mem_cli.archive.crypto import HEADER_NAME, WrongPassphrase
 
-from .cli_helpers import as_json, r3mem
+from .helpers import as_json, r3mem
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSPHRASE = "correct horse battery staple"

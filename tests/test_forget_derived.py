@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from .cli_helpers import as_json, r3mem
+from .helpers import as_json, r3mem
 
 
 def test_forgetting_a_document_the_adapter_learned_from_flags_the_adapter(tmp_path, tiny_model_dir):

@@ -25,51 +25,10 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from r3mem_cli.cli.app import app
+from .helpers import build_corpus, prose, r3mem
 
 ROOT = Path(__file__).resolve().parents[1]
-# Problems a killed writer may leave behind and the next write-open cleans up.
-
-_SENTENCES = [
-    "Maya planted six tomato plants in bed two on the twentieth of April.",
-    "The book club meets on the seventh of November at Daniel's house.",
-    "Grandma Ada's lentil soup simmers for twenty-five minutes.",
-    "We took tram 28 up the hill and had dinner for 42 euros.",
-    "The beans came from Tom, who left the seeds by the door.",
-    "On Sunday the rain stopped and the whole street smelled of wet stone.",
-]
-
-
-def _prose(seed: int, sentences: int) -> str:
-    rng = random.Random(seed)
-    return " ".join(rng.choice(_SENTENCES) + f" (note {seed}.{i})" for i in range(sentences))
-
-
-def build_corpus(folder: Path) -> Path:
-    """Eight documents: txt, md, rst, html, a WhatsApp .txt and a JSONL chat."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "journal.txt").write_text("\n\n".join(_prose(s, 3) for s in range(1, 5)) + "\n")
-    (folder / "todo.txt").write_text("\n".join(f"- {line}" for line in _SENTENCES) + "\n")
-    (folder / "garden.md").write_text(
-        "# Garden\n\n" + _prose(10, 4) + "\n\n## Beds\n\n" + _prose(11, 4) + "\n\n## Seeds\n\n" + _prose(12, 3) + "\n")
-    (folder / "recipes.md").write_text("# Soup\n\n" + _prose(20, 5) + "\n\n# Bread\n\n" + _prose(21, 5) + "\n")
-    (folder / "club.rst").write_text("Book club\n=========\n\n" + _prose(30, 6) + "\n")
-    (folder / "trip.html").write_text(
-        "<html><head><title>Lisbon trip</title><style>p{color:red}</style><script>var x = 1;</script></head>"
-        "<body><nav>home | about</nav><h1>Day one</h1><p>" + _prose(40, 4) + "</p><h2>Day two</h2><p>"
-        + _prose(41, 4) + "</p></body></html>")
-    lines = []
-    for i in range(14):
-        speaker = ("Maya", "Ines")[i % 2]
-        day = 12 + i // 7
-        lines.append(f"{day:02d}/05/2024, {9 + i % 7:02d}:{(7 * i) % 60:02d} - {speaker}: {_SENTENCES[i % 6]}")
-    (folder / "WhatsApp Chat with Ines.txt").write_text("\n".join(lines) + "\n")
-    rows = [{"conversation": "garden", "speaker": ("Tom", "Maya")[i % 2], "text": _SENTENCES[(i + 2) % 6],
-             "timestamp": f"2024-04-27T{10 + i:02d}:00:00"} for i in range(10)]
-    (folder / "messages.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return folder
 
 
 def _env() -> dict:
@@ -84,20 +43,14 @@ def _ingest_cmd(archive: Path, folder: Path) -> list[str]:
             "--device", "cpu"]
 
 
-def cli(archive: Path, *args: str):
-    result = CliRunner().invoke(app, ["--archive", str(archive), *args])
-    assert "Traceback" not in result.output, result.output
-    return result
-
-
 def init_archive(root: Path, model_dir: Path) -> Path:
-    result = cli(root, "init", "--model", str(model_dir), "--json")
+    result = r3mem(root, "init", "--model", str(model_dir), "--json")
     assert result.exit_code == 0, result.output
     return root
 
 
 def problems(root: Path) -> list[dict]:
-    result = cli(root, "verify", "--json")
+    result = r3mem(root, "verify", "--json")
     report = json.loads(result.stdout)
     assert result.exit_code == (0 if report["ok"] else 1), result.output
     return report["problems"]
@@ -107,12 +60,12 @@ def snapshot(root: Path, *, one_version: bool = True) -> dict:
     """id -> (source, kind, title, passage count, [per-passage text sha256], content sha256); asserts
     no duplicates. one_version=False: a changed file's old and new versions may both be there (a kill
     between committing the new version and forgetting the old; the re-run forgets it)."""
-    result = cli(root, "list", "--json")
+    result = r3mem(root, "list", "--json")
     assert result.exit_code == 0, result.output
     documents = json.loads(result.stdout)["documents"]
     out = {}
     for d in documents:
-        shown = cli(root, "show", d["id"], "--json")
+        shown = r3mem(root, "show", d["id"], "--json")
         assert shown.exit_code == 0, shown.output
         data = json.loads(shown.stdout)
         assert [p["passage"] for p in data["passages"]] == list(range(d["passages"]))
@@ -217,8 +170,8 @@ def test_sigkill_then_rerun_equals_uninterrupted(seed, baseline, corpus, tmp_pat
 
 def _change(folder: Path) -> None:
     """Edit three files: a document, a markdown file and a chat that gains messages."""
-    (folder / "journal.txt").write_text((folder / "journal.txt").read_text() + "\n" + _prose(99, 3) + "\n")
-    (folder / "garden.md").write_text("# Garden\n\nEverything was replanted. " + _prose(98, 4) + "\n")
+    (folder / "journal.txt").write_text((folder / "journal.txt").read_text() + "\n" + prose(99, 3) + "\n")
+    (folder / "garden.md").write_text("# Garden\n\nEverything was replanted. " + prose(98, 4) + "\n")
     chat = folder / "WhatsApp Chat with Ines.txt"
     chat.write_text(chat.read_text() + "20/05/2024, 08:00 - Ines: The hotel is Casa do Rio.\n")
 

@@ -15,10 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_readers_chats import ANDROID, IOS, chatgpt_export, make_zip, slack_files, telegram_chat
-from tests.test_readers_documents import make_docx, make_pdf
-
-from .cli_helpers import as_json, r3mem
+from .helpers import (ANDROID, IOS, as_json, chatgpt_export, make_docx, make_pdf, make_zip, r3mem, slack_files,
+                      telegram_chat)
 
 MAX_FILE_SIZE = 200_000
 AS_ROOT = os.geteuid() == 0  # chmod 0 does not stop root: the denial is then simulated (see `mixed`)

@@ -6,7 +6,6 @@ valid but odd exports, and the only exception allowed out is ReaderError.
 
 from __future__ import annotations
 
-import io
 import json
 import zipfile
 from pathlib import Path
@@ -16,9 +15,9 @@ from hypothesis import strategies as st
 
 from r3mem_cli.sources import SourceDocument, read_path, supported
 from r3mem_cli.sources.safezip import MAX_TOTAL_BYTES
-from tests.test_readers_documents import FUZZ, check_document, read_or_refuse, reason
 
-T0 = 1704189600  # 2024-01-02T10:00:00Z
+from .helpers import (ANDROID, FUZZ, IOS, T0, chatgpt_export, chatgpt_node, check_document, make_zip,
+                      read_or_refuse, reason, slack_files, telegram_chat)
 
 
 def read_chats(path: Path, **kwargs) -> list[SourceDocument]:
@@ -34,33 +33,7 @@ def rendered(doc: SourceDocument, turn: int) -> str:
     return doc.text[t.start:t.end]
 
 
-def make_zip(members: dict[str, bytes | str], method=zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", method) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
-
-
 # -------------------------------------------------------------------------------------- WhatsApp
-
-ANDROID = """15/01/2024, 14:05 - Messages and calls are end-to-end encrypted. No one outside of this chat, not even WhatsApp, can read or listen to them.
-15/01/2024, 14:05 - Alice created group "Lisbon trip"
-15/01/2024, 14:06 - Alice: Who books the tram tickets?
-15/01/2024, 14:07 - Bob: I will. Also:
-- sunscreen
-- hats
-
-see you
-15/01/2024, 14:08 - Bob: <Media omitted>
-16/01/2024, 09:30 - Alice: Morning! Dinner was 42 euros
-"""
-
-IOS = ("\u200e[02/03/2024, 21:15:09] Maya: \u200eMessages and calls are end-to-end encrypted.\n"
-       "[02/03/2024, 21:15:40] Maya: Planted six tomatoes 🍅\n"
-       "[02/03/2024, 21:16:02] Daniel Ørsted: \u200eimage omitted\n"
-       "[02/03/2024, 21:17:00] Daniel Ørsted: Nice\nwhich bed?\n")
-
 
 def test_whatsapp_android_24h_multiline_system_media(tmp_path):
     path = tmp_path / "WhatsApp Chat with Lisbon trip.txt"
@@ -179,44 +152,6 @@ def test_zip_encrypted_member_flag(tmp_path):
 # --------------------------------------------------------------------------------------- ChatGPT
 
 
-def _node(ident, parent, children, role=None, text=None, t=None, **extra):
-    message = None
-    if role is not None:
-        content = extra.pop("content", {"content_type": "text", "parts": [text] if text is not None else []})
-        message = {"id": ident, "author": {"role": role}, "create_time": t, "content": content, **extra}
-    return {"id": ident, "parent": parent, "children": children, "message": message}
-
-
-def chatgpt_export() -> list:
-    mapping = {
-        "root": _node("root", None, ["sys"]),
-        "sys": _node("sys", "root", ["u1"], "system", "You are ChatGPT", T0,
-                     metadata={"is_visually_hidden_from_conversation": True}),
-        "u1": _node("u1", "sys", ["a1"], "user", "Plan a day in Lisbon", T0 + 10),
-        "a1": _node("a1", "u1", ["u2-old", "u2"], "assistant", "Take tram 28.\nThen lunch.", T0 + 20),
-        "u2-old": _node("u2-old", "a1", [], "user", "OLD BRANCH question", T0 + 30),
-        "u2": _node("u2", "a1", ["call"], "user", "What does dinner cost?", T0 + 9 * 3600),
-        "call": _node("call", "u2", ["tool"], "assistant", "search('dinner')", T0 + 9 * 3600 + 1,
-                      recipient="browser"),
-        "tool": _node("tool", "call", ["a2"], "tool", "RESULTS", T0 + 9 * 3600 + 2),
-        "a2": _node("a2", "tool", ["img"], "assistant", "About 42 euros.", T0 + 9 * 3600 + 3),
-        "img": _node("img", "a2", [], "user", None, None, content={
-            "content_type": "multimodal_text",
-            "parts": [{"content_type": "image_asset_pointer", "asset_pointer": "file-1"}, "what is this?"]}),
-    }
-    second = {
-        "r": _node("r", None, ["x"]),
-        "x": _node("x", "r", ["y"], "user", "Hello", T0),
-        "y": _node("y", "x", [], "assistant", "Hi! How can I help?", T0 + 5),
-    }
-    return [
-        {"title": "Lisbon day", "create_time": T0, "mapping": mapping, "current_node": "img", "id": "conv-1"},
-        {"title": "", "mapping": second, "conversation_id": "conv-2"},  # no current_node: last children
-        {"title": "empty", "mapping": {"r": _node("r", None, [])}, "current_node": "r"},
-        "not a conversation",
-    ]
-
-
 def test_chatgpt_current_branch_roles_times(tmp_path):
     path = tmp_path / "conversations.json"
     path.write_text(json.dumps(chatgpt_export()))
@@ -235,37 +170,17 @@ def test_chatgpt_current_branch_roles_times(tmp_path):
 
 
 def test_chatgpt_odd_trees(tmp_path):
-    loop = {"a": _node("a", "b", ["b"], "user", "one", T0), "b": _node("b", "a", ["a"], "assistant", "two", T0)}
+    loop = {"a": chatgpt_node("a", "b", ["b"], "user", "one", T0),
+            "b": chatgpt_node("b", "a", ["a"], "assistant", "two", T0)}
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"title": "loop", "mapping": loop, "current_node": "b"}))
     (doc,) = read_chats(path)
     assert [t.text for t in doc.turns] == ["one", "two"]
-    path.write_text(json.dumps([{"mapping": {"r": _node("r", None, [], "system", "sys")}}]))
+    path.write_text(json.dumps([{"mapping": {"r": chatgpt_node("r", None, [], "system", "sys")}}]))
     assert reason(path) == "ChatGPT export has no user or assistant messages"
 
 
 # -------------------------------------------------------------------------------------- Telegram
-
-
-def telegram_chat(**extra) -> dict:
-    return {
-        "name": "Maya", "type": "personal_chat", "id": 4242,
-        "messages": [
-            {"id": 1, "type": "service", "date": "2024-01-02T10:00:00", "actor": "Maya", "action": "phone_call",
-             "duration_seconds": 60, "text": ""},
-            {"id": 2, "type": "message", "date": "2024-01-02T10:01:00", "date_unixtime": "1704189660",
-             "from": "Maya", "from_id": "user1", "text": "Tomatoes in bed two"},
-            {"id": 3, "type": "message", "date": "2024-01-02T10:02:00", "from": "Daniel",
-             "text": ["See ", {"type": "link", "text": "https://example.org"}, " and ",
-                      {"type": "bold", "text": "this"}]},
-            {"id": 4, "type": "message", "date": "2024-01-02T10:03:00", "from": "Daniel", "photo": "photos/p.jpg",
-             "text": "our garden"},
-            {"id": 5, "type": "message", "date": "2024-01-02T10:04:00", "from": None, "from_id": "user9",
-             "media_type": "sticker", "sticker_emoji": "🍅", "text": ""},
-            {"id": 6, "type": "message", "date": "2024-01-03T20:00:00", "from": "Maya", "text": "",
-             "text_entities": [{"type": "plain", "text": "next day\nsecond line"}]},
-            {"id": 7, "type": "message", "date": "2024-01-03T20:01:00", "from": "Maya", "text": ""},
-        ], **extra}
 
 
 def test_telegram_single_chat(tmp_path):
@@ -300,46 +215,6 @@ def test_telegram_full_export(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------- Slack
-
-USERS = [{"id": "U1", "name": "maya", "real_name": "Maya Lind"},
-         {"id": "U2", "name": "dan", "profile": {"real_name": "Daniel Ørsted"}}]
-
-
-def slack_files(prefix: str = "") -> dict[str, str]:
-    day1 = [
-        {"type": "message", "subtype": "channel_join", "user": "U2", "text": "<@U2> has joined the channel",
-         "ts": f"{T0}.000100"},
-        {"type": "message", "user": "U1", "text": "Tomatoes go in <#C2|garden> &amp; bed two, ask <@U2>",
-         "ts": f"{T0 + 60}.000200", "thread_ts": f"{T0 + 60}.000200", "reply_count": 2},
-        {"type": "message", "user": "U2", "text": "ok", "ts": f"{T0 + 120}.000300",
-         "thread_ts": f"{T0 + 60}.000200", "parent_user_id": "U1"},
-        {"type": "message", "user": "U2", "text": "see <https://example.org|the plan>", "ts": f"{T0 + 180}.000400",
-         "files": [{"name": "plan.pdf"}]},
-    ]
-    day2 = [
-        {"type": "message", "user": "U1", "text": "late reply in the thread", "ts": f"{T0 + 86400}.000500",
-         "thread_ts": f"{T0 + 60}.000200", "parent_user_id": "U1"},
-        {"type": "message", "user": "U3", "user_profile": {"real_name": "Guest Person"}, "text": "hello all",
-         "ts": f"{T0 + 86460}.000600"},
-        {"type": "message", "subtype": "bot_message", "username": "remindbot", "text": "water the plants",
-         "ts": f"{T0 + 86520}.000700"},
-        {"type": "message", "user": "U1", "text": "orphan reply", "ts": f"{T0 + 86580}.000800",
-         "thread_ts": "1600000000.000000"},
-    ]
-    return {
-        f"{prefix}channels.json": json.dumps([{"id": "C1", "name": "general"}, {"id": "C2", "name": "garden"}]),
-        f"{prefix}users.json": json.dumps(USERS),
-        f"{prefix}dms.json": json.dumps([{"id": "D1", "members": ["U1", "U2"]}]),
-        f"{prefix}general/2024-01-02.json": json.dumps(day1),
-        f"{prefix}general/2024-01-03.json": json.dumps(day2),
-        f"{prefix}garden/2024-01-02.json": json.dumps([{"type": "message", "user": "U2", "text": "beans!",
-                                                        "ts": f"{T0}.000900"}]),
-        f"{prefix}garden/2024-01-04.json": "{ not json",
-        f"{prefix}D1/2024-01-05.json": json.dumps([{"type": "message", "user": "U1", "text": "psst",
-                                                    "ts": f"{T0 + 3 * 86400}.000000"}]),
-        f"{prefix}general/notes.txt": "not a day file",
-    }
-
 
 def check_slack(docs: list[SourceDocument]) -> None:
     by_title = {d.title: d for d in docs}

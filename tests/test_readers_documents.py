@@ -12,8 +12,7 @@ import os
 import zipfile
 from pathlib import Path
 
-import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from r3mem_cli.sources import (
@@ -27,61 +26,10 @@ from r3mem_cli.sources import (
 )
 from r3mem_cli.sources.text import TEXT_SUFFIXES, decode_text, iter_files
 
-# R3MEM_FUZZ_EXAMPLES=2000 for a deeper run.
-FUZZ = settings(max_examples=int(os.environ.get("R3MEM_FUZZ_EXAMPLES", "60")), deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+from .helpers import FUZZ, check_document, make_docx, make_pdf, read_or_refuse, reason
 
 
 # ------------------------------------------------------------------------------------- helpers
-
-
-def check_document(doc: SourceDocument) -> None:
-    """Invariants every reader keeps."""
-    assert isinstance(doc, SourceDocument)
-    assert doc.kind in ("document", "chat")
-    assert doc.text.strip() and doc.title
-    # The archive stores metadata as strict JSON in SQLite and hashes the text as UTF-8.
-    json.dumps(doc.metadata, allow_nan=False, ensure_ascii=False).encode("utf-8")
-    assert len(doc.content_sha256) == 64
-    (doc.title + doc.part + "".join(s.title for s in doc.sections)).encode("utf-8")
-    assert "format" in doc.metadata
-    for section in doc.sections:
-        assert 0 <= section.start < section.end <= len(doc.text)
-        assert section.title and section.level >= 1
-    for number, turn in enumerate(doc.turns):
-        assert turn.index == number
-        assert doc.text[turn.start:turn.end].startswith(f"{turn.speaker}: ")
-        assert turn.speaker and "\n" not in turn.speaker
-        assert turn.text.strip()
-        json.dumps(turn.location, allow_nan=False, ensure_ascii=False).encode("utf-8")
-        (turn.speaker + turn.text + (turn.timestamp or "")).encode("utf-8")
-    if doc.kind == "chat":
-        assert doc.turns and doc.sessions
-        covered = []
-        for sid, session in enumerate(doc.sessions):
-            assert session.id == sid and session.first_turn <= session.last_turn
-            covered.extend(range(session.first_turn, session.last_turn + 1))
-            assert all(doc.turns[i].session == sid for i in range(session.first_turn, session.last_turn + 1))
-        assert covered == list(range(len(doc.turns)))
-        # Every non-indented, non-blank line starts a turn; blank lines only between sessions.
-        starts = {t.start for t in doc.turns}
-        pos = 0
-        for line in doc.text.split("\n"):
-            if line and not line.startswith(" "):
-                assert pos in starts
-            pos += len(line) + 1
-        assert doc.text.count("\n\n") == len(doc.sessions) - 1
-
-
-def read_or_refuse(path: Path, **kwargs) -> None:
-    """Fuzzing contract: a reader returns valid documents or refuses with a one-line ReaderError."""
-    try:
-        docs = read_path(path, **kwargs)
-    except ReaderError as exc:
-        assert str(exc) and "\n" not in str(exc)
-        return
-    for doc in docs:
-        check_document(doc)
 
 
 def read_one(path: Path, **kwargs) -> SourceDocument:
@@ -89,68 +37,6 @@ def read_one(path: Path, **kwargs) -> SourceDocument:
     assert len(docs) == 1
     check_document(docs[0])
     return docs[0]
-
-
-def reason(path: Path, **kwargs) -> str:
-    with pytest.raises(ReaderError) as info:
-        read_path(path, **kwargs)
-    message = str(info.value)
-    assert message and "\n" not in message
-    return message
-
-
-def make_pdf(pages: list[list[str]], *, title: str | None = None, outline: list[tuple[str, int]] = (),
-             user_password: str | None = None, owner_password: str = "owner") -> bytes:
-    from pypdf import PdfWriter
-    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
-
-    writer = PdfWriter()
-    font = writer._add_object(DictionaryObject({
-        NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
-        NameObject("/BaseFont"): NameObject("/Helvetica")}))
-    for lines in pages:
-        page = writer.add_blank_page(612, 792)
-        ops = ["BT", "/F1 12 Tf", "14 TL", "72 720 Td"]
-        for line in lines:
-            escaped = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-            ops.append(f"({escaped}) Tj T*")
-        ops.append("ET")
-        stream = DecodedStreamObject()
-        stream.set_data("\n".join(ops).encode("latin-1"))
-        page[NameObject("/Contents")] = writer._add_object(stream)
-        page[NameObject("/Resources")] = DictionaryObject(
-            {NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
-    if title:
-        writer.add_metadata({"/Title": title})
-    for name, page_index in outline:
-        writer.add_outline_item(title=name, page_number=page_index)
-    if user_password is not None:
-        writer.encrypt(user_password=user_password, owner_password=owner_password, algorithm="RC4-128")
-    buffer = io.BytesIO()
-    writer.write(buffer)
-    return buffer.getvalue()
-
-
-def make_docx(path: Path, *, core_title: str | None = None) -> Path:
-    import docx
-
-    document = docx.Document()
-    if core_title:
-        document.core_properties.title = core_title
-    document.add_heading("Trip to Lisbon", 0)
-    document.add_paragraph("We flew out on the third of May.")
-    document.add_heading("Day one", 1)
-    document.add_paragraph("Tram 28 up the hill.")
-    document.add_paragraph("Pastel de nata", style="List Bullet")
-    document.add_paragraph("Sardines", style="List Bullet")
-    document.add_heading("Costs", 2)
-    table = document.add_table(rows=2, cols=2)
-    table.cell(0, 0).text, table.cell(0, 1).text = "Dinner", "42 euros"
-    table.cell(1, 0).text, table.cell(1, 1).text = "Tram", "3 euros"
-    document.add_heading("Day two", 1)
-    document.add_paragraph("Belém tower.")
-    document.save(path)
-    return path
 
 
 # ------------------------------------------------------------------------------------ plain text

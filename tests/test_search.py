@@ -13,8 +13,7 @@ from r3mem_cli.archive import SCHEMA_VERSION, Archive
 from r3mem_cli.archive import manifest as mf
 from r3mem_cli.archive.search import fts_query
 
-from .cli_helpers import as_json, r3mem
-from .schema_helpers import downgrade
+from .helpers import as_json, downgrade, r3mem
 
 NOTES = {
     "garden.md": "# Garden\n\nMaya planted six tomato plants on 20 April.\n\nThe beans came from Tom.\n",

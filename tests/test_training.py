@@ -17,7 +17,7 @@ from r3mem_cli.model.memory import MemoryConfig
 from r3mem_cli.training.objectives import ObjectiveConfig
 from r3mem_cli.training.train import TrainConfig, split_corpus, train
 
-from .conftest import TINY_CORPUS
+from .helpers import TINY_CORPUS
 
 MEMORY = dict(compression_ratio=4, max_passage_tokens=16, lora_r=4, lora_alpha=8, autocast_bf16=False)
 

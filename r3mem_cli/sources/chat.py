@@ -19,8 +19,9 @@ from .text import ReaderError, Session, SourceDocument, Turn
 
 MAX_SPEAKER_CHARS = 100
 # Messages one file may hold (WhatsApp message lines, JSON Lines rows, items of a JSON array):
-# each costs about 1.5 KB of Python objects while the chat is built, whatever its size on disk, so a
-# file of tiny messages is refused here instead of needing gigabytes (see 0012-hostile-inputs.md).
+# each costs Python objects while the chat is built, whatever its size on disk, so a file of tiny
+# messages is refused here instead of running out of memory (the cost per message and the peaks at
+# this limit are measured in docs/decisions/0012-hostile-inputs.md).
 MAX_TURNS = 500_000
 
 

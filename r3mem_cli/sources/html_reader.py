@@ -9,9 +9,10 @@ blank line; whitespace inside a block collapses to one space (kept inside <pre>)
 start with "- "; table cells are joined with " | ", one row per line.
 
 Bounds: a page with over MAX_TAGS `<` characters (an upper bound on its tags) is refused before
-parsing: Beautiful Soup keeps every element as a Python object (about 400 bytes each), so a page of
-tags is a memory bomb (40 MB of `<p>x</p>` needs over 2 GB); the limit keeps the parse tree under
-about 400 MB. The tree is walked iteratively, so nesting depth costs no recursion.
+parsing: Beautiful Soup keeps every element as a Python object, so a page of tags is a memory
+bomb; the limit bounds the parse tree (the cost per element and the peak at the limit are measured
+in docs/decisions/0012-hostile-inputs.md). The tree is walked iteratively, so nesting depth costs
+no recursion.
 
 Decoding: a charset declared in a <meta> tag within the first 4 KiB is honoured; otherwise the
 common UTF-8-with-replacement policy (see text.py).

@@ -3,8 +3,9 @@
 Bounds: nesting deeper than the interpreter's recursion limit (about 1,000 levels) is "JSON
 nested too deeply" (the parser's RecursionError, caught). A text with over MAX_JSON_ITEMS of the
 bytes `{`, `[` and `,` is refused before parsing: their count bounds the number of values, and a
-parsed value costs 30-90 bytes of Python objects for as little as 2 bytes of JSON (`[{},{},...]`
-of 48 MB needs over 2 GB), so the limit bounds the parse to about 0.5 GB whatever the file size.
+parsed value costs tens of bytes of Python objects for as little as 2 bytes of JSON (`[{},{},...]`),
+so the limit bounds the parse's memory whatever the file size (measured in
+docs/decisions/0012-hostile-inputs.md).
 """
 
 from __future__ import annotations
