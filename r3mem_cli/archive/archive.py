@@ -43,11 +43,21 @@ from .adapters import ADAPTER_DIR, AdapterStore, copy_adapter, record_files
 from .crypto import KdfSettings, Vault, ask_passphrase, is_encrypted
 from .files import rmtree
 from .keyspace import KeyIndex
-from .memory_store import MemoryStore
 from .lock import ReaderLock, WriterLock, no_readers
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, SEALED_MANIFEST_NAME, transaction, utc_now
-from .records import (SHA256_HEX, DocumentInfo, NewDocument, PassageInfo, Problem, StoredMemory, document_info,
-                      json_text, key_to_blob, passage_info)
+from .memory_store import MemoryStore
+from .records import (
+    SHA256_HEX,
+    DocumentInfo,
+    NewDocument,
+    PassageInfo,
+    Problem,
+    StoredMemory,
+    document_info,
+    json_text,
+    key_to_blob,
+    passage_info,
+)
 from .settings import ArchiveSettings
 from .shards import ShardStore
 from .verify import verify_archive

@@ -40,10 +40,10 @@ from r3mem_cli.errors import ArchiveError
 from . import manifest as mf
 from .adapters import ADAPTER_DIR, adapter_name_ok
 from .files import list_files
-from .records import SHA256_HEX, Problem
-from .texts import checked_sources
 from .lock import active_writer_pid
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, transaction
+from .records import SHA256_HEX, Problem
+from .texts import checked_sources
 
 
 def verify_archive(a) -> list[Problem]:

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..archive import Archive, Problem
-from ..archive.files import scan_dir
 from ..archive.crypto import is_encrypted
+from ..archive.files import scan_dir
 from ..archive.manifest import MANIFEST_NAME, SEALED_MANIFEST_NAME
 from ..errors import ManifestDamaged
 from .compress import compress_for_archive
