@@ -69,28 +69,28 @@ def damaged_keys(a) -> set[str]:
     return docs
 
 
-def restore_sources(a, texts: dict[int, str]) -> None:
-    """Store `texts` (already checked against each passage's text_sha256) as the passages'
+def restore_sources(a, sources: dict[int, str]) -> None:
+    """Store `sources` (already checked against each passage's text_sha256) as the passages'
     sources, in one transaction. The keyword index is rebuilt separately (rebuild_fts)."""
     a.require_write("restoring sources")
     cctx = texts.compressor()
     with transaction(a.conn) as c:
-        for pid, text in sorted(texts.items()):
+        for pid, text in sorted(sources.items()):
             raw = text.encode("utf-8")
             c.execute("INSERT OR REPLACE INTO sources (passage_id, zstd, raw_bytes) VALUES (?,?,?)",
                       (pid, cctx.compress(raw), len(raw)))
 
 
-def rebuild_fts(a, texts: dict[int, str]) -> int:
-    """Drop the keyword index and build it anew from `texts` (checked sources), in one
-    transaction. Dropping (not deleting rows) works even when the index structure is damaged."""
+def rebuild_fts(a, sources: dict[int, str]) -> int:
+    """Drop the keyword index and build it anew from `sources` (checked texts by passage id), in
+    one transaction. Dropping (not deleting rows) works even when the index structure is damaged."""
     a.require_write("rebuilding the keyword index")
     create = mf.table_sql(mf.FTS_TABLE)
     with transaction(a.conn) as c:
         c.execute(f"DROP TABLE IF EXISTS {mf.FTS_TABLE}")
         c.execute(create)
-        c.executemany(f"INSERT INTO {mf.FTS_TABLE} (rowid, text) VALUES (?, ?)", sorted(texts.items()))
-    return len(texts)
+        c.executemany(f"INSERT INTO {mf.FTS_TABLE} (rowid, text) VALUES (?, ?)", sorted(sources.items()))
+    return len(sources)
 
 
 def remove_stray(paths: list[Path]) -> list[Path]:
