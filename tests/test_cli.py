@@ -61,6 +61,21 @@ def test_init_twice_is_a_usage_error(archive, tiny_model_dir):
     assert result.exit_code == 2 and "already exists" in result.stderr
 
 
+def test_a_bad_parameter_from_the_library_is_named_by_its_flag(tmp_path, monkeypatch):
+    from r3mem_cli.cli.output import flag_name
+    from r3mem_cli.errors import BadParameter
+    from r3mem_cli.pipelines import setup
+
+    def refuse(root, **settings):
+        raise BadParameter("compression_ratio", "3: this adapter supports 4 or more")
+
+    monkeypatch.setattr(setup, "create_archive", refuse)
+    result = r3mem(tmp_path / "archive", "init")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --compression-ratio 3: this adapter supports 4 or more"
+    assert flag_name("base_model") == "--model"  # a parameter whose flag is not its name
+
+
 def test_ingest_list_show_stats_and_idempotence(archive, notes):
     report = as_json(r3mem(archive, "ingest", str(notes), "--json"))
     assert set(report) >= {"added", "unchanged", "errors", "seconds"}

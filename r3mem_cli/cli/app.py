@@ -13,7 +13,7 @@ import typer
 from .. import __version__
 from ..errors import ArchiveError, R3memError
 from ..model.loading import DEFAULT_MODEL
-from .output import State, fail, handles_errors, print_json, progress_bar, quiet_libraries, say
+from .output import State, error_line, fail, handles_errors, print_json, progress_bar, quiet_libraries, say
 
 HELP = """r3mem keeps a personal memory archive: your notes and chats compressed into memory
 tokens by the R3Mem memory network, rebuilt on demand from memory alone.
@@ -569,7 +569,7 @@ def main() -> None:
     try:
         app()
     except R3memError as exc:  # raised outside a command (e.g. in the option callback)
-        fail(str(exc), exc.exit_code)
+        fail(error_line(exc), exc.exit_code)
 
 
 if __name__ == "__main__":
