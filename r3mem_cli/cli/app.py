@@ -13,6 +13,8 @@ import typer
 from .. import __version__
 from ..errors import ArchiveError, R3memError
 from ..model.loading import DEFAULT_MODEL
+from .options import (DeviceOption, DocFilter, ExactMethod, JsonOption, KindFilter, MemoryPrecision, ModeOption,
+                      RecallLevel, SearchMode, SinceFilter, SpeakerFilter, TopKOption, UntilFilter, plain)
 from .output import State, error_line, fail, handles_errors, print_json, progress_bar, quiet_libraries, say
 
 HELP = """r3mem keeps a personal memory archive: your notes and chats compressed into memory
@@ -32,10 +34,6 @@ Every command that reads or writes data takes --json."""
 
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]})
-
-JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdout.")
-DeviceOption = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
-
 
 def _version(value: bool) -> None:
     if value:
@@ -100,15 +98,15 @@ def init(
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="Adapter folder written by `r3mem train`."),
     compression_ratio: Optional[int] = typer.Option(None, "--compression-ratio", min=1,
                                                     help="Passage tokens per memory token (default: the adapter's)."),
-    exact: str = typer.Option("none", "--exact", help="Exact recall from memory: none | refine (optimise each "
+    exact: ExactMethod = typer.Option(ExactMethod.none, "--exact", help="Exact recall from memory: none | refine (optimise each "
                                                       "passage's memory at ingest) | residual (store an arithmetic code)."),
     refine_steps: int = typer.Option(200, "--refine-steps", min=1, help="Step budget per passage for --exact refine."),
     refine_lr: float = typer.Option(0.03, "--refine-lr", min=0.0, help="Adam learning rate for --exact refine."),
-    memory_precision: Optional[str] = typer.Option(None, "--memory-precision",
+    memory_precision: Optional[MemoryPrecision] = typer.Option(None, "--memory-precision",
                                                    help="How memory tokens are stored: int8 (half the bytes) | float16."),
     encrypt: bool = typer.Option(False, "--encrypt", help="Encrypt every archive file (AES-256-GCM, Argon2id key from "
                                                          "a passphrase: $R3MEM_PASSPHRASE or a prompt)."),
-    json_out: bool = JsonOption,
+    json_out: JsonOption = False,
 ) -> None:
     """Create an archive (ingest creates a default one when none exists)."""
     from ..archive import Archive
@@ -117,11 +115,11 @@ def init(
     root = _archive_path()
     if Archive.exists(root):
         raise ArchiveError(f"an archive already exists at {root}")
-    settings = {"exact": exact, "refine_steps": refine_steps, "refine_lr": refine_lr}
+    settings = {"exact": exact.value, "refine_steps": refine_steps, "refine_lr": refine_lr}
     if compression_ratio is not None:
         settings["compression_ratio"] = compression_ratio
     if memory_precision is not None:
-        settings["memory_precision"] = memory_precision
+        settings["memory_precision"] = memory_precision.value
     archive, warnings = create_archive(root, model=model, keep_source=not no_keep_source, adapter=adapter,
                                        settings=settings, encrypt=encrypt)
     with archive:
@@ -141,8 +139,8 @@ def ingest(
     no_keep_source: bool = typer.Option(False, "--no-keep-source", help="For a new archive: keep no source text."),
     max_file_size: int = typer.Option(50 * 1024 * 1024, "--max-file-size", min=1, help="Skip files larger than this (bytes)."),
     chat_gap_hours: float = typer.Option(6.0, "--chat-gap-hours", min=0.0, help="A pause this long starts a new chat session."),
-    device: str = DeviceOption,
-    json_out: bool = JsonOption,
+    device: DeviceOption = "auto",
+    json_out: JsonOption = False,
 ) -> None:
     """Add documents to the archive; unchanged content is skipped, changed files replaced."""
     from ..archive import Archive
@@ -186,7 +184,7 @@ def ingest(
 # -------------------------------------------------------------------- reading
 @app.command("list")
 @handles_errors
-def list_documents(json_out: bool = JsonOption) -> None:
+def list_documents(json_out: JsonOption = False) -> None:
     """List the archive's documents."""
     with _open() as archive:
         docs = [{"id": d.id, "source": d.source, "kind": d.kind, "title": d.title, "passages": d.passages,
@@ -202,7 +200,7 @@ def list_documents(json_out: bool = JsonOption) -> None:
 
 @app.command()
 @handles_errors
-def show(doc: str = typer.Argument(..., help="Document id (a unique prefix is enough) or source file path."), json_out: bool = JsonOption) -> None:
+def show(doc: str = typer.Argument(..., help="Document id (a unique prefix is enough) or source file path."), json_out: JsonOption = False) -> None:
     """Show one document: its provenance and passages."""
     from ..pipelines.recall import resolve_document
 
@@ -224,7 +222,7 @@ def show(doc: str = typer.Argument(..., help="Document id (a unique prefix is en
 
 @app.command()
 @handles_errors
-def stats(json_out: bool = JsonOption) -> None:
+def stats(json_out: JsonOption = False) -> None:
     """Sizes, counts and the compression ratio."""
     with _open() as archive:
         data = archive.stats()
@@ -242,29 +240,27 @@ def stats(json_out: bool = JsonOption) -> None:
 def recall(
     doc: str = typer.Option(..., "--doc", help="Document id (a unique prefix is enough) or source file path."),
     passage: Optional[int] = typer.Option(None, "--passage", min=0, help="Only this passage (0-based)."),
-    level: str = typer.Option("passage", "--level", help="passage | sentence (each sentence from its own "
+    level: RecallLevel = typer.Option(RecallLevel.passage, "--level", help="passage | sentence (each sentence from its own "
                                                          "memory) | document (the opening, from the document state)."),
-    device: str = DeviceOption,
-    json_out: bool = JsonOption,
+    device: DeviceOption = "auto",
+    json_out: JsonOption = False,
 ) -> None:
     """Rebuild a document's text from its memory tokens alone (the backward model)."""
     from ..pipelines.recall import recall as run_recall
 
-    if level not in ("passage", "sentence", "document"):
-        raise R3memError(f"--level must be passage, sentence or document, not {level!r}")
     with _open() as archive:
         engine = _engine(archive, device)
         with _snapshot(archive):
-            result = run_recall(archive, engine, doc, passage, level=level)
+            result = run_recall(archive, engine, doc, passage, level=level.value)
     if json_out:
         print_json(result)
         return
     similarity = "n/a (source not kept)" if result["similarity"] is None else f"{result['similarity']:.3f}"
-    if level == "document":
+    if level is RecallLevel.document:
         typer.echo(result["opening"])
         say(f"{result['doc']}: opening rebuilt from the document state, character similarity {similarity}")
         return
-    if level == "sentence":
+    if level is RecallLevel.sentence:
         for item in result["passages"]:
             typer.echo("\n".join(item["sentences"]) + "\n")
         say(f"{result['doc']}: sentences rebuilt from sentence memory, character similarity {similarity}")
@@ -280,29 +276,28 @@ def recall(
 @handles_errors
 def search(
     query: str = typer.Argument(..., help="Free text; every word counts, FTS syntax is not interpreted."),
-    top_k: int = typer.Option(10, "--top-k", help="How many passages to show."),
-    doc: Optional[str] = typer.Option(None, "--doc", help="Only this document (id, unique prefix or source path)."),
-    kind: Optional[str] = typer.Option(None, "--kind", help="Only 'document' or 'chat' passages."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only passages from this ISO date/time on."),
-    until: Optional[str] = typer.Option(None, "--until", help="Only passages up to this ISO date/time (a date: the whole day)."),
-    speaker: Optional[str] = typer.Option(None, "--speaker", help="Only chat passages where this speaker talks."),
-    mode: str = typer.Option("auto", "--mode", help="keyword (BM25) | memory (compressed query vs sentence "
-                                                    "memory) | hybrid (both, rank-fused) | auto (all the archive has)."),
+    top_k: TopKOption = 10,
+    doc: DocFilter = None,
+    kind: KindFilter = None,
+    since: SinceFilter = None,
+    until: UntilFilter = None,
+    speaker: SpeakerFilter = None,
+    mode: ModeOption = SearchMode.auto,
     coarse: Optional[int] = typer.Option(None, "--coarse", min=1, help="Memory path: compare passages of the N "
                                                                        "documents whose document memory fits best only."),
     rerank: int = typer.Option(0, "--rerank", min=0, help="Reorder the best N by the backward model's likelihood "
                                                           "of the query given each passage's memory (0: off)."),
-    device: str = DeviceOption,
-    json_out: bool = JsonOption,
+    device: DeviceOption = "auto",
+    json_out: JsonOption = False,
 ) -> None:
     """Ranked passages for a query: keyword BM25 and memory similarity, rank-fused; no generation."""
     from ..pipelines.search import search as run_search
 
     with _open() as archive:
-        engine = None if mode == "keyword" else _engine(archive, device)
+        engine = None if mode is SearchMode.keyword else _engine(archive, device)
         with _snapshot(archive):
-            result = run_search(archive, query, top_k, engine=engine, mode=mode, coarse=coarse, rerank=rerank, doc=doc,
-                                kind=kind, since=since, until=until, speaker=speaker)
+            result = run_search(archive, query, top_k, engine=engine, mode=mode.value, coarse=coarse, rerank=rerank,
+                                doc=doc, kind=plain(kind), since=since, until=until, speaker=speaker)
             titles = {r["doc"]: archive.document(r["doc"]).title for r in result["results"]}
     if json_out:
         print_json(result)
@@ -320,18 +315,18 @@ def search(
 def ask(
     question: str = typer.Argument(..., help="A question about what the archive holds; '-' reads one question "
                                               "per line from stdin and answers each with the model loaded once."),
-    top_k: int = typer.Option(3, "--top-k", min=1, help="Passages retrieved to answer from."),
+    top_k: TopKOption = 3,
     model: Optional[str] = typer.Option(None, "--model", help="Answer with this causal LM instead of the "
                                                                "archive's model (retrieval still uses the archive's)."),
     max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
-    doc: Optional[str] = typer.Option(None, "--doc", help="Only this document (id, unique prefix or source path)."),
-    kind: Optional[str] = typer.Option(None, "--kind", help="Only 'document' or 'chat' passages."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only passages from this ISO date/time on."),
-    until: Optional[str] = typer.Option(None, "--until", help="Only passages up to this ISO date/time."),
-    speaker: Optional[str] = typer.Option(None, "--speaker", help="Only chat passages where this speaker talks."),
-    mode: str = typer.Option("auto", "--mode", help="Retrieval: keyword | memory | hybrid | auto (as for search)."),
-    device: str = DeviceOption,
-    json_out: bool = JsonOption,
+    doc: DocFilter = None,
+    kind: KindFilter = None,
+    since: SinceFilter = None,
+    until: UntilFilter = None,
+    speaker: SpeakerFilter = None,
+    mode: ModeOption = SearchMode.auto,
+    device: DeviceOption = "auto",
+    json_out: JsonOption = False,
 ) -> None:
     """Answer a question from the archive, citing passages as [doc:passage]."""
     from ..model.loading import load_base_model
@@ -349,7 +344,8 @@ def ask(
                 result = run_ask(archive, engine, asked, top_k, answer_model=answer_model,
                                  max_new_tokens=max_new_tokens,
                                  on_text=(lambda piece: typer.echo(piece, nl=False)) if stream else None,
-                                 mode=mode, doc=doc, kind=kind, since=since, until=until, speaker=speaker)
+                                 mode=mode.value, doc=doc, kind=plain(kind), since=since, until=until,
+                                 speaker=speaker)
             _show_answer(result, json_out, stream, lines=question == "-")
 
 
@@ -369,7 +365,7 @@ def _show_answer(result: dict, json_out: bool, stream: bool, lines: bool) -> Non
 # ------------------------------------------------------------------- changing
 @app.command()
 @handles_errors
-def forget(docs: List[str] = typer.Argument(..., help="Document ids (or source file paths) to remove."), json_out: bool = JsonOption) -> None:
+def forget(docs: List[str] = typer.Argument(..., help="Document ids (or source file paths) to remove."), json_out: JsonOption = False) -> None:
     """Remove documents: source, memory and index entries; space is reclaimed at once."""
     from ..pipelines.recall import resolve_document
 
@@ -392,8 +388,8 @@ def verify(
     repair: bool = typer.Option(False, "--repair", help="Rebuild what can be rebuilt (memory and the keyword "
                                                          "index from kept sources, a shipped adapter) and say what "
                                                          "cannot. Takes the writer lock."),
-    device: str = DeviceOption,
-    json_out: bool = JsonOption,
+    device: DeviceOption = "auto",
+    json_out: JsonOption = False,
 ) -> None:
     """Check SQLite integrity, shard and file checksums, sources and the keyword index."""
     from ..archive import Problem
@@ -445,7 +441,7 @@ def verify(
 
 @app.command()
 @handles_errors
-def export(file: Path = typer.Argument(..., help="File to write (one portable file)."), json_out: bool = JsonOption) -> None:
+def export(file: Path = typer.Argument(..., help="File to write (one portable file)."), json_out: JsonOption = False) -> None:
     """Write the whole archive into one portable file."""
     if file.exists():
         raise R3memError(f"{file} already exists; choose another name")
@@ -456,7 +452,7 @@ def export(file: Path = typer.Argument(..., help="File to write (one portable fi
 
 @app.command("import")
 @handles_errors
-def import_archive(file: Path = typer.Argument(..., help="File written by `r3mem export`."), json_out: bool = JsonOption) -> None:
+def import_archive(file: Path = typer.Argument(..., help="File written by `r3mem export`."), json_out: JsonOption = False) -> None:
     """Restore an exported archive into --archive (which must be new or empty); verified first."""
     from ..archive import Archive
 
@@ -496,8 +492,8 @@ def train(
     bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="bf16 autocast where the hardware supports it."),
     checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes"),
     seed: int = typer.Option(0, "--seed"),
-    device: str = DeviceOption,
-    json_out: bool = JsonOption,
+    device: DeviceOption = "auto",
+    json_out: JsonOption = False,
 ) -> None:
     """Train the compress adapter and memory embeddings (resumable: rerun to continue).
 
