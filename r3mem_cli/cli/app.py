@@ -13,6 +13,10 @@ import typer
 from .. import __version__
 from ..errors import ArchiveError, R3memError
 from ..model.loading import DEFAULT_MODEL
+from ..model.memory import MemoryConfig
+from ..training.objectives import ObjectiveConfig
+from ..training.train import TrainConfig
+from .config_options import Flag, config_options
 from .options import (DeviceOption, DocFilter, ExactMethod, JsonOption, KindFilter, MemoryPrecision, ModeOption,
                       RecallLevel, SearchMode, SinceFilter, SpeakerFilter, TopKOption, UntilFilter, plain)
 from .output import State, error_line, fail, handles_errors, print_json, progress_bar, quiet_libraries, say
@@ -465,33 +469,31 @@ def import_archive(file: Path = typer.Argument(..., help="File written by `r3mem
 
 
 # ------------------------------------------------------------------- training
+# The config fields `train` takes as options (config_options.py): CLI limits, and help where the
+# field's own does not fit the command line
+TRAIN_OPTIONS = {
+    TrainConfig: {"base_model": Flag(), "steps": Flag(min=1), "batch_size": Flag(min=1), "lr": Flag(),
+                  "memory_lr": Flag(), "init_adapter": Flag(type=Path | None), "decay_steps": Flag(min=0),
+                  "stop_at": Flag(min=1), "eval_every": Flag(min=0), "eval_passages": Flag(min=1),
+                  "heldout_fraction": Flag(min=0.0, max=0.9), "checkpoint_minutes": Flag(), "seed": Flag()},
+    ObjectiveConfig: {"window": Flag(min=1)},
+    MemoryConfig: {"compression_ratio": Flag(min=1), "max_passage_tokens": Flag(min=4),
+                   "lora_r": Flag(min=1, help="Rank of the compress LoRA adapter (alpha = 2r)."),
+                   "autocast_bf16": Flag(help="bf16 autocast where the hardware supports it.")},
+}
+
+
 @app.command()
 @handles_errors
+@config_options(TRAIN_OPTIONS)
 def train(
     data: Path = typer.Argument(..., help="Folder of documents or chat exports to train on."),
+    *,
     output: Path = typer.Option(Path("r3mem-adapter"), "--output", "-o", help="Checkpoints and the finished adapter."),
-    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Base model the adapter is for."),
-    steps: int = typer.Option(1000, "--steps", min=1, help="Total optimizer steps (raise to continue a run)."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Passages per step (whole windows)."),
-    lr: float = typer.Option(1e-3, "--lr", help="Learning rate of the LoRA weights."),
-    memory_lr: float = typer.Option(1e-2, "--memory-lr", help="Learning rate of the memory embeddings."),
-    init_adapter: Optional[Path] = typer.Option(None, "--init-adapter", help="Start from this adapter (warm start)."),
-    compression_ratio: int = typer.Option(4, "--compression-ratio", min=1, help="Densest ratio: passage tokens per memory token."),
+    configs: dict,
     ratios: str = typer.Option("", "--ratios", help="Comma-separated ratios to train for (default: the compression ratio)."),
     losses: str = typer.Option("", "--losses", help="Loss weights, e.g. 'passage=1,sentence=0.5,retention=0.5,"
                                                     "document=0.25,cycle=0.1,query=0.1' (0 switches one off)."),
-    window: int = typer.Option(3, "--window", min=1, help="Consecutive passages per example (backprop through them)."),
-    max_passage_tokens: int = typer.Option(64, "--max-passage-tokens", min=4),
-    lora_r: int = typer.Option(8, "--lora-r", min=1, help="Rank of the compress LoRA adapter (alpha = 2r)."),
-    decay_steps: int = typer.Option(0, "--decay-steps", min=0, help="Decay the learning rate to zero over the last N steps."),
-    stop_at: Optional[int] = typer.Option(None, "--stop-at", min=1, help="Checkpoint and stop at this step; "
-                                                                         "run again (maybe with other --losses) to go on."),
-    eval_every: int = typer.Option(100, "--eval-every", min=0, help="Held-out evaluation every N steps (0: only at the end)."),
-    eval_passages: int = typer.Option(32, "--eval-passages", min=1, help="Held-out passages per evaluation."),
-    heldout_fraction: float = typer.Option(0.1, "--heldout-fraction", min=0.0, max=0.9, help="Share of files kept out of training."),
-    bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="bf16 autocast where the hardware supports it."),
-    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes"),
-    seed: int = typer.Option(0, "--seed"),
     device: DeviceOption = "auto",
     json_out: JsonOption = False,
 ) -> None:
@@ -500,14 +502,13 @@ def train(
     Runs on CPU, one GPU, or several under `accelerate launch -m r3mem_cli.cli.app train ...`."""
     from dataclasses import fields as dataclass_fields
 
-    from ..model.memory import MemoryConfig, read_adapter_config
-    from ..training.objectives import ObjectiveConfig
-    from ..training.train import TrainConfig
+    from ..model.memory import read_adapter_config
     from ..training.train import train as run_train
 
     if not data.is_dir():
         raise R3memError(f"{data}: not a folder")
-    objectives = ObjectiveConfig(window=window)
+    run, shape = configs[TrainConfig], configs[MemoryConfig]
+    objectives = ObjectiveConfig(**configs[ObjectiveConfig])
     weights = set(objectives.weights())
     for item in filter(None, (part.strip() for part in losses.split(","))):
         name, _, value = item.partition("=")
@@ -517,19 +518,18 @@ def train(
             setattr(objectives, name, float(value))
         except ValueError:
             raise R3memError(f"--losses: cannot read {item!r}; names are {', '.join(sorted(weights))}") from None
+    compression_ratio = shape["compression_ratio"]
     try:
         objectives.ratios = [int(r) for r in ratios.split(",") if r.strip()] or [compression_ratio]
     except ValueError:
         raise R3memError(f"--ratios: expected comma-separated integers, got {ratios!r}") from None
     if min(objectives.ratios) < compression_ratio:
         raise R3memError(f"--ratios must not be denser than --compression-ratio {compression_ratio}")
-    config = TrainConfig(data=str(data.resolve()), output=str(output), base_model=model, steps=steps,
-                         batch_size=batch_size, lr=lr, memory_lr=memory_lr, eval_every=eval_every,
-                         eval_passages=eval_passages, heldout_fraction=heldout_fraction, decay_steps=decay_steps,
-                         checkpoint_minutes=checkpoint_minutes, seed=seed, device=device, stop_at=stop_at,
-                         init_adapter=str(init_adapter) if init_adapter else None, objectives=objectives)
-    memory = MemoryConfig(compression_ratio=compression_ratio, max_passage_tokens=max_passage_tokens,
-                          lora_r=lora_r, lora_alpha=2 * lora_r, autocast_bf16=bf16)
+    init_adapter = run["init_adapter"]
+    config = TrainConfig(**{**run, "init_adapter": str(init_adapter) if init_adapter else None},
+                         data=str(data.resolve()), output=str(output), device=device, objectives=objectives)
+    bf16 = shape["autocast_bf16"]
+    memory = MemoryConfig(**shape, lora_alpha=2 * shape["lora_r"])
     if init_adapter:  # the warm start's shape wins; new knobs keep their defaults
         try:
             saved = read_adapter_config(init_adapter)["memory"]
