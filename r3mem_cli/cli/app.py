@@ -102,8 +102,9 @@ def init(
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="Adapter folder written by `r3mem train`."),
     compression_ratio: Optional[int] = typer.Option(None, "--compression-ratio", min=1,
                                                     help="Passage tokens per memory token (default: the adapter's)."),
-    exact: ExactMethod = typer.Option(ExactMethod.none, "--exact", help="Exact recall from memory: none | refine (optimise each "
-                                                      "passage's memory at ingest) | residual (store an arithmetic code)."),
+    exact: ExactMethod = typer.Option(ExactMethod.none, "--exact",
+                                      help="Exact recall from memory: none | refine (optimise each passage's memory "
+                                           "at ingest) | residual (store an arithmetic code)."),
     refine_steps: int = typer.Option(200, "--refine-steps", min=1, help="Step budget per passage for --exact refine."),
     refine_lr: float = typer.Option(0.03, "--refine-lr", min=0.0, help="Adam learning rate for --exact refine."),
     memory_precision: Optional[MemoryPrecision] = typer.Option(None, "--memory-precision",
@@ -244,8 +245,9 @@ def stats(json_out: JsonOption = False) -> None:
 def recall(
     doc: str = typer.Option(..., "--doc", help="Document id (a unique prefix is enough) or source file path."),
     passage: Optional[int] = typer.Option(None, "--passage", min=0, help="Only this passage (0-based)."),
-    level: RecallLevel = typer.Option(RecallLevel.passage, "--level", help="passage | sentence (each sentence from its own "
-                                                         "memory) | document (the opening, from the document state)."),
+    level: RecallLevel = typer.Option(RecallLevel.passage, "--level",
+                                      help="passage | sentence (each sentence from its own memory) | document "
+                                           "(the opening, from the document state)."),
     device: DeviceOption = "auto",
     json_out: JsonOption = False,
 ) -> None:

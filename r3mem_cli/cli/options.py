@@ -34,7 +34,8 @@ def plain(choice: Enum | None) -> str | None:
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-DeviceOption = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N "
+                                                             "or mps.")]
 TopKOption = Annotated[int, typer.Option("--top-k", min=1, help="How many passages to retrieve (search shows them, "
                                                                  "ask answers from them).")]
 ModeOption = Annotated[SearchMode, typer.Option("--mode", help="keyword (BM25) | memory (compressed query vs sentence "
