@@ -61,6 +61,21 @@ def test_init_twice_is_a_usage_error(archive, tiny_model_dir):
     assert result.exit_code == 2 and "already exists" in result.stderr
 
 
+def test_a_bad_parameter_from_the_library_is_named_by_its_flag(tmp_path, monkeypatch):
+    from r3mem_cli.cli.output import flag_name
+    from r3mem_cli.errors import BadParameter
+    from r3mem_cli.pipelines import setup
+
+    def refuse(root, **settings):
+        raise BadParameter("compression_ratio", "3: this adapter supports 4 or more")
+
+    monkeypatch.setattr(setup, "create_archive", refuse)
+    result = r3mem(tmp_path / "archive", "init")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --compression-ratio 3: this adapter supports 4 or more"
+    assert flag_name("base_model") == "--model"  # a parameter whose flag is not its name
+
+
 def test_ingest_list_show_stats_and_idempotence(archive, notes):
     report = as_json(r3mem(archive, "ingest", str(notes), "--json"))
     assert set(report) >= {"added", "unchanged", "errors", "seconds"}
@@ -281,7 +296,8 @@ def test_int8_memory_halves_the_shards_and_still_recalls_exactly(tmp_path, tiny_
         verify_clean(root)
     assert 0.45 < sizes["int8"] / sizes["float16"] < 0.6
     bad = r3mem(tmp_path / "bad", "init", "--model", str(tiny_model_dir), "--memory-precision", "int4")
-    assert bad.exit_code != 0 and "--memory-precision must be one of" in bad.output
+    assert bad.exit_code == 2 and "Invalid value for '--memory-precision'" in bad.output  # Typer's choice check
+    assert "'int4' is not one of" in bad.output
     bad = r3mem(tmp_path / "bad", "init", "--model", str(tiny_model_dir), "--memory-precision", "int8", "--exact", "refine")
     assert bad.exit_code != 0 and "--exact refine" in bad.output and not (tmp_path / "bad").exists()
 
@@ -333,3 +349,40 @@ def test_a_residual_that_does_not_decode_is_reported_not_trusted(tmp_path, tiny_
     first = recalled["passages"][0]
     assert first["exact"] is False and "did not decode" in first["method"]
     assert all(p["exact"] and p["method"] == "residual" for p in recalled["passages"][1:])
+
+
+def test_train_flags_fill_the_configs(tmp_path, monkeypatch):
+    """`train`'s options come from the config dataclasses: each flag lands in its field."""
+    from r3mem_cli.model.memory import MemoryConfig
+    from r3mem_cli.training import train as training
+    from r3mem_cli.training.objectives import ObjectiveConfig
+    from r3mem_cli.training.train import TrainConfig
+
+    seen = {}
+
+    def fake_train(config, memory, progress):
+        seen.update(config=config, memory=memory)
+        return {"main_process": True, "steps": config.steps}
+
+    monkeypatch.setattr(training, "train", fake_train)
+    (tmp_path / "data").mkdir()
+    result = r3mem(tmp_path / "unused", "train", str(tmp_path / "data"), "-o", str(tmp_path / "out"), "--model", "m",
+                   "--steps", "7", "--batch-size", "3", "--lr", "0.5", "--memory-lr", "0.25", "--compression-ratio", "2",
+                   "--ratios", "2,4", "--losses", "cycle=0,query=0.5", "--window", "2", "--max-passage-tokens", "16",
+                   "--lora-r", "4", "--decay-steps", "3", "--stop-at", "5", "--eval-every", "0", "--eval-passages", "4",
+                   "--heldout-fraction", "0.2", "--no-bf16", "--checkpoint-minutes", "0", "--seed", "9",
+                   "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    assert seen["config"] == TrainConfig(
+        data=str((tmp_path / "data").resolve()), output=str(tmp_path / "out"), base_model="m", steps=7, batch_size=3,
+        lr=0.5, memory_lr=0.25, decay_steps=3, stop_at=5, eval_every=0, eval_passages=4, heldout_fraction=0.2,
+        checkpoint_minutes=0.0, seed=9, device="cpu",
+        objectives=ObjectiveConfig(window=2, ratios=[2, 4], cycle=0.0, query=0.5))
+    assert seen["memory"] == MemoryConfig(compression_ratio=2, max_passage_tokens=16, lora_r=4, lora_alpha=8,
+                                          autocast_bf16=False)
+    defaults = r3mem(tmp_path / "unused", "train", str(tmp_path / "data"), "--json")
+    assert defaults.exit_code == 0, defaults.output
+    assert seen["config"] == TrainConfig(data=str((tmp_path / "data").resolve()), output="r3mem-adapter",
+                                         objectives=ObjectiveConfig(ratios=[4]))
+    assert seen["memory"] == MemoryConfig()
+    assert r3mem(tmp_path / "unused", "train", str(tmp_path / "data"), "--steps", "0").exit_code == 2

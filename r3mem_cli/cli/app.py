@@ -13,7 +13,13 @@ import typer
 from .. import __version__
 from ..errors import ArchiveError, R3memError
 from ..model.loading import DEFAULT_MODEL
-from .output import State, fail, handles_errors, print_json, progress_bar, quiet_libraries, say
+from ..model.memory import MemoryConfig
+from ..training.objectives import ObjectiveConfig
+from ..training.train import TrainConfig
+from .config_options import Flag, config_options
+from .options import (DeviceOption, DocFilter, ExactMethod, JsonOption, KindFilter, MemoryPrecision, ModeOption,
+                      RecallLevel, SearchMode, SinceFilter, SpeakerFilter, TopKOption, UntilFilter, plain)
+from .output import State, error_line, fail, handles_errors, print_json, progress_bar, quiet_libraries, say
 
 HELP = """r3mem keeps a personal memory archive: your notes and chats compressed into memory
 tokens by the R3Mem memory network, rebuilt on demand from memory alone.
@@ -32,10 +38,6 @@ Every command that reads or writes data takes --json."""
 
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]})
-
-JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdout.")
-DeviceOption = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
-
 
 def _version(value: bool) -> None:
     if value:
@@ -100,15 +102,16 @@ def init(
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="Adapter folder written by `r3mem train`."),
     compression_ratio: Optional[int] = typer.Option(None, "--compression-ratio", min=1,
                                                     help="Passage tokens per memory token (default: the adapter's)."),
-    exact: str = typer.Option("none", "--exact", help="Exact recall from memory: none | refine (optimise each "
-                                                      "passage's memory at ingest) | residual (store an arithmetic code)."),
+    exact: ExactMethod = typer.Option(ExactMethod.none, "--exact",
+                                      help="Exact recall from memory: none | refine (optimise each passage's memory "
+                                           "at ingest) | residual (store an arithmetic code)."),
     refine_steps: int = typer.Option(200, "--refine-steps", min=1, help="Step budget per passage for --exact refine."),
     refine_lr: float = typer.Option(0.03, "--refine-lr", min=0.0, help="Adam learning rate for --exact refine."),
-    memory_precision: Optional[str] = typer.Option(None, "--memory-precision",
+    memory_precision: Optional[MemoryPrecision] = typer.Option(None, "--memory-precision",
                                                    help="How memory tokens are stored: int8 (half the bytes) | float16."),
     encrypt: bool = typer.Option(False, "--encrypt", help="Encrypt every archive file (AES-256-GCM, Argon2id key from "
                                                          "a passphrase: $R3MEM_PASSPHRASE or a prompt)."),
-    json_out: bool = JsonOption,
+    json_out: JsonOption = False,
 ) -> None:
     """Create an archive (ingest creates a default one when none exists)."""
     from ..archive import Archive, ArchiveSettings
@@ -117,8 +120,9 @@ def init(
     root = _archive_path()
     if Archive.exists(root):
         raise ArchiveError(f"an archive already exists at {root}")
-    settings = ArchiveSettings(compression_ratio=compression_ratio, exact=exact, refine_steps=refine_steps,
-                               refine_lr=refine_lr, memory_precision=memory_precision)
+    settings = ArchiveSettings(compression_ratio=compression_ratio, exact=exact.value, refine_steps=refine_steps,
+                               refine_lr=refine_lr,
+                               memory_precision=memory_precision.value if memory_precision is not None else None)
     archive, warnings = create_archive(root, model=model, keep_source=not no_keep_source, adapter=adapter,
                                        settings=settings, encrypt=encrypt)
     with archive:
@@ -138,8 +142,8 @@ def ingest(
     no_keep_source: bool = typer.Option(False, "--no-keep-source", help="For a new archive: keep no source text."),
     max_file_size: int = typer.Option(50 * 1024 * 1024, "--max-file-size", min=1, help="Skip files larger than this (bytes)."),
     chat_gap_hours: float = typer.Option(6.0, "--chat-gap-hours", min=0.0, help="A pause this long starts a new chat session."),
-    device: str = DeviceOption,
-    json_out: bool = JsonOption,
+    device: DeviceOption = "auto",
+    json_out: JsonOption = False,
 ) -> None:
     """Add documents to the archive; unchanged content is skipped, changed files replaced."""
     from ..archive import Archive
@@ -183,7 +187,7 @@ def ingest(
 # -------------------------------------------------------------------- reading
 @app.command("list")
 @handles_errors
-def list_documents(json_out: bool = JsonOption) -> None:
+def list_documents(json_out: JsonOption = False) -> None:
     """List the archive's documents."""
     with _open() as archive:
         docs = [{"id": d.id, "source": d.source, "kind": d.kind, "title": d.title, "passages": d.passages,
@@ -199,7 +203,7 @@ def list_documents(json_out: bool = JsonOption) -> None:
 
 @app.command()
 @handles_errors
-def show(doc: str = typer.Argument(..., help="Document id (a unique prefix is enough) or source file path."), json_out: bool = JsonOption) -> None:
+def show(doc: str = typer.Argument(..., help="Document id (a unique prefix is enough) or source file path."), json_out: JsonOption = False) -> None:
     """Show one document: its provenance and passages."""
     from ..pipelines.recall import resolve_document
 
@@ -221,7 +225,7 @@ def show(doc: str = typer.Argument(..., help="Document id (a unique prefix is en
 
 @app.command()
 @handles_errors
-def stats(json_out: bool = JsonOption) -> None:
+def stats(json_out: JsonOption = False) -> None:
     """Sizes, counts and the compression ratio."""
     with _open() as archive:
         data = archive.stats()
@@ -239,29 +243,28 @@ def stats(json_out: bool = JsonOption) -> None:
 def recall(
     doc: str = typer.Option(..., "--doc", help="Document id (a unique prefix is enough) or source file path."),
     passage: Optional[int] = typer.Option(None, "--passage", min=0, help="Only this passage (0-based)."),
-    level: str = typer.Option("passage", "--level", help="passage | sentence (each sentence from its own "
-                                                         "memory) | document (the opening, from the document state)."),
-    device: str = DeviceOption,
-    json_out: bool = JsonOption,
+    level: RecallLevel = typer.Option(RecallLevel.passage, "--level",
+                                      help="passage | sentence (each sentence from its own memory) | document "
+                                           "(the opening, from the document state)."),
+    device: DeviceOption = "auto",
+    json_out: JsonOption = False,
 ) -> None:
     """Rebuild a document's text from its memory tokens alone (the backward model)."""
     from ..pipelines.recall import recall as run_recall
 
-    if level not in ("passage", "sentence", "document"):
-        raise R3memError(f"--level must be passage, sentence or document, not {level!r}")
     with _open() as archive:
         engine = _engine(archive, device)
         with _snapshot(archive):
-            result = run_recall(archive, engine, doc, passage, level=level)
+            result = run_recall(archive, engine, doc, passage, level=level.value)
     if json_out:
         print_json(result)
         return
     similarity = "n/a (source not kept)" if result["similarity"] is None else f"{result['similarity']:.3f}"
-    if level == "document":
+    if level is RecallLevel.document:
         typer.echo(result["opening"])
         say(f"{result['doc']}: opening rebuilt from the document state, character similarity {similarity}")
         return
-    if level == "sentence":
+    if level is RecallLevel.sentence:
         for item in result["passages"]:
             typer.echo("\n".join(item["sentences"]) + "\n")
         say(f"{result['doc']}: sentences rebuilt from sentence memory, character similarity {similarity}")
@@ -277,29 +280,28 @@ def recall(
 @handles_errors
 def search(
     query: str = typer.Argument(..., help="Free text; every word counts, FTS syntax is not interpreted."),
-    top_k: int = typer.Option(10, "--top-k", help="How many passages to show."),
-    doc: Optional[str] = typer.Option(None, "--doc", help="Only this document (id, unique prefix or source path)."),
-    kind: Optional[str] = typer.Option(None, "--kind", help="Only 'document' or 'chat' passages."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only passages from this ISO date/time on."),
-    until: Optional[str] = typer.Option(None, "--until", help="Only passages up to this ISO date/time (a date: the whole day)."),
-    speaker: Optional[str] = typer.Option(None, "--speaker", help="Only chat passages where this speaker talks."),
-    mode: str = typer.Option("auto", "--mode", help="keyword (BM25) | memory (compressed query vs sentence "
-                                                    "memory) | hybrid (both, rank-fused) | auto (all the archive has)."),
+    top_k: TopKOption = 10,
+    doc: DocFilter = None,
+    kind: KindFilter = None,
+    since: SinceFilter = None,
+    until: UntilFilter = None,
+    speaker: SpeakerFilter = None,
+    mode: ModeOption = SearchMode.auto,
     coarse: Optional[int] = typer.Option(None, "--coarse", min=1, help="Memory path: compare passages of the N "
                                                                        "documents whose document memory fits best only."),
     rerank: int = typer.Option(0, "--rerank", min=0, help="Reorder the best N by the backward model's likelihood "
                                                           "of the query given each passage's memory (0: off)."),
-    device: str = DeviceOption,
-    json_out: bool = JsonOption,
+    device: DeviceOption = "auto",
+    json_out: JsonOption = False,
 ) -> None:
     """Ranked passages for a query: keyword BM25 and memory similarity, rank-fused; no generation."""
     from ..pipelines.search import search as run_search
 
     with _open() as archive:
-        engine = None if mode == "keyword" else _engine(archive, device)
+        engine = None if mode is SearchMode.keyword else _engine(archive, device)
         with _snapshot(archive):
-            result = run_search(archive, query, top_k, engine=engine, mode=mode, coarse=coarse, rerank=rerank, doc=doc,
-                                kind=kind, since=since, until=until, speaker=speaker)
+            result = run_search(archive, query, top_k, engine=engine, mode=mode.value, coarse=coarse, rerank=rerank,
+                                doc=doc, kind=plain(kind), since=since, until=until, speaker=speaker)
             titles = {r["doc"]: archive.document(r["doc"]).title for r in result["results"]}
     if json_out:
         print_json(result)
@@ -317,18 +319,18 @@ def search(
 def ask(
     question: str = typer.Argument(..., help="A question about what the archive holds; '-' reads one question "
                                               "per line from stdin and answers each with the model loaded once."),
-    top_k: int = typer.Option(3, "--top-k", min=1, help="Passages retrieved to answer from."),
+    top_k: TopKOption = 3,
     model: Optional[str] = typer.Option(None, "--model", help="Answer with this causal LM instead of the "
                                                                "archive's model (retrieval still uses the archive's)."),
     max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
-    doc: Optional[str] = typer.Option(None, "--doc", help="Only this document (id, unique prefix or source path)."),
-    kind: Optional[str] = typer.Option(None, "--kind", help="Only 'document' or 'chat' passages."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only passages from this ISO date/time on."),
-    until: Optional[str] = typer.Option(None, "--until", help="Only passages up to this ISO date/time."),
-    speaker: Optional[str] = typer.Option(None, "--speaker", help="Only chat passages where this speaker talks."),
-    mode: str = typer.Option("auto", "--mode", help="Retrieval: keyword | memory | hybrid | auto (as for search)."),
-    device: str = DeviceOption,
-    json_out: bool = JsonOption,
+    doc: DocFilter = None,
+    kind: KindFilter = None,
+    since: SinceFilter = None,
+    until: UntilFilter = None,
+    speaker: SpeakerFilter = None,
+    mode: ModeOption = SearchMode.auto,
+    device: DeviceOption = "auto",
+    json_out: JsonOption = False,
 ) -> None:
     """Answer a question from the archive, citing passages as [doc:passage]."""
     from ..model.loading import load_base_model
@@ -346,7 +348,8 @@ def ask(
                 result = run_ask(archive, engine, asked, top_k, answer_model=answer_model,
                                  max_new_tokens=max_new_tokens,
                                  on_text=(lambda piece: typer.echo(piece, nl=False)) if stream else None,
-                                 mode=mode, doc=doc, kind=kind, since=since, until=until, speaker=speaker)
+                                 mode=mode.value, doc=doc, kind=plain(kind), since=since, until=until,
+                                 speaker=speaker)
             _show_answer(result, json_out, stream, lines=question == "-")
 
 
@@ -366,7 +369,7 @@ def _show_answer(result: dict, json_out: bool, stream: bool, lines: bool) -> Non
 # ------------------------------------------------------------------- changing
 @app.command()
 @handles_errors
-def forget(docs: List[str] = typer.Argument(..., help="Document ids (or source file paths) to remove."), json_out: bool = JsonOption) -> None:
+def forget(docs: List[str] = typer.Argument(..., help="Document ids (or source file paths) to remove."), json_out: JsonOption = False) -> None:
     """Remove documents: source, memory and index entries; space is reclaimed at once."""
     from ..pipelines.recall import resolve_document
 
@@ -389,8 +392,8 @@ def verify(
     repair: bool = typer.Option(False, "--repair", help="Rebuild what can be rebuilt (memory and the keyword "
                                                          "index from kept sources, a shipped adapter) and say what "
                                                          "cannot. Takes the writer lock."),
-    device: str = DeviceOption,
-    json_out: bool = JsonOption,
+    device: DeviceOption = "auto",
+    json_out: JsonOption = False,
 ) -> None:
     """Check SQLite integrity, shard and file checksums, sources and the keyword index."""
     from ..archive import Problem
@@ -442,7 +445,7 @@ def verify(
 
 @app.command()
 @handles_errors
-def export(file: Path = typer.Argument(..., help="File to write (one portable file)."), json_out: bool = JsonOption) -> None:
+def export(file: Path = typer.Argument(..., help="File to write (one portable file)."), json_out: JsonOption = False) -> None:
     """Write the whole archive into one portable file."""
     if file.exists():
         raise R3memError(f"{file} already exists; choose another name")
@@ -455,7 +458,7 @@ def export(file: Path = typer.Argument(..., help="File to write (one portable fi
 
 @app.command("import")
 @handles_errors
-def import_archive(file: Path = typer.Argument(..., help="File written by `r3mem export`."), json_out: bool = JsonOption) -> None:
+def import_archive(file: Path = typer.Argument(..., help="File written by `r3mem export`."), json_out: JsonOption = False) -> None:
     """Restore an exported archive into --archive (which must be new or empty); verified first."""
     from ..archive import import_archive as run_import
 
@@ -468,49 +471,46 @@ def import_archive(file: Path = typer.Argument(..., help="File written by `r3mem
 
 
 # ------------------------------------------------------------------- training
+# The config fields `train` takes as options (config_options.py): CLI limits, and help where the
+# field's own does not fit the command line
+TRAIN_OPTIONS = {
+    TrainConfig: {"base_model": Flag(), "steps": Flag(min=1), "batch_size": Flag(min=1), "lr": Flag(),
+                  "memory_lr": Flag(), "init_adapter": Flag(type=Path | None), "decay_steps": Flag(min=0),
+                  "stop_at": Flag(min=1), "eval_every": Flag(min=0), "eval_passages": Flag(min=1),
+                  "heldout_fraction": Flag(min=0.0, max=0.9), "checkpoint_minutes": Flag(), "seed": Flag()},
+    ObjectiveConfig: {"window": Flag(min=1)},
+    MemoryConfig: {"compression_ratio": Flag(min=1), "max_passage_tokens": Flag(min=4),
+                   "lora_r": Flag(min=1, help="Rank of the compress LoRA adapter (alpha = 2r)."),
+                   "autocast_bf16": Flag(help="bf16 autocast where the hardware supports it.")},
+}
+
+
 @app.command()
 @handles_errors
+@config_options(TRAIN_OPTIONS)
 def train(
     data: Path = typer.Argument(..., help="Folder of documents or chat exports to train on."),
+    *,
     output: Path = typer.Option(Path("r3mem-adapter"), "--output", "-o", help="Checkpoints and the finished adapter."),
-    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Base model the adapter is for."),
-    steps: int = typer.Option(1000, "--steps", min=1, help="Total optimizer steps (raise to continue a run)."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Passages per step (whole windows)."),
-    lr: float = typer.Option(1e-3, "--lr", help="Learning rate of the LoRA weights."),
-    memory_lr: float = typer.Option(1e-2, "--memory-lr", help="Learning rate of the memory embeddings."),
-    init_adapter: Optional[Path] = typer.Option(None, "--init-adapter", help="Start from this adapter (warm start)."),
-    compression_ratio: int = typer.Option(4, "--compression-ratio", min=1, help="Densest ratio: passage tokens per memory token."),
+    configs: dict,
     ratios: str = typer.Option("", "--ratios", help="Comma-separated ratios to train for (default: the compression ratio)."),
     losses: str = typer.Option("", "--losses", help="Loss weights, e.g. 'passage=1,sentence=0.5,retention=0.5,"
                                                     "document=0.25,cycle=0.1,query=0.1' (0 switches one off)."),
-    window: int = typer.Option(3, "--window", min=1, help="Consecutive passages per example (backprop through them)."),
-    max_passage_tokens: int = typer.Option(64, "--max-passage-tokens", min=4),
-    lora_r: int = typer.Option(8, "--lora-r", min=1, help="Rank of the compress LoRA adapter (alpha = 2r)."),
-    decay_steps: int = typer.Option(0, "--decay-steps", min=0, help="Decay the learning rate to zero over the last N steps."),
-    stop_at: Optional[int] = typer.Option(None, "--stop-at", min=1, help="Checkpoint and stop at this step; "
-                                                                         "run again (maybe with other --losses) to go on."),
-    eval_every: int = typer.Option(100, "--eval-every", min=0, help="Held-out evaluation every N steps (0: only at the end)."),
-    eval_passages: int = typer.Option(32, "--eval-passages", min=1, help="Held-out passages per evaluation."),
-    heldout_fraction: float = typer.Option(0.1, "--heldout-fraction", min=0.0, max=0.9, help="Share of files kept out of training."),
-    bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="bf16 autocast where the hardware supports it."),
-    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes"),
-    seed: int = typer.Option(0, "--seed"),
-    device: str = DeviceOption,
-    json_out: bool = JsonOption,
+    device: DeviceOption = "auto",
+    json_out: JsonOption = False,
 ) -> None:
     """Train the compress adapter and memory embeddings (resumable: rerun to continue).
 
     Runs on CPU, one GPU, or several under `accelerate launch -m r3mem_cli.cli.app train ...`."""
     from dataclasses import fields as dataclass_fields
 
-    from ..model.memory import MemoryConfig, read_adapter_config
-    from ..training.objectives import ObjectiveConfig
-    from ..training.train import TrainConfig
+    from ..model.memory import read_adapter_config
     from ..training.train import train as run_train
 
     if not data.is_dir():
         raise R3memError(f"{data}: not a folder")
-    objectives = ObjectiveConfig(window=window)
+    run, shape = configs[TrainConfig], configs[MemoryConfig]
+    objectives = ObjectiveConfig(**configs[ObjectiveConfig])
     weights = set(objectives.weights())
     for item in filter(None, (part.strip() for part in losses.split(","))):
         name, _, value = item.partition("=")
@@ -520,19 +520,18 @@ def train(
             setattr(objectives, name, float(value))
         except ValueError:
             raise R3memError(f"--losses: cannot read {item!r}; names are {', '.join(sorted(weights))}") from None
+    compression_ratio = shape["compression_ratio"]
     try:
         objectives.ratios = [int(r) for r in ratios.split(",") if r.strip()] or [compression_ratio]
     except ValueError:
         raise R3memError(f"--ratios: expected comma-separated integers, got {ratios!r}") from None
     if min(objectives.ratios) < compression_ratio:
         raise R3memError(f"--ratios must not be denser than --compression-ratio {compression_ratio}")
-    config = TrainConfig(data=str(data.resolve()), output=str(output), base_model=model, steps=steps,
-                         batch_size=batch_size, lr=lr, memory_lr=memory_lr, eval_every=eval_every,
-                         eval_passages=eval_passages, heldout_fraction=heldout_fraction, decay_steps=decay_steps,
-                         checkpoint_minutes=checkpoint_minutes, seed=seed, device=device, stop_at=stop_at,
-                         init_adapter=str(init_adapter) if init_adapter else None, objectives=objectives)
-    memory = MemoryConfig(compression_ratio=compression_ratio, max_passage_tokens=max_passage_tokens,
-                          lora_r=lora_r, lora_alpha=2 * lora_r, autocast_bf16=bf16)
+    init_adapter = run["init_adapter"]
+    config = TrainConfig(**{**run, "init_adapter": str(init_adapter) if init_adapter else None},
+                         data=str(data.resolve()), output=str(output), device=device, objectives=objectives)
+    bf16 = shape["autocast_bf16"]
+    memory = MemoryConfig(**shape, lora_alpha=2 * shape["lora_r"])
     if init_adapter:  # the warm start's shape wins; new knobs keep their defaults
         try:
             saved = read_adapter_config(init_adapter)["memory"]
@@ -568,7 +567,7 @@ def main() -> None:
     try:
         app()
     except R3memError as exc:  # raised outside a command (e.g. in the option callback)
-        fail(str(exc), exc.exit_code)
+        fail(error_line(exc), exc.exit_code)
 
 
 if __name__ == "__main__":

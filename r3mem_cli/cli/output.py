@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import typer
 
-from ..errors import R3memError
+from ..errors import BadParameter, R3memError
 
 
 class State:
@@ -48,6 +48,20 @@ def say(message: str) -> None:
     typer.echo(message, err=True)
 
 
+# Library parameters whose command-line flag is not `--` + the name with `_` as `-`
+FLAG_NAMES = {"base_model": "--model", "autocast_bf16": "--bf16", "max_file_bytes": "--max-file-size"}
+
+
+def flag_name(param: str) -> str:
+    """The flag for a library parameter: `top_k` -> `--top-k` (FLAG_NAMES for the exceptions)."""
+    return FLAG_NAMES.get(param, "--" + param.replace("_", "-"))
+
+
+def error_line(exc: R3memError) -> str:
+    """The error's line for a user: a BadParameter names the flag they typed."""
+    return exc.shown_as(flag_name(exc.param)) if isinstance(exc, BadParameter) else str(exc)
+
+
 def fail(message: str, code: int = 2) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -65,7 +79,7 @@ def handles_errors(command):
         except R3memError as exc:
             if State.debug:
                 traceback.print_exc()
-            fail(str(exc), exc.exit_code)
+            fail(error_line(exc), exc.exit_code)
         except KeyboardInterrupt:
             fail("interrupted; the archive is consistent, run the same command again to finish", 130)
         except sqlite3.DatabaseError as exc:  # a damaged manifest page met outside verify

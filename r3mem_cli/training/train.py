@@ -40,7 +40,7 @@ class TrainConfig:
 
     data: str = field(metadata={"help": "folder of documents or chat exports to train on (any format ingest reads)"})
     output: str = field(metadata={"help": "folder for checkpoints and the finished adapter"})
-    base_model: str = DEFAULT_MODEL
+    base_model: str = field(default=DEFAULT_MODEL, metadata={"help": "base model the adapter is for"})
     steps: int = field(default=1000, metadata={"help": "total optimizer steps (raise it to continue a run)"})
     batch_size: int = field(default=8, metadata={"help": "passages per step (whole windows, across all processes)"})
     init_adapter: str | None = field(default=None, metadata={
@@ -56,10 +56,11 @@ class TrainConfig:
                 "possibly with other loss weights, on the same learning-rate schedule)"})
     grad_clip: float = 1.0
     heldout_fraction: float = field(default=0.1, metadata={"help": "share of files kept out of training"})
-    eval_every: int = 100
-    eval_passages: int = 32
-    checkpoint_minutes: float = 5.0
-    seed: int = 0
+    eval_every: int = field(default=100, metadata={"help": "held-out evaluation every N steps (0: only at the end)"})
+    eval_passages: int = field(default=32, metadata={"help": "held-out passages per evaluation"})
+    checkpoint_minutes: float = field(default=5.0, metadata={"help": "minutes between checkpoints (a killed run "
+                                                                     "resumes from the last one)"})
+    seed: int = field(default=0, metadata={"help": "random seed: initial weights, example order, per-step sampling"})
     device: str = "auto"
 
 
