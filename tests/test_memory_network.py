@@ -268,11 +268,13 @@ def test_memory_representation_is_chosen_by_the_config(tiny_model, tmp_path):
     """What a memory token holds is one class, picked by MemoryConfig.representation: the
     default is per-layer keys and values, an unknown name is refused, and an adapter config
     written before the field existed loads with the default."""
-    from r3mem_cli.model.memory import REPRESENTATIONS, KeyValueMemory
+    from r3mem_cli.model.config import REPRESENTATIONS
+    from r3mem_cli.model.memory import REPRESENTATION_CLASSES, KeyValueMemory
 
     network = _network(tiny_model)
     model, tokenizer = tiny_model
-    assert network.config.representation == "kv" and REPRESENTATIONS["kv"] is KeyValueMemory
+    assert network.config.representation == "kv" and REPRESENTATION_CLASSES["kv"] is KeyValueMemory
+    assert set(REPRESENTATION_CLASSES) == set(REPRESENTATIONS)  # every named representation is implemented
     assert isinstance(network.representation, KeyValueMemory)
     lm = model.config
     assert network.memory_width == network.representation.width == (

@@ -7,7 +7,7 @@ from r3mem_cli.errors import ArchiveError, ArchiveLocked, NotFound
 from .archive import Archive
 from .manifest import SCHEMA_VERSION
 from .records import DocumentInfo, NewDocument, NewPassage, PassageInfo, Problem, StoredMemory
-from .settings import EXACT_METHODS, ArchiveSettings
+from .settings import ArchiveSettings
 from .transfer import FORMAT_VERSION as EXPORT_FORMAT_VERSION
 from .transfer import export_archive, import_archive
 from .verify import verify_archive
@@ -18,7 +18,6 @@ __all__ = [
     "ArchiveLocked",
     "ArchiveSettings",
     "DocumentInfo",
-    "EXACT_METHODS",
     "EXPORT_FORMAT_VERSION",
     "NewDocument",
     "NewPassage",

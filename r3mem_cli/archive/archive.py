@@ -35,7 +35,7 @@ import torch
 
 from r3mem_cli.durable import crashpoint, fsync_dir, fsync_file
 from r3mem_cli.errors import ArchiveError, ManifestDamaged, NotFound, R3memError
-from r3mem_cli.model.memory import MemoryConfig
+from r3mem_cli.model.config import MemoryConfig
 
 from . import manifest as mf
 from . import search, texts

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 
-PRECISIONS = ("float16", "int8")
 _MIN_EXPONENT, _MAX_EXPONENT = -24, 15  # float16's smallest subnormal step; far above any activation
 
 

@@ -12,13 +12,13 @@ from datetime import datetime, timedelta, timezone
 
 import torch
 
+from r3mem_cli.choices import DOCUMENT_KINDS
 from r3mem_cli.errors import ArchiveError, BadParameter
 
 from . import manifest as mf
 from .keyspace import KeyIndex
 from .records import PassageInfo, key_from_blob, passage_info
 
-KINDS = ("document", "chat")
 MAX_QUERY_TERMS = 64
 _WORD = re.compile(r"\w+")
 # The columns of mf.PASSAGE_QUERY plus the document's ingested_at, for passages joined with documents.
@@ -112,7 +112,7 @@ def passage_filter(*, doc_id: str | None = None, kind=None, since=None, until=No
     `since`/`until` (ISO date or date-time, inclusive; a chat passage is dated by its turns'
     timestamps, anything else by its document's ingested_at), `speaker` (case-insensitive, one
     of the chat passage's speakers)."""
-    if kind is not None and kind not in KINDS:
+    if kind is not None and kind not in DOCUMENT_KINDS:
         raise BadParameter("kind", f"must be 'document' or 'chat' (got {kind!r})")
     return PassageFilter(
         doc=doc_id, kind=kind,

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from r3mem_cli.choices import EXACT_METHODS, MEMORY_PRECISIONS
 from r3mem_cli.errors import BadParameter
-
-from .precision import PRECISIONS
-
-EXACT_METHODS = ("none", "refine", "residual")
 
 
 @dataclass
@@ -35,8 +32,8 @@ class ArchiveSettings:
             raise BadParameter("exact", f"must be one of {', '.join(EXACT_METHODS)}, not {self.exact!r}")
         if self.memory_precision is None:
             self.memory_precision = "float16" if self.exact == "refine" else "int8"
-        if self.memory_precision not in PRECISIONS:
-            raise BadParameter("memory_precision", f"must be one of {', '.join(PRECISIONS)}, "
+        if self.memory_precision not in MEMORY_PRECISIONS:
+            raise BadParameter("memory_precision", f"must be one of {', '.join(MEMORY_PRECISIONS)}, "
                                                    f"not {self.memory_precision!r}")
         if self.memory_precision == "int8" and self.exact == "refine":
             raise BadParameter("exact", "refine tunes float16 memory: use it with memory_precision float16 "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-
 from pathlib import Path
 from typing import List, Optional
 
@@ -12,13 +11,26 @@ import typer
 
 from .. import __version__
 from ..errors import ArchiveError, R3memError
+from ..model.config import MemoryConfig
 from ..model.loading import DEFAULT_MODEL
-from ..model.memory import MemoryConfig
-from ..training.objectives import ObjectiveConfig
-from ..training.train import TrainConfig
+from ..training.config import ObjectiveConfig, TrainConfig
 from .config_options import Flag, config_options
-from .options import (DeviceOption, DocFilter, ExactMethod, JsonOption, KindFilter, MemoryPrecision, ModeOption,
-                      RecallLevel, SearchMode, SinceFilter, SpeakerFilter, TopKOption, UntilFilter, plain)
+from .options import (
+    DeviceOption,
+    DocFilter,
+    ExactMethod,
+    JsonOption,
+    KindFilter,
+    MemoryPrecision,
+    ModeOption,
+    RecallLevel,
+    SearchMode,
+    SinceFilter,
+    SpeakerFilter,
+    TopKOption,
+    UntilFilter,
+    plain,
+)
 from .output import State, error_line, fail, handles_errors, print_json, progress_bar, quiet_libraries, say
 
 HELP = """r3mem keeps a personal memory archive: your notes and chats compressed into memory

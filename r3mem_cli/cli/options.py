@@ -12,20 +12,18 @@ from typing import Annotated
 
 import typer
 
-from ..archive.precision import PRECISIONS
-from ..pipelines.search import MODES
-from ..archive.settings import EXACT_METHODS
+from ..choices import DOCUMENT_KINDS, EXACT_METHODS, MEMORY_PRECISIONS, RECALL_LEVELS, SEARCH_MODES
 
 
 def _choice(name: str, values) -> type[Enum]:
     return Enum(name, {value: value for value in values}, type=str)
 
 
-SearchMode = _choice("SearchMode", MODES)
-RecallLevel = _choice("RecallLevel", ("passage", "sentence", "document"))
-PassageKind = _choice("PassageKind", ("document", "chat"))
+SearchMode = _choice("SearchMode", SEARCH_MODES)
+RecallLevel = _choice("RecallLevel", RECALL_LEVELS)
+PassageKind = _choice("PassageKind", DOCUMENT_KINDS)
 ExactMethod = _choice("ExactMethod", EXACT_METHODS)
-MemoryPrecision = _choice("MemoryPrecision", PRECISIONS)
+MemoryPrecision = _choice("MemoryPrecision", MEMORY_PRECISIONS)
 
 
 def plain(choice: Enum | None) -> str | None:

@@ -36,8 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -45,77 +44,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import MemoryConfig
+
 ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_CONFIG = "config.json"
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)  # v1 = passage level only; its missing embeddings start fresh (warm start)
 LEVELS = ("passage", "sentence", "document", "continue")
-
-
-@dataclass
-class MemoryConfig:
-    """Every knob of the memory network, saved as JSON next to the adapter weights."""
-
-    compression_ratio: int = field(
-        default=4, metadata={"help": "passage tokens per memory token at the densest setting the adapter "
-                                     "supports; an archive may choose a higher ratio (fewer slots)"})
-    max_passage_tokens: int = field(
-        default=64, metadata={"help": "upper bound on a passage, in tokens of the base model"}
-    )
-    sentence_slots: int = field(default=1, metadata={"help": "memory tokens written after each sentence"})
-    max_sentences: int = field(
-        default=8, metadata={"help": "sentence memories per passage at most (shorter sentences are merged)"}
-    )
-    document_slots: int = field(
-        default=8, metadata={"help": "memory tokens of the document state carried from passage to passage"}
-    )
-    search_key_dims: int = field(
-        default=256, metadata={"help": "size of the search keys: a fixed random projection of unit-normalised "
-                                       "sentence memory (cosine is preserved to about 1/sqrt(dims))"})
-    lora_r: int = field(default=8, metadata={"help": "rank of the compress LoRA adapter"})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
-    lora_dropout: float = field(default=0.0, metadata={"help": "dropout inside the LoRA adapter"})
-    lora_target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        metadata={"help": "linear layers of the base model that get a LoRA adapter"},
-    )
-    representation: str = field(
-        default="kv", metadata={"help": "what a memory token holds, by name in REPRESENTATIONS: kv = the keys "
-                                        "and values of every layer of the base model (KeyValueMemory)"})
-    memory_dtype: str = field(
-        default="float16", metadata={"help": "dtype memory tokens are stored in (float16, bfloat16, float32)"}
-    )
-    autocast_bf16: bool = field(
-        default=True,
-        metadata={"help": "run matmuls in bfloat16 where the hardware supports it "
-                          "(speed-up measured in docs/decisions/0002)"},
-    )
-
-    def __post_init__(self):
-        if self.representation not in REPRESENTATIONS:
-            raise ValueError(f"unknown memory representation {self.representation!r}; "
-                             f"this version knows {', '.join(map(repr, REPRESENTATIONS))}")
-
-    @property
-    def memory_slots(self) -> int:
-        """Passage write slots: enough for the longest passage at the densest ratio."""
-        return math.ceil(self.max_passage_tokens / self.compression_ratio)
-
-    @property
-    def after_memory(self) -> int:
-        """First position after the passage slots: where whatever reads a memory starts."""
-        return self.max_passage_tokens + self.memory_slots
-
-    def slots_for(self, n_tokens: int, ratio: int | None = None) -> int:
-        ratio = ratio or self.compression_ratio
-        if ratio < self.compression_ratio:
-            raise ValueError(f"compression ratio {ratio} is denser than this adapter's {self.compression_ratio}")
-        return max(1, min(self.memory_slots, math.ceil(n_tokens / ratio)))
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "MemoryConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def autocast(device: str | torch.device, enabled: bool):
@@ -194,7 +129,7 @@ class KeyValueMemory(nn.Module):
     position, packed into one row of width = layers x 2 x kv-heads x head-dim.
 
     This is the network's one seam for what a memory token is; nothing else in this file knows
-    the layout. A representation, chosen by name (MemoryConfig.representation, REPRESENTATIONS),
+    the layout. A representation, chosen by name (MemoryConfig.representation, REPRESENTATION_CLASSES),
     is built from (base model config, MemoryConfig) and has three members:
       width                      numbers in one memory token (a row of a stored memory tensor);
       write(output, start, n)    a decoder forward's positions [start, start+n) -> memory
@@ -241,7 +176,7 @@ class KeyValueMemory(nn.Module):
         return cache
 
 
-REPRESENTATIONS: dict[str, type[nn.Module]] = {"kv": KeyValueMemory}
+REPRESENTATION_CLASSES: dict[str, type[nn.Module]] = {"kv": KeyValueMemory}  # one per config.REPRESENTATIONS
 
 
 @dataclass
@@ -265,7 +200,7 @@ class MemoryNetwork(nn.Module):
         self.config = config
         self.eos_token_id = eos_token_id
         hidden = base_model.config.hidden_size
-        self.representation = REPRESENTATIONS[config.representation](base_model.config, config)
+        self.representation = REPRESENTATION_CLASSES[config.representation](base_model.config, config)
 
         self.lora_config = LoraConfig(
             r=config.lora_r,

@@ -18,6 +18,7 @@ text is rebuilt from memory.
 from __future__ import annotations
 
 from r3mem_cli.archive import Archive
+from r3mem_cli.choices import SEARCH_MODES
 from r3mem_cli.errors import BadParameter, R3memError
 
 from .recall import resolve_document, stored_levels
@@ -26,7 +27,6 @@ RRF_K = 60
 # Fusion weights for `hybrid`: the memory path is the weaker ranker (bench/locomo.py), so its
 # ranks count for less than BM25's; they still lift passages both paths agree on.
 WEIGHTS = {"keyword": 1.0, "memory": 0.5}
-MODES = ("auto", "hybrid", "keyword", "memory")
 
 
 def search(
@@ -47,8 +47,8 @@ def search(
     """`{"query", "mode", "results": [{"doc", "passage", "score", "text", "source", "location",
     "scores"}]}`, best first. `doc` may be an id, a unique id prefix, or the ingested file's path.
     `engine` (a MemoryEngine) is needed for the memory path and for pure-memory result text."""
-    if mode not in MODES:
-        raise BadParameter("mode", f"must be one of {', '.join(MODES)} (got {mode!r})")
+    if mode not in SEARCH_MODES:
+        raise BadParameter("mode", f"must be one of {', '.join(SEARCH_MODES)} (got {mode!r})")
     if top_k < 1:
         raise BadParameter("top_k", f"must be at least 1 (got {top_k})")
     doc_id = resolve_document(archive, doc).id if doc is not None else None

@@ -12,7 +12,8 @@ from ..archive import Archive, ArchiveSettings
 from ..errors import ArchiveError, BadParameter
 from ..model.engine import fresh_adapter, shipped_adapter
 from ..model.loading import DEFAULT_MODEL
-from ..model.memory import MemoryConfig, read_adapter_config
+from ..model.config import MemoryConfig
+from ..model.memory import read_adapter_config
 
 
 def default_archive_path() -> Path:

@@ -10,37 +10,13 @@ synchronises gradients on several GPUs.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..model.memory import MemoryNetwork, lm_loss, pad_batch, sentence_ends
-
-
-@dataclass
-class ObjectiveConfig:
-    """Loss weights (0 switches a loss off) and the shape of a training example."""
-
-    passage: float = field(default=1.0, metadata={"help": "reconstruct each passage from its passage memory"})
-    sentence: float = field(default=0.5, metadata={"help": "reconstruct each sentence from its sentence memory"})
-    document: float = field(default=0.25, metadata={
-        "help": "regenerate the window's first passage from the final document state (coarse -> fine)"})
-    retention: float = field(default=0.5, metadata={
-        "help": "language-model the next passage from the document state carried so far"})
-    cycle: float = field(default=0.1, metadata={
-        "help": "re-compressing the reconstruction gives back the memory (relative squared error)"})
-    query: float = field(default=0.1, metadata={
-        "help": "context-query pairs: a sentence compressed alone must pick out its in-context sentence "
-                "memory among the batch's (InfoNCE); this is what memory search compares"})
-    query_temperature: float = 0.05
-    window: int = field(default=3, metadata={"help": "consecutive passages per example (BPTT length)"})
-    ratios: list[int] = field(default_factory=lambda: [4], metadata={
-        "help": "compression ratios sampled per step (one adapter serves them all)"})
-
-    def weights(self) -> dict[str, float]:
-        return {k: getattr(self, k) for k in ("passage", "sentence", "document", "retention", "cycle", "query")}
+from .config import ObjectiveConfig
 
 
 def pooled(memory: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -26,42 +26,14 @@ import torch
 
 from ..durable import crashpoint, fsync_dir
 from ..errors import BadParameter, R3memError
-from ..model.loading import DEFAULT_MODEL, load_base_model, resolve_device
+from ..model.loading import load_base_model, resolve_device
 from ..evaluation.metrics import char_similarity
-from ..model.memory import MemoryConfig, MemoryNetwork, load_adapter_weights, pad_batch, read_adapter_config
+from ..model.config import MemoryConfig
+from ..model.memory import MemoryNetwork, load_adapter_weights, pad_batch, read_adapter_config
 from ..segment.segmenter import Segmenter
 from ..sources import ReaderError, iter_inputs, read_path, supported
-from .objectives import ObjectiveConfig, Objectives, make_windows
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a training run; saved in the checkpoint so a resumed run is the same run."""
-
-    data: str = field(metadata={"help": "folder of documents or chat exports to train on (any format ingest reads)"})
-    output: str = field(metadata={"help": "folder for checkpoints and the finished adapter"})
-    base_model: str = field(default=DEFAULT_MODEL, metadata={"help": "base model the adapter is for"})
-    steps: int = field(default=1000, metadata={"help": "total optimizer steps (raise it to continue a run)"})
-    batch_size: int = field(default=8, metadata={"help": "passages per step (whole windows, across all processes)"})
-    init_adapter: str | None = field(default=None, metadata={
-        "help": "adapter folder to start from (warm start; its missing embeddings start fresh)"})
-    objectives: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    lr: float = field(default=1e-3, metadata={"help": "learning rate of the LoRA weights"})
-    memory_lr: float = field(default=1e-2, metadata={"help": "learning rate of the memory embeddings"})
-    warmup_steps: int = 20
-    decay_steps: int = field(default=0, metadata={"help": "linear decay to zero over the last N steps "
-                                                          "(warmup-stable-decay; 0 keeps the rate constant)"})
-    stop_at: int | None = field(default=None, metadata={
-        "help": "checkpoint and stop at this step without finishing the run (staged runs: resume later, "
-                "possibly with other loss weights, on the same learning-rate schedule)"})
-    grad_clip: float = 1.0
-    heldout_fraction: float = field(default=0.1, metadata={"help": "share of files kept out of training"})
-    eval_every: int = field(default=100, metadata={"help": "held-out evaluation every N steps (0: only at the end)"})
-    eval_passages: int = field(default=32, metadata={"help": "held-out passages per evaluation"})
-    checkpoint_minutes: float = field(default=5.0, metadata={"help": "minutes between checkpoints (a killed run "
-                                                                     "resumes from the last one)"})
-    seed: int = field(default=0, metadata={"help": "random seed: initial weights, example order, per-step sampling"})
-    device: str = "auto"
+from .config import ObjectiveConfig, TrainConfig
+from .objectives import Objectives, make_windows
 
 
 def split_corpus(files: list[Path], root: Path, fraction: float) -> tuple[list[Path], list[Path]]:
