@@ -134,6 +134,7 @@ class Archive:
         inode), so nobody can slip in between. `encrypt` seals every file with a key derived from
         `passphrase` (default: R3MEM_PASSPHRASE or a terminal prompt); see crypto.py. `adapter`
         (a folder) is installed inside the temp folder too, so an archive never exists without it.
+        Without `settings` memory is stored as given, in float16 (`r3mem init` passes its own).
         """
         from r3mem_cli import __version__
 

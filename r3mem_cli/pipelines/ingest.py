@@ -20,15 +20,8 @@ from ..archive import Archive, NewDocument, NewPassage
 from ..durable import crashpoint
 from ..model.engine import MemoryEngine
 from ..segment.segmenter import Segmenter
-from ..sources import (
-    DEFAULT_MAX_FILE_BYTES,
-    SUPPORTED_SUFFIXES,
-    ReaderError,
-    SourceDocument,
-    iter_inputs,
-    read_path,
-    supported,
-)
+from ..sources import (DEFAULT_MAX_FILE_BYTES, SUPPORTED_SUFFIXES, ReaderError, SourceDocument, iter_inputs,
+                       read_path, supported)
 from .compress import compress_for_archive
 
 # Commit when this many passages wait in memory: large shards, bounded loss on a crash.
