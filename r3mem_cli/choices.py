@@ -6,5 +6,5 @@ from __future__ import annotations
 SEARCH_MODES = ("auto", "hybrid", "keyword", "memory")  # pipelines/search.py
 RECALL_LEVELS = ("passage", "sentence", "document")  # pipelines/recall.py
 DOCUMENT_KINDS = ("document", "chat")  # what a reader makes; search filters by it
-EXACT_METHODS = ("none", "refine", "residual")  # archive/settings.py
+EXACT_METHODS = ("code", "none", "refine", "residual")  # archive/settings.py
 MEMORY_PRECISIONS = ("float16", "int8")  # archive/precision.py

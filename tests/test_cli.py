@@ -98,8 +98,11 @@ def test_ingest_list_show_stats_and_idempotence(archive, notes):
 
     stats = as_json(r3mem(archive, "stats", "--json"))
     assert stats["documents"] == 3 and stats["passages"] == sum(a["passages"] for a in report["added"])
-    assert stats["memory_bytes"] > 0 and stats["source_bytes"] > 0 and stats["adapter_bytes"] > 0
-    assert stats["compression_ratio"] > 0 and stats["model"]
+    # a default archive stores exact codes and search keys, not memory tensors
+    assert stats["memory_bytes"] == 0 and stats["residual_bytes"] > 0 and stats["search_key_bytes"] > 0
+    assert stats["exact"] == "code" and stats["store_memory"] is False
+    assert stats["source_bytes"] > 0 and stats["adapter_bytes"] > 0
+    assert stats["compression_ratio"] is None and stats["model"]  # no memory tokens stored
     verify_clean(archive)
 
 
@@ -158,7 +161,9 @@ def test_forget_removes_everything_and_verify_stays_clean(archive, notes):
     assert unknown.exit_code == 2
 
 
-def test_verify_names_a_flipped_shard(archive, notes):
+def test_verify_names_a_flipped_shard(tmp_path, tiny_model_dir, notes):
+    archive = tmp_path / "with-memory"
+    assert r3mem(archive, "init", "--model", str(tiny_model_dir), "--store-memory").exit_code == 0
     as_json(r3mem(archive, "ingest", str(notes), "--json"))
     shard = sorted((archive / "shards").glob("*.safetensors"))[0]
     data = bytearray(shard.read_bytes())
@@ -319,7 +324,8 @@ def test_levels_ratio_and_bad_settings(tmp_path, tiny_model_dir, notes):
     root = tmp_path / "archive"
     assert r3mem(root, "init", "--model", str(tiny_model_dir), "--compression-ratio", "2").exit_code == 2
     assert r3mem(root, "init", "--model", str(tiny_model_dir), "--exact", "magic").exit_code == 2
-    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--compression-ratio", "8").exit_code == 0
+    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--compression-ratio", "8",
+                 "--store-memory").exit_code == 0
     doc = as_json(r3mem(root, "ingest", str(notes / "garden.md"), "--json"))["added"][0]
     stats = as_json(r3mem(root, "stats", "--json"))
     assert stats["compression_ratio"] > 4  # ceil(tokens / 8) slots per passage

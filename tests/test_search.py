@@ -197,7 +197,11 @@ def test_pure_memory_archive_searches_memory_and_rebuilds_text(tmp_path, tiny_mo
     assert out["results"][0]["text"] == VAULT  # rebuilt from memory + residual, exactly
 
 
-def test_archive_from_previous_schema_gets_its_index_on_open(archive):
+def test_archive_from_previous_schema_gets_its_index_on_open(tmp_path, tiny_model_dir):
+    archive = tmp_path / "old"  # as a release before exact codes wrote it: memory stored, no codes
+    assert r3mem(archive, "init", "--model", str(tiny_model_dir), "--exact", "none", "--store-memory").exit_code == 0
+    notes, chats = _write_inputs(tmp_path)
+    assert as_json(r3mem(archive, "ingest", str(notes), str(chats), "--json"))["errors"] == []
     want = search(archive, "garden lemon")
     downgrade(archive / "manifest.sqlite", to_version=2)
     with Archive.open(archive) as a:  # a reader upgrades under a short writer lock

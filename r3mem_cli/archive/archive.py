@@ -171,7 +171,8 @@ class Archive:
                             "keep_source": bool(keep_source),
                             "created_at": utc_now(),
                             "memory_config": json.loads(json_text(memory_config, "memory_config")),
-                            "settings": (settings or ArchiveSettings(memory_precision="float16")).to_dict(),
+                            "settings": (settings or ArchiveSettings(exact="none", store_memory=True,
+                                                                      memory_precision="float16")).to_dict(),
                             "r3mem_version": __version__,
                         },
                     )
@@ -482,12 +483,17 @@ class Archive:
             "sentence_rows": one("SELECT SUM(sentence_rows) FROM memory"),
             "state_rows": one("SELECT SUM(state_rows) FROM memory"),
             "residual_bytes": one("SELECT SUM(length(code)) FROM residuals"),
+            "search_key_bytes": one("SELECT SUM(length(keys)) FROM search_keys")
+            + one("SELECT SUM(length(key)) FROM document_keys"),
+            "manifest_bytes": sum(p.stat().st_size for p in self.root.glob(f"{mf.MANIFEST_NAME}*") if p.is_file()),
             "shards": one("SELECT COUNT(*) FROM shards"),
             "adapter_bytes": one("SELECT SUM(bytes) FROM files WHERE name LIKE 'adapter/%'"),
             "archive_bytes": archive_bytes,
             "compression_ratio": (one("SELECT SUM(tokens) FROM passages") / slots) if slots else None,
             "model": self.model,
             "keep_source": self.keep_source,
+            "exact": self.settings.exact,
+            "store_memory": self.settings.store_memory,
             "schema_version": self.schema_version,
             "encrypted": self.encrypted,
             "adapter_trained_on_forgotten": self.adapter_trained_on_forgotten,
@@ -511,6 +517,8 @@ class Archive:
         """
         self.require_write("adding documents")
         prepared = [self._prepare(d) for d in docs]
+        if self.settings.store_memory and any(p.memory.memory is None for d, _, _ in prepared for p in d.passages):
+            raise ValueError("this archive stores memory tensors: every passage needs one")
         if not prepared:
             return []
         cctx = texts.compressor() if self.keep_source else None
@@ -551,7 +559,7 @@ class Archive:
                         if cctx is not None:
                             source_rows.append((pid, cctx.compress(raw), len(raw)))
                             fts_rows.append((pid, p.text))
-                if memories:
+                if memories:  # None when no passage has a memory tensor
                     shard = self.memory.write(c, memories, now, int8=self.settings.int8, stage="add")
                 c.executemany("INSERT INTO sources (passage_id, zstd, raw_bytes) VALUES (?,?,?)", source_rows)
                 c.executemany(f"INSERT INTO {mf.FTS_TABLE} (rowid, text) VALUES (?,?)", fts_rows)
@@ -610,10 +618,14 @@ class Archive:
             raise ValueError(f"passage indexes of {doc.source!r} must be 0..{len(doc.passages) - 1}, each once")
         raws = []
         for p in doc.passages:
-            t = p.memory.memory if isinstance(p.memory, StoredMemory) else None
-            if not isinstance(t, torch.Tensor) or not torch.is_floating_point(t) or t.dim() != 2 or t.shape[0] < 1:
+            if not isinstance(p.memory, StoredMemory):
+                raise ValueError(f"passage {p.index} of {doc.source!r} must carry a StoredMemory")
+            t = p.memory.memory
+            if t is not None and (not isinstance(t, torch.Tensor) or not torch.is_floating_point(t) or t.dim() != 2
+                                  or t.shape[0] < 1):
                 raise ValueError(
-                    f"memory of passage {p.index} of {doc.source!r} must be a float tensor [slots, D] with slots >= 1"
+                    f"memory of passage {p.index} of {doc.source!r} must be a float tensor [slots, D] with slots >= 1 "
+                    "(or None in an archive that stores no memory)"
                 )
             json_text(p.location, "location")
             raws.append(p.text.encode("utf-8"))

@@ -80,24 +80,27 @@ class MemoryStore:
         raise AssertionError("unreachable")
 
     def write(self, c: sqlite3.Connection, memories: dict[int, StoredMemory], now: str, *,
-              int8: bool, stage: str) -> str:
+              int8: bool, stage: str) -> str | None:
         """The one path from memory to stored rows: write `memories` (by passage id) as one new
-        shard (as int8 rows when `int8`), then, inside the caller's transaction, record the
+        shard (as int8 rows when `int8`; no shard when no passage has memory, as in an archive that
+        stores none), then, inside the caller's transaction, record the
         shard and (re)point each passage's memory, residual and search-key rows at it. Returns
         the shard's name; if anything here fails the file is removed again."""
         tensors = {f"p{pid}": quantize_rows(m.memory) if int8 else m.memory
-                   for pid, m in memories.items()}
-        written = self.shards.write(tensors)
+                   for pid, m in memories.items() if m.memory is not None}
+        written = self.shards.write(tensors) if tensors else None
         try:
-            crashpoint(f"{stage}.shard_written")
-            c.execute("INSERT INTO shards (name, sha256, bytes, tensors, created_at) VALUES (?,?,?,?,?)",
-                      (written.name, written.sha256, written.bytes, written.tensors, now))
+            if written is not None:
+                crashpoint(f"{stage}.shard_written")
+                c.execute("INSERT INTO shards (name, sha256, bytes, tensors, created_at) VALUES (?,?,?,?,?)",
+                          (written.name, written.sha256, written.bytes, written.tensors, now))
             ids = [(pid,) for pid in memories]
+            c.executemany("DELETE FROM memory WHERE passage_id = ?", ids)
             c.executemany(
-                "INSERT OR REPLACE INTO memory (passage_id, shard, tensor, slots, sentence_rows, state_rows) "
+                "INSERT INTO memory (passage_id, shard, tensor, slots, sentence_rows, state_rows) "
                 "VALUES (?,?,?,?,?,?)",
                 [(pid, written.name, f"p{pid}", m.slots, int(m.sentence_rows), int(m.state_rows))
-                 for pid, m in memories.items()])
+                 for pid, m in memories.items() if m.memory is not None])
             c.executemany("DELETE FROM residuals WHERE passage_id = ?", ids)
             c.executemany("INSERT INTO residuals (passage_id, code, coder) VALUES (?,?,?)",
                           [(pid, bytes(m.residual), str(m.coder or "")) for pid, m in memories.items()
@@ -107,9 +110,10 @@ class MemoryStore:
                           [(pid, key_to_blob(m.search_keys)) for pid, m in memories.items()
                            if m.search_keys is not None])
         except BaseException:
-            self.shards.remove([written.name])
+            if written is not None:
+                self.shards.remove([written.name])
             raise
-        return written.name
+        return None if written is None else written.name
 
     def compact(self, c: sqlite3.Connection, readers_gone: Callable[[], bool]) -> dict:
         """Rewrite shards holding dead tensors, and merge small shards, into new shard(s).

@@ -19,9 +19,11 @@ class StoredMemory:
     dtype, stored bit-exactly (in an int8 archive as int8 rows: pass memory already rounded by
     precision.round_rows and it reads back bit-exactly too): passage slots, sentence memory,
     then (optionally) the document state. `residual` is an optional exact-recall code and
-    `coder` names how it was made; `search_keys` are the sentences' search keys."""
+    `coder` names how it was made; `search_keys` are the sentences' search keys. `memory` is None
+    where the archive stores no memory tensors (settings.store_memory off: the exact code and
+    the search keys are what is kept)."""
 
-    memory: torch.Tensor
+    memory: torch.Tensor | None
     sentence_rows: int = 0
     state_rows: int = 0
     residual: bytes | None = None
@@ -30,6 +32,8 @@ class StoredMemory:
 
     @property
     def slots(self) -> int:
+        if self.memory is None:
+            return 0
         return int(self.memory.shape[0]) - self.sentence_rows - self.state_rows
 
 

@@ -16,10 +16,16 @@ class ArchiveSettings:
     compression_ratio: int | None = field(default=None, metadata={
         "help": "passage tokens per memory token (fewer memory tokens per passage); None = the adapter's own, "
                 "its densest"})
-    exact: str = field(default="none", metadata={
-        "help": "exact recall from memory: none; refine (optimise each passage's memory at ingest until greedy "
-                "expansion reproduces it); residual (store an arithmetic code of the passage under the expand "
-                "direction)"})
+    exact: str = field(default="code", metadata={
+        "help": "exact recall: code (the default: an arithmetic code of each group of passages under the frozen "
+                "model, portable across machines, model/lmcode.py); none; refine (optimise each passage's memory "
+                "at ingest until greedy expansion reproduces it); residual (an arithmetic code under the passage's "
+                "stored memory; decodes only on the same numerics)"})
+    store_memory: bool | None = field(default=None, metadata={
+        "help": "store each passage's memory tensors (passage, sentence and document-state rows, thousands of "
+                "bytes a token) for amortised recall and reranking from stored memory; None = only where exact "
+                "recall needs them (refine, residual). Without them the archive keeps the exact code and the "
+                "search keys, and memory is recomputed from the exact text when asked for"})
     refine_steps: int = field(default=200, metadata={"help": "at most this many optimiser steps per passage "
                                                              "with exact=refine"})
     refine_lr: float = field(default=0.03, metadata={"help": "learning rate of refinement"})
@@ -30,6 +36,12 @@ class ArchiveSettings:
     def __post_init__(self):
         if self.exact not in EXACT_METHODS:
             raise BadParameter("exact", f"must be one of {', '.join(EXACT_METHODS)}, not {self.exact!r}")
+        if self.store_memory is None:
+            self.store_memory = self.exact in ("refine", "residual")
+        if not self.store_memory and self.exact in ("refine", "residual"):
+            raise BadParameter("exact", f"{self.exact} rebuilds a passage from its stored memory: it needs "
+                                        "store_memory")
+        self.store_memory = bool(self.store_memory)
         if self.memory_precision is None:
             self.memory_precision = "float16" if self.exact == "refine" else "int8"
         if self.memory_precision not in MEMORY_PRECISIONS:
@@ -59,16 +71,23 @@ class ArchiveSettings:
         return self.exact == "refine"
 
     @property
+    def code(self) -> bool:
+        return self.exact == "code"
+
+    @property
     def residual(self) -> bool:
         return self.exact == "residual"
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "ArchiveSettings":
         """Settings as an archive's manifest stores them, including archives written by earlier
-        releases: those store only the knobs given at `init`, and before int8 memory existed
-        their memory was float16. Unknown keys are ignored."""
+        releases: those store only the knobs given at `init`; before int8 memory existed their
+        memory was float16, and before exact codes every passage stored its memory and recall
+        was not exact unless asked for. Unknown keys are ignored."""
         data = dict(data or {})
         data.setdefault("memory_precision", "float16")
+        data.setdefault("exact", "none")  # before exact codes, "none" was the default
+        data.setdefault("store_memory", True)  # and every passage stored its memory
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -102,6 +102,23 @@ def _verify_once(a) -> list[Problem]:
     return out
 
 
+def _check_codes(c, db, add) -> None:
+    """Every group of passages has its exact code, stored on the group's first passage; the
+    group size is in each code's coder tag (model/lmcode.py)."""
+    groups = {}
+    for tag in (t for (t,) in c.execute("SELECT DISTINCT coder FROM residuals")):
+        try:
+            groups[tag] = int(json.loads(tag)["group"])
+        except (ValueError, KeyError, TypeError):
+            add("code", db, f"an exact code has an unreadable coder tag {tag[:60]!r}")
+    size = min(groups.values(), default=0)
+    for pid, idx in c.execute(
+        "SELECT p.id, p.idx FROM passages p LEFT JOIN residuals r ON r.passage_id = p.id WHERE r.passage_id IS NULL"
+    ):
+        if not size or idx % size == 0:
+            add("code", db, f"passage {pid} starts a coded group but has no exact code")
+
+
 def _check_documents(a, c, db, add) -> dict[int, str | None]:
     for doc_id, want, have, max_idx in c.execute(
         "SELECT d.id, d.passage_count, COUNT(p.id), MAX(p.idx) FROM documents d "
@@ -111,10 +128,13 @@ def _check_documents(a, c, db, add) -> dict[int, str | None]:
             add("passages", db, f"document {doc_id} records {want} passages but has {have}")
         elif have and max_idx != have - 1:
             add("passages", db, f"document {doc_id} has passage indexes that are not 0..{have - 1}")
-    for (pid,) in c.execute(
-        "SELECT p.id FROM passages p LEFT JOIN memory m ON m.passage_id = p.id WHERE m.passage_id IS NULL"
-    ):
-        add("memory", db, f"passage {pid} has no memory row")
+    if a.settings.store_memory:
+        for (pid,) in c.execute(
+            "SELECT p.id FROM passages p LEFT JOIN memory m ON m.passage_id = p.id WHERE m.passage_id IS NULL"
+        ):
+            add("memory", db, f"passage {pid} has no memory row")
+    if a.settings.exact == "code":
+        _check_codes(c, db, add)
     for (pid,) in c.execute(
         "SELECT m.passage_id FROM memory m LEFT JOIN passages p ON p.id = m.passage_id WHERE p.id IS NULL"
     ):

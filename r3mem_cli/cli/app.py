@@ -114,9 +114,13 @@ def init(
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="Adapter folder written by `r3mem train`."),
     compression_ratio: Optional[int] = typer.Option(None, "--compression-ratio", min=1,
                                                     help="Passage tokens per memory token (default: the adapter's)."),
-    exact: ExactMethod = typer.Option(ExactMethod.none, "--exact",
-                                      help="Exact recall from memory: none | refine (optimise each passage's memory "
-                                           "at ingest) | residual (store an arithmetic code)."),
+    exact: ExactMethod = typer.Option(ExactMethod.code, "--exact",
+                                      help="Exact recall: code (portable arithmetic code of the text under the frozen "
+                                           "model) | none | refine (optimise each passage's memory at ingest) | "
+                                           "residual (arithmetic code under stored memory; same machine only)."),
+    store_memory: Optional[bool] = typer.Option(None, "--store-memory/--no-store-memory",
+                                                help="Store every passage's memory tensors (thousands of bytes a "
+                                                     "token; default: only for --exact refine|residual)."),
     refine_steps: int = typer.Option(200, "--refine-steps", min=1, help="Step budget per passage for --exact refine."),
     refine_lr: float = typer.Option(0.03, "--refine-lr", min=0.0, help="Adam learning rate for --exact refine."),
     memory_precision: Optional[MemoryPrecision] = typer.Option(None, "--memory-precision",
@@ -132,8 +136,8 @@ def init(
     root = _archive_path()
     if Archive.exists(root):
         raise ArchiveError(f"an archive already exists at {root}")
-    settings = ArchiveSettings(compression_ratio=compression_ratio, exact=exact.value, refine_steps=refine_steps,
-                               refine_lr=refine_lr,
+    settings = ArchiveSettings(compression_ratio=compression_ratio, exact=exact.value, store_memory=store_memory,
+                               refine_steps=refine_steps, refine_lr=refine_lr,
                                memory_precision=memory_precision.value if memory_precision is not None else None)
     archive, warnings = create_archive(root, model=model, keep_source=not no_keep_source, adapter=adapter,
                                        settings=settings, encrypt=encrypt)
@@ -258,16 +262,18 @@ def recall(
     level: RecallLevel = typer.Option(RecallLevel.passage, "--level",
                                       help="passage | sentence (each sentence from its own memory) | document "
                                            "(the opening, from the document state)."),
+    amortised: bool = typer.Option(False, "--amortised", help="Passage level: the memory network's lossy "
+                                                              "expansion instead of the exact text."),
     device: DeviceOption = "auto",
     json_out: JsonOption = False,
 ) -> None:
-    """Rebuild a document's text from its memory tokens alone (the backward model)."""
+    """Give a document's text back exactly from its stored code, checked against the stored hash."""
     from ..pipelines.recall import recall as run_recall
 
     with _open() as archive:
         engine = _engine(archive, device)
         with _snapshot(archive):
-            result = run_recall(archive, engine, doc, passage, level=level.value)
+            result = run_recall(archive, engine, doc, passage, level=level.value, amortised=amortised)
     if json_out:
         print_json(result)
         return
@@ -281,11 +287,14 @@ def recall(
             typer.echo("\n".join(item["sentences"]) + "\n")
         say(f"{result['doc']}: sentences rebuilt from sentence memory, character similarity {similarity}")
         return
+    methods: dict[str, int] = {}
     for item in result["passages"]:
-        typer.echo(item["text"])
+        typer.echo(item["text"] if item["text"] is not None else f"[passage {item['passage']}: {item['method']}]")
         typer.echo("")
+        methods[item["method"]] = methods.get(item["method"], 0) + 1
     exact = sum(p["exact"] for p in result["passages"])
-    say(f"{result['doc']}: {exact}/{len(result['passages'])} passages exact, character similarity {similarity}")
+    how = ", ".join(f"{n} {method}" for method, n in methods.items())
+    say(f"{result['doc']}: {exact}/{len(result['passages'])} passages exact ({how}), character similarity {similarity}")
 
 
 @app.command()

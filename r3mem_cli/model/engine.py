@@ -19,6 +19,7 @@ import torch
 
 from ..errors import ModelError
 from .exact import coder_tag, decode_residual, encode_residual, refine
+from .lmcode import ExactCoder, GroupCode
 from .loading import DEFAULT_MODEL, load_base_model, resolve_device
 from .memory import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, MemoryConfig, MemoryNetwork, pad_batch, pad_memory,
                      parse_adapter_config, sentence_ends)
@@ -218,6 +219,32 @@ class MemoryEngine:
 
     def coder_tag(self) -> str:
         return coder_tag(self.network)
+
+    @property
+    def exact_coder(self) -> ExactCoder:
+        """The portable exact code (lmcode.py) under this engine's base model, adapter off."""
+        if getattr(self, "_exact_coder", None) is None:
+            import copy
+
+            weights = self.network.embed_tokens.weight.detach().float().cpu().numpy().tobytes()
+            fingerprint = f"{self.model_name}:{hashlib.sha256(weights).hexdigest()[:16]}"
+            start = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None \
+                else self.tokenizer.eos_token_id
+            self._exact_coder = ExactCoder(lambda: copy.deepcopy(self.network.lm).unload(), start, self.device,
+                                           fingerprint)
+        return self._exact_coder
+
+    def encode_exact(self, documents: list[list[list[int]]]) -> list[list[GroupCode]]:
+        """Token ids per passage per document -> each document's group codes."""
+        return self.exact_coder.encode_documents(documents)
+
+    def decode_exact(self, code: bytes, lengths: list[int]) -> list[str]:
+        """A group's code -> the text of its first len(lengths) passages (their token counts)."""
+        return [self.text(ids) for ids in self.exact_coder.decode_group(code, lengths)]
+
+    def text(self, token_ids: list[int]) -> str:
+        """Token ids -> text, with nothing tidied (a passage's tokens give back its exact text)."""
+        return self.tokenizer.decode(token_ids, clean_up_tokenization_spaces=False)
 
     @torch.inference_mode()
     def document_states(self, documents: list[list[torch.Tensor]]) -> list[torch.Tensor]:

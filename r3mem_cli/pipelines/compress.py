@@ -1,6 +1,7 @@
 """The one path from passages' token ids to the memory an archive stores: the engine's compress
 pass under the archive's settings (compression ratio, exact-recall method, precision), then one
-StoredMemory per passage. Ingest and `verify --repair` both go through here, so repaired memory
+StoredMemory per passage: its memory tensors if the archive stores them, its search keys, and
+on the first passage of each coded group the group's exact code (model/lmcode.py). Ingest and `verify --repair` both go through here, so repaired memory
 is made exactly as ingested memory is."""
 
 from __future__ import annotations
@@ -28,14 +29,18 @@ def compress_for_archive(engine: MemoryEngine, settings: ArchiveSettings,
         documents, ratio=settings.compression_ratio, refine_steps=settings.refine_steps if settings.refine else 0,
         refine_lr=settings.refine_lr, round_memory=round_rows if settings.int8 else None)
     coder = engine.coder_tag() if settings.residual else None
+    codes = engine.encode_exact(documents) if settings.code else [[] for _ in documents]
     out = []
-    for doc_levels, doc_tokens in zip(levels, documents):
+    for doc_levels, doc_tokens, doc_codes in zip(levels, documents, codes):
         passages = [
-            StoredMemory(memory=level.packed(), sentence_rows=level.sentences.shape[0],
-                         state_rows=0 if level.state is None else level.state.shape[0],
+            StoredMemory(memory=level.packed() if settings.store_memory else None,
+                         sentence_rows=level.sentences.shape[0] if settings.store_memory else 0,
+                         state_rows=0 if level.state is None or not settings.store_memory else level.state.shape[0],
                          residual=engine.encode_residual(level.memory, ids) if coder else None, coder=coder,
                          search_keys=level.keys)
             for level, ids in zip(doc_levels, doc_tokens)]
+        for group in doc_codes:  # a group's code is stored with its first passage
+            passages[group.first].residual, passages[group.first].coder = group.code, engine.exact_coder.tag
         out.append(CompressedDocument(passages, doc_levels[-1].state_key if doc_levels else None,
                                       [level.refined for level in doc_levels]))
     return out

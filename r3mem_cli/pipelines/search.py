@@ -11,8 +11,8 @@ with memory hits, so a query that shares no word with the archive still finds so
 `hybrid` fuses both by weighted reciprocal rank (RRF, k=60). On LoCoMo the memory path is the
 weaker ranker and fusing it in lowers recall, so it fills in rather than votes (decision 0009).
 An optional rerank orders the best candidates by the backward model's likelihood of the query
-given each passage's memory. A pure-memory archive uses the memory path only, and its result
-text is rebuilt from memory.
+given each passage's memory (stored, or recomputed from the exact text). A pure-memory archive
+uses the memory path only, and its result text is decoded from the exact code.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from r3mem_cli.archive import Archive
 from r3mem_cli.choices import SEARCH_MODES
 from r3mem_cli.errors import BadParameter, R3memError
 
-from .recall import resolve_document, stored_levels
+from .recall import memory_levels, resolve_document
 
 RRF_K = 60
 # Fusion weights for `hybrid`: the memory path is the weaker ranker (bench/locomo.py), so its
@@ -113,7 +113,7 @@ def _rerank(archive: Archive, engine, query: str, entries: list[dict]) -> list[d
     """Order candidates by the backward model's likelihood of the query given each passage's
     memory (mean log-probability per query token)."""
     infos = [e["info"] for e in entries]
-    levels = stored_levels(archive, infos)
+    levels = memory_levels(archive, engine, infos)
     memories = [levels[i.id].memory for i in infos]
     for entry, score in zip(entries, engine.query_likelihood(memories, query)):
         entry["scores"]["rerank"] = round(score, 6)
@@ -121,7 +121,7 @@ def _rerank(archive: Archive, engine, query: str, entries: list[dict]) -> list[d
 
 
 def _texts(archive: Archive, engine, infos) -> dict[int, str | None]:
-    """Stored originals, or (pure-memory archives) the passages rebuilt from memory."""
+    """Stored originals, or (pure-memory archives) the passages decoded from their exact code."""
     if archive.keep_source or not infos:
         return {info.id: archive.source_text(info.id) for info in infos}
     from .recall import rebuild_passages
