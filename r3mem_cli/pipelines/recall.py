@@ -81,6 +81,25 @@ def decode_exact(archive: Archive, engine: MemoryEngine, passages) -> dict[int, 
     return out
 
 
+def check_decoding(archive: Archive, engine: MemoryEngine) -> tuple[dict, list[tuple[str, int, str]]]:
+    """`verify --decode`: decode every coded passage and compare it with its stored hash, so an
+    archive can be checked on a new machine before the old copy goes. Returns a summary and
+    (document id, passage index, what is wrong) for every passage that does not decode."""
+    import time
+
+    started = time.perf_counter()
+    failed, total = [], 0
+    for document in archive.documents():
+        passages = archive.passages(document.id)
+        total += len(passages)
+        decoded = decode_exact(archive, engine, passages)
+        for info in passages:
+            if decoded[info.id] is None:
+                failed.append((document.id, info.index, "its exact code does not decode to the stored text on this "
+                                                         "machine" if archive.settings.code else "it has no exact code"))
+    return {"passages": total, "exact": total - len(failed), "seconds": round(time.perf_counter() - started, 1)}, failed
+
+
 def stored_levels(archive: Archive, passages) -> dict[int, PassageMemory]:
     """Each passage's stored tensor split into its levels (passage, sentences, state)."""
     stored = archive.load_memory([p.id for p in passages])
