@@ -601,6 +601,23 @@ class Archive:
                 pass
         return shard, removed
 
+    def adopt_codes(self, codes: dict[int, tuple[bytes, str]], settings: ArchiveSettings) -> None:
+        """`r3mem upgrade`: an archive written before exact codes takes `codes` (passage id ->
+        (code, coder tag), the first passage of each group) in place of every residual row, and
+        `settings`; without settings.store_memory its memory rows go too, and compaction, VACUUM
+        and WAL truncation remove their bytes, as forget does. One transaction, then the clean-up
+        (a crash in between is finished by the next write-open)."""
+        self.require_write("upgrading the archive")
+        with transaction(self.conn) as c:
+            c.execute("DELETE FROM residuals")
+            c.executemany("INSERT INTO residuals (passage_id, code, coder) VALUES (?,?,?)",
+                          [(pid, bytes(code), tag) for pid, (code, tag) in sorted(codes.items())])
+            if not settings.store_memory:
+                c.execute("DELETE FROM memory")
+            mf.write_info(c, {"settings": settings.to_dict(), PENDING_COMPACT: True})
+        self.settings = settings
+        self._finish_forget()
+
     @staticmethod
     def _prepare(doc: NewDocument) -> tuple[NewDocument, str, list[bytes]]:
         """Validate one input document early, before any transaction or file is opened."""

@@ -113,6 +113,21 @@ def _snapshot(archive, dest: Path):
     return members, counts
 
 
+def numeric_settings(archive) -> dict:
+    """Where the archive's exact codes were made and what they depend on, recorded in an export so
+    a failed decode elsewhere can be traced (docs/decisions/0017): the coders' tags (model
+    fingerprint, grid, guard) and the exporting machine's numerics."""
+    import platform
+
+    import torch
+
+    coders = [json.loads(t) if t.startswith("{") else t for (t,) in
+              archive.conn.execute("SELECT DISTINCT coder FROM residuals ORDER BY coder")]
+    return {"coders": coders, "torch": torch.__version__, "machine": platform.machine(),
+            "processor": platform.processor(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads(), "settings": archive.settings.to_dict()}
+
+
 def export_archive(archive, file, *, compress: bool | None = None) -> dict:
     """Write `archive` to `file` (a path, written atomically, or a binary file object)."""
     if archive.closed:
@@ -167,6 +182,7 @@ def export_archive(archive, file, *, compress: bool | None = None) -> dict:
                 "documents": counts["documents"],
                 "passages": counts["passages"],
                 "encrypted": archive.encrypted,
+                "numerics": numeric_settings(archive),
                 "members": entries,
             }
             head_bytes = json.dumps(head, indent=1, sort_keys=True).encode()

@@ -295,6 +295,8 @@ def recall(
     exact = sum(p["exact"] for p in result["passages"])
     how = ", ".join(f"{n} {method}" for method, n in methods.items())
     say(f"{result['doc']}: {exact}/{len(result['passages'])} passages exact ({how}), character similarity {similarity}")
+    if "memory" in methods:
+        say("this archive predates exact codes: `r3mem upgrade` gives it exact recall")
 
 
 @app.command()
@@ -475,6 +477,28 @@ def verify(
         say("archive OK" if not problems else f"{len(problems)} problem(s) found")
     if problems:
         raise typer.Exit(1)
+
+
+@app.command()
+@handles_errors
+def upgrade(
+    keep_memory: bool = typer.Option(False, "--keep-memory", help="Keep the stored memory tensors (thousands of "
+                                                                  "bytes a token) beside the new exact codes."),
+    device: DeviceOption = "auto",
+    json_out: JsonOption = False,
+) -> None:
+    """Give an archive written before exact codes its exact codes (and drop its memory tensors)."""
+    from ..pipelines.upgrade import upgrade as run_upgrade
+
+    with _open(write=True) as archive:
+        result = run_upgrade(archive, _engine(archive, device), keep_memory=keep_memory)
+    if json_out:
+        print_json(result)
+    elif not result["upgraded"]:
+        say(f"nothing to do: {result['reason']}")
+    else:
+        say(f"upgraded {result['documents']} documents: {result['codes']} exact codes, archive "
+            f"{result['archive_bytes_before']:,} -> {result['archive_bytes_after']:,} bytes")
 
 
 @app.command()

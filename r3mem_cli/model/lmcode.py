@@ -1,5 +1,5 @@
 """Exact recall that survives a change of machine: an arithmetic code of each group of passages
-under the frozen base model's own next-token probabilities (docs/decisions/0016-portable-exact-code.md).
+under the frozen base model's own next-token probabilities (docs/decisions/0017-portable-exact-code.md).
 
 What a code is: the passages of a document are taken in groups of `GROUP_PASSAGES`; each token is
 coded under the base model (adapter off: the expand side) given the group's earlier tokens, so

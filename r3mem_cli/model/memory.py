@@ -53,12 +53,33 @@ READABLE_FORMATS = (1, 2)  # v1 = passage level only; its missing embeddings sta
 LEVELS = ("passage", "sentence", "document", "continue")
 
 
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX on x86, BF16 on Arm). Without
+    it bf16 is emulated and runs slower than float32 (docs/decisions/0017). R3MEM_PRECISION=bf16
+    or fp32 overrides the answer."""
+    import os
+
+    forced = os.environ.get("R3MEM_PRECISION", "auto").lower()
+    if forced in ("bf16", "fp32"):
+        return forced == "bf16"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            flags = set(" ".join(line.split(":", 1)[-1] for line in info
+                                 if line.lower().startswith(("flags", "features"))).split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
 def autocast(device: str | torch.device, enabled: bool):
-    """bf16 autocast on CPU/CUDA when asked for and supported, a no-op otherwise."""
+    """bf16 autocast on CPU/CUDA when asked for and native to the hardware, a no-op otherwise."""
     kind = torch.device(device).type
     if not enabled or kind not in ("cpu", "cuda"):
         return contextlib.nullcontext()
     if kind == "cuda" and not torch.cuda.is_bf16_supported():
+        return contextlib.nullcontext()
+    if kind == "cpu" and not cpu_has_native_bf16():
         return contextlib.nullcontext()
     return torch.autocast(kind, dtype=torch.bfloat16)
 
