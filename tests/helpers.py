@@ -129,8 +129,17 @@ def make_doc(name: str, n: int = 2, *, dtype=None, slots=3, dim=8, sha: str | No
     )
 
 
+def _fts_with_text(c: sqlite3.Connection) -> None:
+    """Before 0006 the keyword index was a regular FTS5 table holding a copy of every kept text."""
+    from r3mem_cli.archive import manifest as mf
+
+    c.execute("DROP TABLE passages_fts")
+    mf._m0003_fts(c)
+
+
 # Turning a current archive manifest back into an older schema, to test the upgrade path.
-_UNDO = {  # migration -> SQL that undoes it
+_UNDO = {  # migration -> SQL (or a function of the connection) that undoes it
+    "0006_fts_without_text": [_fts_with_text],
     "0005_search_keys": ["DROP TABLE search_keys", "DROP TABLE document_keys"],
     # Before 0004 a passage's tensor held passage slots only: count every row as a slot.
     "0004_levels": ["DROP TABLE residuals", "UPDATE memory SET slots = slots + sentence_rows + state_rows",
@@ -141,14 +150,23 @@ _UNDO = {  # migration -> SQL that undoes it
 }
 
 
-def downgrade(manifest: Path, to_version: int) -> None:
-    """Undo every migration after `to_version` (newest first), as if an older r3mem made it."""
+def downgrade(manifest: Path | sqlite3.Connection, to_version: int) -> None:
+    """Undo every migration after `to_version` (newest first), as if an older r3mem made it.
+    `manifest`: the database file, or an open connection (an encrypted archive's unsealed image)."""
     names = sorted(_UNDO, reverse=True)
-    with sqlite3.connect(manifest) as c:
-        for name in names[: len(names) + 1 - to_version]:
-            for sql in _UNDO[name]:
-                c.execute(sql)
-            c.execute("DELETE FROM migrations WHERE name = ?", (name,))
+    c = manifest if isinstance(manifest, sqlite3.Connection) else sqlite3.connect(manifest)
+    try:
+        with c:
+            for name in names[: len(names) + 1 - to_version]:
+                for sql in _UNDO[name]:
+                    if callable(sql):
+                        sql(c)
+                    else:
+                        c.execute(sql)
+                c.execute("DELETE FROM migrations WHERE name = ?", (name,))
+    finally:
+        if c is not manifest:
+            c.close()
 
 
 # --- crash harness (test_crash_harness.py, test_crash_encrypted.py) ---------------------------

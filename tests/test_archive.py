@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -346,6 +347,148 @@ def test_interrupted_forget_is_finished_on_next_write_open(archive, monkeypatch)
         assert contains(a.root, needle) == []
         assert a.verify() == []
         assert "pending_compact" not in {k for (k,) in a.conn.execute("SELECT key FROM archive_info")}
+
+
+# --- keyword index (contentless FTS5) ----------------------------------------------------------
+
+LIGHTHOUSE = "Keeper Wolfgang-Xylophonist counts 4711 Herons at the Quasimodo lighthouse. "
+FTS_DELETE = "INSERT INTO passages_fts (passages_fts, rowid, text) VALUES ('delete', ?, ?)"
+FTS_INSERT = "INSERT INTO passages_fts (rowid, text) VALUES (?, ?)"
+
+
+def text_doc(name: str, *texts: str):
+    """A make_doc document whose passages hold `texts`."""
+    doc = make_doc(name, len(texts))
+    for p, text in zip(doc.passages, texts):
+        p.text = text
+    return doc
+
+
+def copies(root: Path, needle: bytes) -> tuple[int, int]:
+    """(times `needle` occurs in the archive's files, times it occurs inside kept source blobs)."""
+    in_files = sum(data.count(needle) for _p, data in all_bytes(root))
+    c = sqlite3.connect(f"file:{root / 'manifest.sqlite'}?mode=ro", uri=True)
+    try:
+        in_sources = sum(blob.count(needle) for (blob,) in c.execute("SELECT zstd FROM sources"))
+    finally:
+        c.close()
+    return in_files, in_sources
+
+
+def vocabulary(root: Path) -> set[str]:
+    """Every term the archive's keyword index holds."""
+    c = sqlite3.connect(root / "manifest.sqlite")
+    try:
+        c.execute("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, passages_fts, 'row')")
+        return {term for (term,) in c.execute("SELECT term FROM temp.vocab")}
+    finally:
+        c.close()
+
+
+def test_manifest_keeps_no_copy_of_kept_text_outside_sources(tmp_path):
+    """The keyword index is contentless: a kept passage's text is stored once, zstd-compressed in
+    `sources`. The raw files (WAL checkpointed) hold the text, a sentence of it or a word in its
+    original spelling only as often as the source blobs themselves do. The same scan sees the copy
+    that the previous schema's regular FTS5 table kept, and an archive converted from it loses it."""
+    root = tmp_path / "arc"
+    text = LIGHTHOUSE * 30  # repetitive: zstd stores it far shorter than itself
+    needles = [text.encode(), LIGHTHOUSE.encode(), b"Wolfgang-Xylophonist", b"Quasimodo lighthouse"]
+    with Archive.create(root, model="m", memory_config={}) as a:
+        d = a.add_documents([text_doc("lighthouse", text, "Herons nest here."), make_doc("other")])[0]
+        hits = [(info.id, score) for info, score in a.keyword_search("xylophonist herons")]
+        assert [pid for pid, _ in hits] == [p.id for p in a.passages(d.id)]
+    assert not (root / "manifest.sqlite-wal").exists() or (root / "manifest.sqlite-wal").stat().st_size == 0
+    for needle in needles:
+        in_files, in_sources = copies(root, needle)
+        assert in_files == in_sources, (needle[:40], in_files, in_sources)
+
+    downgrade(root / "manifest.sqlite", to_version=5)  # as the previous r3mem wrote it
+    in_files, in_sources = copies(root, text.encode())
+    assert in_files == in_sources + 1, "the scan cannot see the previous schema's copy of the text"
+    with Archive.open(root) as a:  # a reader converts it, under a short writer lock
+        assert a.schema_version == SCHEMA_VERSION
+        assert a.conn.execute("SELECT name FROM sqlite_master WHERE name = 'passages_fts_content'").fetchone() is None
+        assert [(info.id, score) for info, score in a.keyword_search("xylophonist herons")] == hits
+        assert a.verify() == []
+    for needle in needles:
+        in_files, in_sources = copies(root, needle)
+        assert in_files == in_sources, (needle[:40], in_files, in_sources)
+
+
+def test_verify_checks_the_keyword_index_against_kept_sources(archive, tmp_path):
+    """The index keeps no text to compare, yet verify names a passage missing from it, a row
+    without a kept source, an entry that does not match its source (other words, same words in
+    another order, one word more, a wrong token count), wrong totals, settings and structure."""
+    texts = ["Maya planted six tomato plants.", "Lentil soup with lemon.", "The tram climbs the hill."]
+    d = archive.add_documents([text_doc("idx", *texts), make_doc("other", 2)])[0]
+    pids = [p.id for p in archive.passages(d.id)]
+    archive.close()
+
+    def fts_problems(*changes) -> list[str]:
+        copy = tmp_path / "copy"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(archive.root, copy)
+        c = sqlite3.connect(copy / "manifest.sqlite")
+        for sql, args in changes:
+            c.execute(sql, args)
+        c.commit()
+        c.close()
+        with Archive.open(copy) as r:
+            problems = r.verify()
+        assert {p.kind for p in problems} <= {"fts"}, problems
+        return [p.message for p in problems]
+
+    assert fts_problems() == []
+    assert fts_problems((FTS_DELETE, (pids[1], texts[1]))) == [f"passage {pids[1]} is missing from the keyword index"]
+    assert fts_problems((FTS_INSERT, (10_000, "a stray row"))) == [
+        "keyword index holds row 10000, which has no stored source"]
+    differs = f"the entry of passage {pids[0]} differs from its stored source"
+    for other in (texts[0].replace("tomato", "potato"), "Six Maya planted tomato plants.", texts[0] + " plants"):
+        problems = fts_problems((FTS_DELETE, (pids[0], texts[0])), (FTS_INSERT, (pids[0], other)))
+        assert len(problems) == 1 and differs in problems[0], (other, problems)
+    problems = fts_problems(("UPDATE passages_fts_docsize SET sz = X'09' WHERE id = ?", (pids[0],)))
+    assert len(problems) == 1 and differs in problems[0], problems
+    # A 'delete' with other than the original text leaves the passage's terms behind.
+    problems = fts_problems((FTS_DELETE, (pids[0], "something else entirely")))
+    assert problems[0] == f"passage {pids[0]} is missing from the keyword index" and len(problems) == 2
+    assert "terms or totals differ" in problems[1]
+    # The totals BM25 ranks by (FTS5's averages record: passages, tokens).
+    c = sqlite3.connect(archive.root / "manifest.sqlite")
+    totals = c.execute("SELECT block FROM passages_fts_data WHERE id = 1").fetchone()[0]
+    big, block = c.execute("SELECT id, block FROM passages_fts_data ORDER BY length(block) DESC").fetchone()
+    c.close()
+    more = bytes([totals[0] + 1]) + totals[1:]
+    problems = fts_problems(("UPDATE passages_fts_data SET block = ? WHERE id = 1", (more,)))
+    assert len(problems) == 1 and "terms or totals differ" in problems[0], problems
+    problems = fts_problems(("UPDATE passages_fts_config SET v = 5 WHERE k = 'version'", ()))
+    assert problems == ["keyword index settings (passages_fts_config) are [('version', 5)], expected [('version', 4)]"]
+    problems = fts_problems(("UPDATE passages_fts_data SET block = ? WHERE id = ?", (block[:5], big)))
+    assert len(problems) == 1 and "fails its integrity-check: " in problems[0], problems
+
+
+def test_forget_deletes_index_rows_by_their_original_text(archive, tmp_path):
+    """A contentless index forgets a passage only when given its original text: read from the
+    kept source before the rows go. When that source is damaged, forget rebuilds the index from
+    the other sources instead; either way no term of the forgotten passages is left."""
+    keep = text_doc("keep", "Lentil soup with lemon.", "The tram climbs the hill.")
+    gone = text_doc("gone", "The xylophonequartz flowerpot hides the key.", "Zanzibarian marmalade, twice.")
+    also = text_doc("also", "Quokkas and lemon trees.")
+    k_id, g_id, a_id = (d.id for d in archive.add_documents([keep, gone, also]))
+    assert archive.forget([g_id]) == [g_id]
+    assert archive.verify() == []
+    terms = vocabulary(archive.root)
+    assert {"xylophonequartz", "zanzibarian", "marmalade"}.isdisjoint(terms) and {"lentil", "quokkas"} <= terms
+    # A damaged source: its indexed text is unknown.
+    pid = archive.passages(a_id)[0].id
+    blob = bytearray(archive.conn.execute("SELECT zstd FROM sources WHERE passage_id = ?", (pid,)).fetchone()[0])
+    blob[len(blob) // 2] ^= 0x04
+    archive.conn.execute("UPDATE sources SET zstd = ? WHERE passage_id = ?", (bytes(blob), pid))
+    assert [p.kind for p in archive.verify()] == ["source"]
+    assert archive.forget([a_id]) == [a_id]
+    assert archive.verify() == []
+    terms = vocabulary(archive.root)
+    assert "quokkas" not in terms and {"lentil", "lemon", "tram"} <= terms
+    assert [info.id for info, _ in archive.keyword_search("lemon")] == [archive.passages(k_id)[0].id]
 
 
 # --- locking & crashes ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from .helpers import as_json, r3mem
 
@@ -285,12 +286,19 @@ def test_a_damaged_source_blob_is_named_by_passage_document_and_file(archive):
 
 def test_damaged_keyword_index_is_named_refused_and_rebuilt(archive):
     root, ids, _notes = archive
+    # The index keeps no text (contentless): index the garden passage as if it said potato.
     with sqlite3.connect(root / "manifest.sqlite") as c:
-        c.execute("UPDATE passages_fts_content SET c0 = replace(c0, 'tomato', 'potato')")
+        pid, blob = c.execute("SELECT s.passage_id, s.zstd FROM sources s JOIN passages p ON p.id = s.passage_id "
+                              "WHERE p.doc_id = ? AND p.idx = 0", (ids["garden.md"],)).fetchone()
+        text = zstandard.ZstdDecompressor().decompress(blob).decode()
+        assert "tomato" in text
+        c.execute("INSERT INTO passages_fts (passages_fts, rowid, text) VALUES ('delete', ?, ?)", (pid, text))
+        c.execute("INSERT INTO passages_fts (rowid, text) VALUES (?, ?)", (pid, text.replace("tomato", "potato")))
+    c.close()
     code, problems = verify_json(root)
-    assert code == 1 and names(problems, "keyword index"), problems
-    search = r3mem(root, "search", "tomato", "--mode", "keyword")  # the index still holds the old terms
-    assert search.exit_code == 2 and "keyword index" in search.stderr and "potato" not in search.stdout
+    assert code == 1 and names(problems, "keyword index") and names(problems, f"passage {pid} differs"), problems
+    search = r3mem(root, "search", "potato", "--mode", "keyword")  # the index points potato at the garden
+    assert search.exit_code == 2 and "keyword index" in search.stderr and "tomato" not in search.stdout
     with sqlite3.connect(root / "manifest.sqlite") as c:
         rowid, block = c.execute("SELECT id, block FROM passages_fts_data ORDER BY length(block) DESC").fetchone()
         block = bytearray(block)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from r3mem_cli.archive import Archive
 from r3mem_cli.archive.crypto import HEADER_NAME, WrongPassphrase
 
-from .helpers import as_json, r3mem
+from .helpers import as_json, downgrade, make_doc, r3mem
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSPHRASE = "correct horse battery staple"
@@ -240,3 +241,44 @@ def test_a_reader_keeps_its_shards_while_a_writer_forgets(tmp_path, tiny_model_d
         named = {n for (n,) in writer.conn.execute("SELECT name FROM shards")}
     assert {p.name for p in (root / "shards").glob("mem-*")} == named
     assert as_json(r3mem(root, "verify", "--json"))["problems"] == []
+
+
+def test_encrypted_archive_with_the_previous_keyword_index_is_converted(tmp_path, passphrase):
+    """The manifest of an encrypted archive lives in memory: the conversion to a keyword index
+    without text (migration 0006) runs there, and the sealed image it writes holds no second copy
+    of the text (and is smaller)."""
+    from r3mem_cli.archive import SCHEMA_VERSION
+    from r3mem_cli.archive.crypto import Vault
+
+    root = tmp_path / "sealed"
+    doc = make_doc("secret")
+    doc.passages[0].text = SECRET * 20
+    with Archive.create(root, model="m", memory_config={}, encrypt=True) as a:
+        pid = a.add_documents([doc, make_doc("other")])[0].id
+        hits = [(info.id, score) for info, score in a.keyword_search("zebra quasar spare key")]
+        assert hits and hits[0][0] == a.passages(pid)[0].id
+    vault, path = Vault.unlock(root, passphrase), root / "manifest.sqlite.sealed"
+
+    def image_and_copies() -> tuple[bytes, int, int]:
+        image = vault.read_file(path, "manifest")
+        c = sqlite3.connect(":memory:")
+        c.deserialize(image)
+        in_sources = sum(blob.count(SECRET.encode()) for (blob,) in c.execute("SELECT zstd FROM sources"))
+        c.close()
+        return image, image.count(SECRET.encode()), in_sources
+
+    _image, in_image, in_sources = image_and_copies()
+    assert in_image == in_sources
+    c = sqlite3.connect(":memory:")
+    c.deserialize(vault.read_file(path, "manifest"))
+    downgrade(c, to_version=5)
+    vault.write_file(path, c.serialize(), "manifest")
+    c.close()
+    old, in_image, in_sources = image_and_copies()
+    assert in_image >= in_sources + 20  # the regular FTS5 table's copy
+    with Archive.open(root) as a:  # a reader converts it, under a short writer lock
+        assert a.schema_version == SCHEMA_VERSION
+        assert [(info.id, score) for info, score in a.keyword_search("zebra quasar spare key")] == hits
+        assert a.verify() == []
+    new, in_image, in_sources = image_and_copies()
+    assert in_image == in_sources and len(new) < len(old)

@@ -205,11 +205,46 @@ def test_archive_from_previous_schema_gets_its_index_on_open(tmp_path, tiny_mode
     want = search(archive, "garden lemon")
     downgrade(archive / "manifest.sqlite", to_version=2)
     with Archive.open(archive) as a:  # a reader upgrades under a short writer lock
-        assert a.schema_version == SCHEMA_VERSION == 5
+        assert a.schema_version == SCHEMA_VERSION == 6
         n = a.conn.execute("SELECT COUNT(*) FROM passages_fts").fetchone()[0]
         assert n == a.conn.execute("SELECT COUNT(*) FROM sources").fetchone()[0] > 0
         assert a.verify() == []
     assert search(archive, "garden lemon") == want
+
+
+def test_archive_with_the_previous_keyword_index_is_converted(archive):
+    """An archive whose keyword index is the regular FTS5 table of schema 5 (a second copy of every
+    kept text) gets the contentless one when opened, and every search answers as before."""
+    queries = ("garden lemon", "tram castle", "book club November", "xylophonequartz")
+    want = [search(archive, q) for q in queries]
+    filtered = search(archive, "garden", "--kind", "chat")
+    downgrade(archive / "manifest.sqlite", to_version=5)
+    assert _ranked(archive, "SELECT COUNT(*) FROM passages_fts_content")[0][0] > 0  # the old copy
+    old = [_ranked(archive, RANKED, fts_query(q)) for q in queries]
+    assert all(old)
+    with Archive.open(archive) as a:  # a reader converts it, under a short writer lock
+        assert a.schema_version == SCHEMA_VERSION
+        tables = {n for (n,) in a.conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'passages_fts%'")}
+        assert tables == {mf.FTS_TABLE} | {f"{mf.FTS_TABLE}_{s}" for s in mf.FTS_SHADOWS}
+        n = a.conn.execute(f"SELECT COUNT(*) FROM {mf.FTS_DOCSIZE}").fetchone()[0]
+        assert n == a.conn.execute("SELECT COUNT(*) FROM sources").fetchone()[0] > 0
+        assert a.verify() == []
+    assert [_ranked(archive, RANKED, fts_query(q)) for q in queries] == old  # same passages, same BM25
+    assert [search(archive, q) for q in queries] == want
+    assert search(archive, "garden", "--kind", "chat") == filtered
+    assert len(_ranked(archive, RANKED, '"tomato plants"')) == 1  # full detail: phrase queries still work
+
+
+RANKED = ("SELECT rowid, bm25(passages_fts) FROM passages_fts WHERE passages_fts MATCH ? "
+          "ORDER BY bm25(passages_fts), rowid")
+
+
+def _ranked(root: Path, sql: str, *args) -> list[tuple]:
+    conn = sqlite3.connect(root / "manifest.sqlite")
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
 
 
 def test_migration_function_directly():

@@ -684,20 +684,37 @@ class Archive:
         with transaction(self.conn) as c:
             if learned:  # derived state that forget cannot remove: flagged for the user
                 mf.write_info(c, {ADAPTER_FLAG: utc_now()})
+            rebuild = False
             for chunk in mf.chunked(resolved):
-                c.execute(
-                    "DELETE FROM passages_fts WHERE rowid IN "
-                    f"(SELECT id FROM passages WHERE doc_id IN ({mf.placeholders(len(chunk))}))",
-                    chunk,
-                )
+                # The index keeps no text: its rows go with their original text, read from the
+                # kept sources before these rows are deleted (manifest.unindex).
+                rebuild = not self._unindex(c, chunk) or rebuild
                 c.execute(f"DELETE FROM documents WHERE id IN ({mf.placeholders(len(chunk))})", chunk)
+            if rebuild:  # some indexed text is unknown: rebuild the index from what is left
+                mf.recreate_fts(c, ((pid, text) for pid, text, _ in texts.checked_sources(c) if text is not None))
             # FTS5 keeps deleted terms in its segment b-trees until they are merged; 'optimize'
             # merges everything now, so (with secure_delete + the VACUUM below) no term is left.
-            c.execute("INSERT INTO passages_fts (passages_fts) VALUES ('optimize')")
+            c.execute(f"INSERT INTO {mf.FTS_TABLE} ({mf.FTS_TABLE}) VALUES ('optimize')")
             mf.write_info(c, {PENDING_COMPACT: True})
         crashpoint("forget.deleted")
         self._finish_forget()
         return resolved
+
+    @staticmethod
+    def _unindex(c: sqlite3.Connection, doc_ids: list[str]) -> bool:
+        """Delete the keyword-index rows of the documents `doc_ids` (their sources still present);
+        False, deleting nothing, when an indexed passage has no source that passes its checksum
+        (its indexed text is unknown, so its terms cannot be deleted one by one)."""
+        indexed = {pid for (pid,) in c.execute(
+            f"SELECT x.id FROM {mf.FTS_DOCSIZE} x JOIN passages p ON p.id = x.id "
+            f"WHERE p.doc_id IN ({mf.placeholders(len(doc_ids))})", doc_ids)}
+        if not indexed:
+            return True
+        originals = {pid: text for pid, text, _ in texts.checked_sources(c, doc_ids) if text is not None}
+        if indexed - set(originals):
+            return False
+        mf.unindex(c, sorted((pid, originals[pid]) for pid in indexed))
+        return True
 
     def _finish_forget(self) -> None:
         """Compact, VACUUM and truncate the WAL (which still holds the page images written

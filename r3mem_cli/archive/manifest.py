@@ -7,10 +7,11 @@ by an older r3mem opens in a newer one. Never edit a released migration; append 
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -107,7 +108,10 @@ def _m0002_files(conn: sqlite3.Connection) -> None:
 
 
 FTS_TABLE = "passages_fts"
-FTS_SHADOWS = ("data", "idx", "content", "docsize", "config")  # FTS5's own tables
+# FTS5's own tables of the (contentless, since 0006) keyword index: the index b-tree (data, idx),
+# one row per indexed passage with its token count (docsize, id = passage id) and settings.
+FTS_SHADOWS = ("data", "idx", "docsize", "config")
+FTS_DOCSIZE = f"{FTS_TABLE}_docsize"
 
 
 def _m0003_fts(conn: sqlite3.Connection) -> None:
@@ -171,13 +175,43 @@ def _m0005_search_keys(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m0006_fts_without_text(conn: sqlite3.Connection) -> None:
+    """The keyword index keeps no copy of the text (docs/decisions/0016): a contentless FTS5
+    table (content=''), same tokenizer and full detail, so BM25 and phrase queries are unchanged.
+
+    The kept text is already in `sources`; the regular table of 0003 stored it a second time,
+    uncompressed. A contentless table deletes a row only when given the row's original text
+    ('delete' command, see Archive.forget): the SQLite here predates 3.43's contentless_delete.
+    The index is rebuilt from the kept sources as 0003 filled it (a source that does not
+    decompress is not indexed; verify reports it), then merged into one segment.
+    """
+    import zstandard
+
+    conn.execute("DROP TABLE passages_fts")
+    conn.execute(
+        "CREATE VIRTUAL TABLE passages_fts USING fts5(text, content='', tokenize='unicode61 remove_diacritics 2')"
+    )
+    dctx = zstandard.ZstdDecompressor()
+    for pid, blob in conn.execute("SELECT passage_id, zstd FROM sources ORDER BY passage_id"):
+        try:
+            text = dctx.decompress(blob, max_output_size=MAX_SOURCE_BYTES).decode("utf-8")
+        except (zstandard.ZstdError, UnicodeDecodeError):
+            continue
+        conn.execute("INSERT INTO passages_fts (rowid, text) VALUES (?, ?)", (pid, text))
+    conn.execute("INSERT INTO passages_fts (passages_fts) VALUES ('optimize')")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _m0001_initial),
     ("0002_files", _m0002_files),
     ("0003_fts", _m0003_fts),
     ("0004_levels", _m0004_levels),
     ("0005_search_keys", _m0005_search_keys),
+    ("0006_fts_without_text", _m0006_fts_without_text),
 ]
+# Migrations that free a large part of the file: an archive upgraded past one is VACUUMed once
+# afterwards, so the space comes back (0006 drops the second copy of every kept text).
+_VACUUM_AFTER = frozenset({"0006_fts_without_text"})
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS migrations (
@@ -312,12 +346,19 @@ def migrate(conn: sqlite3.Connection, upto: int | None = None) -> int:
     """Apply the pending migrations (up to `upto`), each in its own recorded transaction."""
     conn.execute(_MIGRATIONS_TABLE)
     applied = applied_migrations(conn)
-    done = schema_version(applied)
+    done = start = schema_version(applied)
+    vacuum = False
     for name, fn in MIGRATIONS[done : upto if upto is not None else None]:
         with transaction(conn):
             fn(conn)
             conn.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, utc_now()))
         done += 1
+        vacuum = vacuum or name in _VACUUM_AFTER
+    if vacuum and start:  # an existing archive (a new one has nothing to give back)
+        conn.execute("VACUUM")
+        hook = getattr(conn, "after_commit", None)
+        if hook is not None:  # an encrypted archive: seal the smaller image
+            hook()
     return done
 
 
@@ -337,6 +378,7 @@ def expected_schema(version: int) -> list[tuple]:
         ref.close()
 
 
+@functools.cache
 def table_sql(name: str, version: int = SCHEMA_VERSION) -> str:
     """The CREATE statement that `version` migrations give table `name` (to rebuild or copy it)."""
     return next(sql for _type, obj, _table, sql in expected_schema(version) if obj == name)
@@ -355,6 +397,31 @@ def schema_differences(conn: sqlite3.Connection, version: int) -> list[str]:
         elif want[key] != have[key]:
             diffs.append(f"altered {key[0]} {key[1]}")
     return diffs
+
+
+def recreate_fts(conn: sqlite3.Connection, texts: Iterable[tuple[int, str]]) -> int:
+    """Drop the keyword index and build it anew from (passage id, text) pairs, inside the
+    caller's transaction; returns how many were indexed. Dropping (not deleting rows) works even
+    when the index structure is damaged, and needs no original text."""
+    create = table_sql(FTS_TABLE)
+    conn.execute(f"DROP TABLE IF EXISTS {FTS_TABLE}")
+    conn.execute(create)
+    n = 0
+    for pid, text in texts:
+        conn.execute(f"INSERT INTO {FTS_TABLE} (rowid, text) VALUES (?, ?)", (pid, text))
+        n += 1
+    conn.execute(f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}) VALUES ('optimize')")
+    return n
+
+
+def unindex(conn: sqlite3.Connection, texts: Iterable[tuple[int, str]]) -> None:
+    """Delete passages from the contentless keyword index, inside the caller's transaction.
+    FTS5 removes a contentless row by deleting the terms of the text it was indexed with, so
+    each passage comes with its ORIGINAL text (checked against its sha256); a wrong text would
+    leave terms behind and damage the index. Passages that are not indexed are skipped."""
+    for pid, text in texts:
+        if conn.execute(f"SELECT 1 FROM {FTS_DOCSIZE} WHERE id = ?", (pid,)).fetchone():
+            conn.execute(f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, text) VALUES ('delete', ?, ?)", (pid, text))
 
 
 # --- archive_info -------------------------------------------------------------------------

@@ -85,12 +85,9 @@ def rebuild_fts(a, sources: dict[int, str]) -> int:
     """Drop the keyword index and build it anew from `sources` (checked texts by passage id), in
     one transaction. Dropping (not deleting rows) works even when the index structure is damaged."""
     a.require_write("rebuilding the keyword index")
-    create = mf.table_sql(mf.FTS_TABLE)
     with transaction(a.conn) as c:
-        c.execute(f"DROP TABLE IF EXISTS {mf.FTS_TABLE}")
-        c.execute(create)
-        c.executemany(f"INSERT INTO {mf.FTS_TABLE} (rowid, text) VALUES (?, ?)", sorted(sources.items()))
-    return len(sources)
+        count = mf.recreate_fts(c, sorted(sources.items()))
+    return count
 
 
 def remove_stray(paths: list[Path]) -> list[Path]:

@@ -134,8 +134,10 @@ def keyword_search(conn: sqlite3.Connection, query: str, *, top_k: int, wanted: 
     """Passages ranked by BM25 over their kept text (FTS5), best first; score = -bm25 > 0.
 
     `query` is free text: every word becomes a quoted FTS5 term and the terms are OR-ed, so
-    no FTS5 syntax in it can reach the parser. `source_text` gives a passage's checked source:
-    a hit is only returned when the index holds exactly that text.
+    no FTS5 syntax in it can reach the parser. The index keeps no text (contentless,
+    docs/decisions/0016); `source_text` gives a passage's checked source, and a hit is only
+    returned when that source itself matches the query (tokenized as the index does), so an
+    index that points at the wrong passage is refused rather than answered from.
     """
     if top_k < 1:
         raise BadParameter("top_k", f"must be at least 1 (got {top_k})")
@@ -144,12 +146,13 @@ def keyword_search(conn: sqlite3.Connection, query: str, *, top_k: int, wanted: 
         return []
     where, args = wanted.where()
     sql = (
-        f"SELECT {_PASSAGE_COLUMNS}, bm25({mf.FTS_TABLE}), f.text "
+        f"SELECT {_PASSAGE_COLUMNS}, bm25({mf.FTS_TABLE}) "
         f"FROM {mf.FTS_TABLE} f JOIN passages p ON p.id = f.rowid JOIN documents d ON d.id = p.doc_id "
         f"LEFT JOIN memory m ON m.passage_id = p.id WHERE {mf.FTS_TABLE} MATCH ?" + where
         + f" ORDER BY bm25({mf.FTS_TABLE}), p.id"
     )
     out: list[tuple[PassageInfo, float]] = []
+    found: dict[int, str] = {}
     try:
         rows = conn.execute(sql, [match, *args]).fetchall()
     except sqlite3.DatabaseError as e:
@@ -157,15 +160,34 @@ def keyword_search(conn: sqlite3.Connection, query: str, *, top_k: int, wanted: 
     for row in rows:
         info = passage_info(row[:9])
         if wanted.accepts(info, row[9]):
-            # A hit is only as good as its text: the source must pass its checksum and
-            # the index must hold that same text (else the ranking itself is suspect).
-            if source_text(info.id) != row[11]:
-                raise ArchiveError(f"the keyword index entry of passage {info.id} (document {info.doc_id}) "
-                                   "differs from its stored source; run `r3mem verify --repair`")
+            text = source_text(info.id)  # raises when the source fails its checksum
+            if text is None:
+                raise ArchiveError(f"the keyword index holds passage {info.id} (document {info.doc_id}), which has "
+                                   "no stored source; run `r3mem verify --repair`")
+            found[info.id] = text
             out.append((info, -float(row[10])))
             if len(out) >= top_k:
                 break
+    wrong = sorted(set(found) - matching(match, found))
+    if wrong:
+        info = next(info for info, _ in out if info.id == wrong[0])
+        raise ArchiveError(f"the keyword index entry of passage {info.id} (document {info.doc_id}) "
+                           "differs from its stored source; run `r3mem verify --repair`")
     return out
+
+
+def matching(match: str, texts: dict[int, str]) -> set[int]:
+    """The ids among `texts` ({passage id: text}) whose text matches the FTS5 query `match`,
+    tokenized exactly as the keyword index does (a private in-memory table of the same kind)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute(mf.table_sql(mf.FTS_TABLE))
+        conn.executemany(f"INSERT INTO {mf.FTS_TABLE} (rowid, text) VALUES (?, ?)", texts.items())
+        return {pid for (pid,) in conn.execute(f"SELECT rowid FROM {mf.FTS_TABLE} WHERE {mf.FTS_TABLE} MATCH ?",
+                                                (match,))}
+    finally:
+        conn.close()
 
 
 def load_key_index(conn: sqlite3.Connection, dims: int) -> KeyIndex:

@@ -42,13 +42,19 @@ def source_text(conn: sqlite3.Connection, passage_id: int) -> str | None:
         raise ArchiveError(damaged.format(e)) from None
 
 
-def checked_sources(conn: sqlite3.Connection) -> Iterator[tuple[int, str | None, str]]:
+def checked_sources(conn: sqlite3.Connection,
+                    doc_ids: list[str] | None = None) -> Iterator[tuple[int, str | None, str]]:
     """(passage id, text or None, what is wrong + which document and file) for every stored
-    source; text is None when the blob does not decompress to the recorded sha256."""
+    source (of the documents `doc_ids`, at most a few hundred, when given); text is None when the
+    blob does not decompress to the recorded sha256."""
     dctx = zstandard.ZstdDecompressor()
+    where, args = "", []
+    if doc_ids is not None:
+        where, args = f"WHERE p.doc_id IN ({','.join('?' * len(doc_ids))}) ", list(doc_ids)
     for pid, blob, raw_bytes, want, doc_id, idx, source in conn.execute(
         "SELECT s.passage_id, s.zstd, s.raw_bytes, p.text_sha256, p.doc_id, p.idx, d.source FROM sources s "
-        "JOIN passages p ON p.id = s.passage_id LEFT JOIN documents d ON d.id = p.doc_id ORDER BY s.passage_id"
+        "JOIN passages p ON p.id = s.passage_id LEFT JOIN documents d ON d.id = p.doc_id "
+        + where + "ORDER BY s.passage_id", args
     ):
         of = f"(document {doc_id} passage {idx}, from {source})"
         try:

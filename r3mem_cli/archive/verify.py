@@ -9,8 +9,11 @@
   file); no unrecorded shard or temp files; every memory row's tensor is in its shard with the
   recorded slot count.
 - Files: adapter files match their recorded sha256; no unrecorded files in the adapter folder.
-- Keyword index: FTS5's own 'integrity-check' (run on a private copy of the index tables, so a
-  read-only verify never takes the write lock), and every indexed text equals its stored source.
+- Keyword index: it keeps no text (contentless), so it is checked against the kept sources: on a
+  private in-memory copy of its tables (a read-only verify never takes the write lock), FTS5's
+  'integrity-check' re-tokenizes every indexed passage's stored source and compares checksums,
+  token counts and totals; missing and stray rows are named, and a failed check is narrowed down
+  to the index structure or to the passages whose entry differs from their source.
 - Rows without a checksum of their own: cheap structural checks (a document id is a prefix of
   its content hash, hashes are hex, JSON columns parse, key blobs have the key width).
 - The WAL: frame checksums, so a damaged frame (which SQLite silently drops, with every
@@ -31,8 +34,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import struct
-from pathlib import Path
-from urllib.request import pathname2url
 
 from r3mem_cli.durable import sha256_file
 from r3mem_cli.errors import ArchiveError
@@ -95,10 +96,6 @@ def _verify_once(a) -> list[Problem]:
         kept = _check_documents(a, c, db, add)
         _check_rows(a, c, db, add)
         _check_fts(a, c, db, add, kept)
-    # Outside the snapshot: it reads through its own connection, and takes a while.
-    error = fts_integrity_error(a.conn.serialize() if a.encrypted else a.root / MANIFEST_NAME)
-    if error:
-        add("fts", db, f"keyword index (FTS5) fails its integrity-check: {error}")
     return out
 
 
@@ -201,47 +198,105 @@ def _json_ok(text) -> bool:
 
 
 def _check_fts(a, c, db, add, kept: dict[int, str | None]) -> None:
-    """The keyword index holds exactly the text of the stored sources (its structure is checked
-    by fts_integrity_error)."""
-    indexed = dict(c.execute(f"SELECT rowid, text FROM {mf.FTS_TABLE}").fetchall())
-    for pid in sorted({pid for pid, text in kept.items() if text is not None} - set(indexed)):
-        add("fts", db, f"passage {pid} is missing from the keyword index")
-    for pid in sorted(set(indexed) - set(kept)):
-        add("fts", db, f"keyword index holds row {pid}, which has no stored source")
-    for pid in sorted(set(indexed) & set(kept)):
-        if kept[pid] is not None and indexed[pid] != kept[pid]:
-            add("fts", db, f"keyword index text of passage {pid} differs from its stored source")
+    for message in fts_problems(c, kept):
+        add("fts", db, message)
 
 
-def fts_integrity_error(manifest: Path | bytes) -> str | None:
-    """FTS5's 'integrity-check' on a private in-memory copy of the index: the command is an
-    INSERT, which a read-only connection may not run, and it must not take the archive's write
-    lock; in memory, no index text is written to a temp file. `manifest` is the database file,
-    or (encrypted archive) the unsealed image. None when the index is sound."""
-    conn = sqlite3.connect("file::memory:", uri=True, isolation_level=None)
+def fts_problems(c: sqlite3.Connection, kept: dict[int, str | None]) -> list[str]:
+    """What is wrong with the keyword index, given `kept` ({passage id: its checked source text,
+    None when the source is damaged}); read inside the caller's snapshot of connection `c`.
+
+    The index keeps no text (contentless, docs/decisions/0016), so nothing can be read back and
+    compared. Instead its tables (FTS_SHADOWS) are copied into a private in-memory database as
+    the index of a *regular* FTS5 table whose content is the kept text of every indexed
+    passage; FTS5's 'integrity-check' then re-tokenizes that text and compares a checksum of
+    every (passage, column, term, position), each passage's token count and the totals with the
+    index. In memory and private: the command is an INSERT, which a read-only connection may not
+    run, it takes no lock on the archive, and no text is written to a temp file. Only when that
+    check fails is the damage narrowed down (index structure, then passage by passage).
+    """
+    contentless = mf.table_sql(mf.FTS_TABLE)
+    regular = contentless.replace("content='', ", "")
+    if regular == contentless:
+        raise AssertionError(f"verify expects a contentless keyword index, got: {contentless}")
+    out = []
+    p = sqlite3.connect(":memory:", isolation_level=None)
     try:
-        if isinstance(manifest, bytes):
-            conn.deserialize(manifest)
-        else:
-            create = mf.table_sql(mf.FTS_TABLE)
-            try:
-                conn.execute(create)
-                conn.execute("ATTACH DATABASE ? AS src", (f"file:{pathname2url(str(manifest.absolute()))}?mode=ro",))
-                conn.execute("BEGIN")
-                for shadow in mf.FTS_SHADOWS:
-                    table = f"{mf.FTS_TABLE}_{shadow}"
-                    conn.execute(f"DELETE FROM main.{table}")
-                    conn.execute(f"INSERT INTO main.{table} SELECT * FROM src.{table}")
-                conn.execute("COMMIT")
-                conn.execute("DETACH DATABASE src")
-            except sqlite3.Error as e:
-                return f"cannot copy the index: {e}"
-        conn.execute(f"INSERT INTO {mf.FTS_TABLE} ({mf.FTS_TABLE}) VALUES ('integrity-check')")
-        return None
-    except sqlite3.Error as e:
-        return str(e)
+        p.execute("PRAGMA temp_store=MEMORY")
+        p.execute(regular)
+        config = f"{mf.FTS_TABLE}_config"
+        new_config = sorted(p.execute(f"SELECT k, v FROM {config}"))
+        try:
+            for shadow in mf.FTS_SHADOWS:
+                table = f"{mf.FTS_TABLE}_{shadow}"
+                cur = c.execute(f"SELECT * FROM {table}")
+                p.execute(f"DELETE FROM {table}")
+                p.executemany(f"INSERT INTO {table} VALUES ({mf.placeholders(len(cur.description))})", cur)
+        except sqlite3.Error as e:
+            return [f"keyword index (FTS5) cannot be read for its integrity-check: {e}"]
+        # FTS5 reads its settings once per connection: compared here, not by the integrity-check.
+        have_config = sorted(p.execute(f"SELECT k, v FROM {config}"))
+        if have_config != new_config:
+            out.append(f"keyword index settings ({config}) are {have_config!r}, expected {new_config!r}")
+        indexed = {pid for (pid,) in p.execute(f"SELECT id FROM {mf.FTS_DOCSIZE}")}
+        good = {pid: text for pid, text in kept.items() if text is not None}
+        for pid in sorted(good.keys() - indexed):
+            out.append(f"passage {pid} is missing from the keyword index")
+        for pid in sorted(indexed - kept.keys()):
+            out.append(f"keyword index holds row {pid}, which has no stored source")
+        both = sorted(indexed & good.keys())
+        p.executemany(f"INSERT INTO {mf.FTS_TABLE}_content (id, c0) VALUES (?, ?)", ((pid, good[pid]) for pid in both))
+        try:
+            p.execute(f"INSERT INTO {mf.FTS_TABLE} ({mf.FTS_TABLE}) VALUES ('integrity-check')")
+            return out
+        except sqlite3.Error as e:
+            checksum = str(e)
+        # Narrow it down. The structure alone: the same tables as a contentless index.
+        p.execute(contentless.replace(mf.FTS_TABLE, "bare", 1))
+        for shadow in mf.FTS_SHADOWS:
+            p.execute(f"DELETE FROM bare_{shadow}")
+            p.execute(f"INSERT INTO bare_{shadow} SELECT * FROM {mf.FTS_TABLE}_{shadow}")
+        try:
+            p.execute("INSERT INTO bare (bare) VALUES ('integrity-check')")
+        except sqlite3.Error as e:
+            return out + [f"keyword index (FTS5) fails its integrity-check: {e}"]
+        # Passage by passage: what the index holds against an index built from the kept text.
+        unexplained = ("keyword index (FTS5) fails its integrity-check against the stored sources: its terms or "
+                       f"totals differ from theirs ({checksum})")
+        try:
+            p.execute(contentless.replace(mf.FTS_TABLE, "expected", 1))
+            p.executemany("INSERT INTO expected (rowid, text) VALUES (?, ?)", ((pid, good[pid]) for pid in both))
+            have, want = _indexed_terms(p, "bare"), _indexed_terms(p, "expected")
+            sizes = dict(p.execute("SELECT id, sz FROM bare_docsize"))
+            want_sizes = dict(p.execute("SELECT id, sz FROM expected_docsize"))
+        except sqlite3.Error as e:
+            return out + [f"{unexplained}; {e}"]
+        named = set()
+        for pid in sorted(set(have) - indexed - kept.keys()):
+            out.append(f"keyword index holds terms of passage {pid}, which has no stored source (and no row)")
+            named.add(pid)
+        for pid in both:
+            if have.get(pid) != want.get(pid) or sizes.get(pid) != want_sizes.get(pid):
+                out.append("keyword index (FTS5) fails its integrity-check against the stored sources: "
+                           f"the entry of passage {pid} differs from its stored source")
+                named.add(pid)
+        explained = named or (indexed - kept.keys()) or (indexed & {pid for pid, t in kept.items() if t is None})
+        if not explained:  # e.g. the totals BM25 uses
+            out.append(unexplained)
+        return out
     finally:
-        conn.close()
+        p.close()
+
+
+def _indexed_terms(p: sqlite3.Connection, table: str) -> dict[int, tuple[int, int]]:
+    """Per passage of FTS5 table `table`: (how many term instances, an order-free hash of its
+    (term, column, position) instances), read from the index itself (fts5vocab 'instance')."""
+    p.execute(f"CREATE VIRTUAL TABLE temp.{table}_terms USING fts5vocab(main, {table}, 'instance')")
+    out: dict[int, tuple[int, int]] = {}
+    for term, doc, col, offset in p.execute(f"SELECT term, doc, col, offset FROM temp.{table}_terms"):
+        n, h = out.get(doc, (0, 0))
+        out[doc] = (n + 1, (h + hash((term, col, offset))) & 0xFFFFFFFFFFFFFFFF)
+    return out
 
 
 _WAL_MAGIC = (0x377F0682, 0x377F0683)
