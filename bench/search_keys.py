@@ -24,11 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import locomo_exports
 import torch
 from common import RESULTS, machine, write_results
-
-import locomo_exports
 from locomo import KS, passage_dia_ids, recall_at
+
 from r3mem_cli.archive import Archive, ArchiveSettings
 from r3mem_cli.archive.records import key_from_blob, key_to_blob
 from r3mem_cli.model.engine import engine_for
@@ -85,16 +85,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=locomo_exports.DEFAULT_DATA)
     parser.add_argument("--tune", default="conv-26")
-    parser.add_argument("--report", default="conv-41")
+    parser.add_argument("--report", default="conv-41", help="'' to skip")
     parser.add_argument("--archive", type=Path, default=None, help="keep the ingested archives here (reused)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     out = locomo_exports.DEFAULT_OUT
     index = locomo_exports.export_all(args.data, out, captions=False)
-    result = {"ways": {}, "command": "bench/search_keys.py " + f"--tune {args.tune} --report {args.report}"}
+    result = {"ways": {}, "command": "bench/search_keys.py " + f"--tune {args.tune} --report '{args.report}'"}
     with tempfile.TemporaryDirectory() as tmp:
         base = args.archive or Path(tmp)
-        for split, names in (("tune", args.tune.split(",")), ("report", args.report.split(","))):
+        splits = [("tune", args.tune.split(","))] + ([("report", args.report.split(","))] if args.report else [])
+        for split, names in splits:
             data = {n: json.loads((args.data / f"{n}.json").read_text()) for n in names}
             root = base / f"{split}-archive"
             if not Archive.exists(root):
@@ -117,13 +118,13 @@ def main() -> None:
                 print(split, name, got, flush=True)
         result["machine"] = machine(engine)
     lines = ["# Search keys: what they cost and what they buy (LoCoMo dev, memory path)", "",
-             f"Chosen on {args.tune}, reported on {args.report}. Evidence-turn recall@k of `search --mode memory`.", "",
-             "| storage | bytes/token | tune recall@5 | report recall@1 | report recall@5 | report recall@10 |",
-             "|---|---|---|---|---|---|"]
+             f"Chosen on {args.tune}; reported on {args.report or 'nothing (not run)'}. Evidence-turn recall@k of "
+             "`search --mode memory`, category 1-4 questions with evidence.", "",
+             "| storage | split | bytes/token | recall@1 | recall@5 | recall@10 |", "|---|---|---|---|---|---|"]
     for name, got in result["ways"].items():
-        t, r = got["tune"], got["report"]
-        lines.append(f"| {name} | {r['bytes_per_token']} | {t['recall@5']} | {r['recall@1']} | {r['recall@5']} | "
-                     f"{r['recall@10']} |")
+        for split, r in got.items():
+            lines.append(f"| {name} | {split} | {r['bytes_per_token']} | {r['recall@1']} | {r['recall@5']} | "
+                         f"{r['recall@10']} |")
     lines += ["", f"Machine: {result['machine']}", f"Command: `.venv/bin/python {result['command']}`", ""]
     write_results("search_keys", result, "\n".join(lines), RESULTS)
     print("\n".join(lines))

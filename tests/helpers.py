@@ -212,9 +212,12 @@ def state(root: Path) -> dict:
         for d in a.documents():
             passages = a.passages(d.id)
             assert [p.index for p in passages] == list(range(d.passages)), d
-            memory = a.load_memory([p.id for p in passages])
+            memory = a.load_memory([p.id for p in passages if p.slots is not None])  # where stored
+            codes = a.residuals([p.id for p in passages])
             out[d.id] = (d.source, d.kind, d.title, d.content_sha256, d.passages, tuple(
-                (p.text_sha256, p.tokens, p.slots, p.sentence_rows, p.state_rows, _tensor_sha(memory[p.id]))
+                (p.text_sha256, p.tokens, p.slots, p.sentence_rows, p.state_rows,
+                 _tensor_sha(memory[p.id]) if p.id in memory else None,
+                 hashlib.sha256(codes[p.id][0]).hexdigest() if p.id in codes else None)
                 for p in passages))
         files = sorted(a.conn.execute("SELECT name, sha256, bytes FROM files").fetchall())
         fts = a.conn.execute("SELECT COUNT(*) FROM passages_fts").fetchone()[0]

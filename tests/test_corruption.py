@@ -49,7 +49,7 @@ def _write_notes(folder: Path) -> Path:
 
 def _build(root: Path, model: Path, notes: Path, *extra: str) -> dict[str, str]:
     """An archive with one shard per file (each ingested on its own); {file name: doc id}."""
-    assert r3mem(root, "init", "--model", str(model), *extra).exit_code == 0
+    assert r3mem(root, "init", "--model", str(model), "--store-memory", *extra).exit_code == 0  # shards to damage
     ids = {}
     for name in NOTES:
         report = as_json(r3mem(root, "ingest", str(notes / name), "--json"))
@@ -270,6 +270,28 @@ def test_a_damaged_source_blob_is_named_by_passage_document_and_file(archive):
     # search and recall refuse rather than show damaged text
     search = r3mem(root, "search", "lentil soup lemon", "--mode", "keyword")
     assert search.exit_code == 2 and "damaged" in search.stderr and "Lentil" not in search.stdout
+    # recall gives the text from the exact code, checked against its hash, not the damaged copy
+    recall = as_json(r3mem(root, "recall", "--doc", ids["soup.md"], "--json"))
+    assert recall["exact_rate"] == 1.0 and {p["method"] for p in recall["passages"]} == {"code"}
+    # and repair rewrites the damaged source from the exact code
+    result = r3mem(root, "verify", "--repair", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert any(r["kind"] == "source" and r["passages"] == [pid] and "exact code" in r["message"]
+               for r in report["repaired"]), report
+    assert verify_json(root) == (0, [])
+
+
+def test_a_damaged_source_without_an_exact_code_is_unrepairable_and_named(tmp_path, tiny_model_dir):
+    notes = _write_notes(tmp_path / "notes")
+    root = tmp_path / "old-style"
+    ids = _build(root, tiny_model_dir, notes, "--exact", "none")  # as archives before exact codes
+    with sqlite3.connect(root / "manifest.sqlite") as c:
+        pid, blob = c.execute("SELECT s.passage_id, s.zstd FROM sources s JOIN passages p ON p.id = s.passage_id "
+                              "WHERE p.doc_id = ?", (ids["soup.md"],)).fetchone()
+        damaged = bytearray(blob)
+        damaged[len(damaged) // 2] ^= 0x04
+        c.execute("UPDATE sources SET zstd = ? WHERE passage_id = ?", (bytes(damaged), pid))
     recall = r3mem(root, "recall", "--doc", ids["soup.md"])
     assert recall.exit_code == 2 and "damaged" in recall.stderr
     # the memory of the tiny untrained model does not rebuild the text: unrepairable, named
@@ -320,12 +342,14 @@ def test_damaged_keyword_index_is_named_refused_and_rebuilt(archive):
 def test_damaged_shard_refused_then_rebuilt_from_kept_sources(archive):
     root, ids, _notes = archive
     doc = ids["garden.md"]
-    before = as_json(r3mem(root, "recall", "--doc", doc, "--json"))
+    before = as_json(r3mem(root, "recall", "--doc", doc, "--amortised", "--json"))
     with sqlite3.connect(root / "manifest.sqlite") as c:
         (shard,) = c.execute("SELECT DISTINCT m.shard FROM memory m JOIN passages p ON p.id = m.passage_id "
                              "WHERE p.doc_id = ?", (doc,)).fetchone()
     flip(root / "shards" / shard, random.Random(1))
-    recall = r3mem(root, "recall", "--doc", doc)
+    # the exact text does not depend on stored memory; the memory's own expansion refuses
+    assert as_json(r3mem(root, "recall", "--doc", doc, "--json"))["exact_rate"] == 1.0
+    recall = r3mem(root, "recall", "--doc", doc, "--amortised")
     assert recall.exit_code == 2 and f"memory shard {root / 'shards' / shard} is damaged" in recall.stderr
     assert "verify --repair" in recall.stderr
     (root / "shards" / ".tmp-dead-beef.safetensors").write_bytes(b"half a shard")
@@ -339,7 +363,7 @@ def test_damaged_shard_refused_then_rebuilt_from_kept_sources(archive):
     assert {"memory", "shard", "leftover", "stray_file"} <= repaired, report["repaired"]
     assert not (root / "shards" / shard).exists()
     assert verify_json(root) == (0, [])
-    after = as_json(r3mem(root, "recall", "--doc", doc, "--json"))
+    after = as_json(r3mem(root, "recall", "--doc", doc, "--amortised", "--json"))
     assert after == before  # recompression reproduces the memory: the same rebuild as before the damage
     human = r3mem(root, "verify", "--repair")
     assert human.exit_code == 0 and "nothing to repair" in human.stderr
@@ -373,7 +397,7 @@ def test_damaged_adapter_refused_and_reinstalled_only_from_an_identical_copy(arc
 def test_pure_memory_archive_says_which_documents_are_lost(tmp_path, tiny_model_dir):
     notes = _write_notes(tmp_path / "notes")
     root = tmp_path / "pure"
-    ids = _build(root, tiny_model_dir, notes, "--no-keep-source")
+    ids = _build(root, tiny_model_dir, notes, "--no-keep-source", "--exact", "none")  # memory is all it has
     with sqlite3.connect(root / "manifest.sqlite") as c:
         (shard,) = c.execute("SELECT DISTINCT m.shard FROM memory m JOIN passages p ON p.id = m.passage_id "
                              "WHERE p.doc_id = ?", (ids["club.txt"],)).fetchone()

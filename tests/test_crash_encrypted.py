@@ -35,7 +35,8 @@ def passphrase():
 def sealed(tmp_path_factory, tiny_model_dir, passphrase) -> dict:
     corpus = build_corpus(tmp_path_factory.mktemp("sealed-corpus") / "notes")
     root = tmp_path_factory.mktemp("sealed-base") / "archive"
-    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--encrypt", "--json").exit_code == 0
+    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--encrypt", "--store-memory",
+                 "--json").exit_code == 0
     empty = root.parent / "empty"
     shutil.copytree(root, empty)
     done = run(root, "ingest", str(corpus), "--json", "--device", "cpu")

@@ -86,7 +86,9 @@ def corpus(tmp_path_factory) -> Path:
 def base(tmp_path_factory, tiny_model_dir, corpus) -> dict:
     """An archive holding the corpus (one small shard per document), closed and checkpointed."""
     root = tmp_path_factory.mktemp("crash-base") / "archive"
-    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--json").exit_code == 0
+    # memory tensors stored (--store-memory): the shard, compaction and repoint crash points need them;
+    # the default archive (codes, no shards) is killed in test_default_archive_ingest_killed_*
+    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--store-memory", "--json").exit_code == 0
     empty = root.parent / "empty"
     shutil.copytree(root, empty)
     started = time.monotonic()

@@ -35,17 +35,20 @@ def test_default_model_ingest_recall_verify(tmp_path):
     assert doc["title"] == "Garden Log 2024" and doc["passages"] >= 2
 
     stats = json.loads(r3mem(archive, "stats", "--json").stdout)
-    assert stats["model"] == DEFAULT_MODEL
-    assert stats["compression_ratio"] == pytest.approx(4, rel=0.25)
+    assert stats["model"] == DEFAULT_MODEL and stats["exact"] == "code" and stats["memory_bytes"] == 0
+    # the exact code: well under the raw text's 8 bits a byte, about 4-5 bits a token
+    assert 0 < 8 * stats["residual_bytes"] < 6 * stats["passage_tokens"]
 
     recalled = r3mem(archive, "recall", "--doc", doc["id"], "--json")
     assert recalled.returncode == 0, recalled.stderr
     result = json.loads(recalled.stdout)
     assert len(result["passages"]) == doc["passages"]
-    assert all(p["text"] and 0.0 <= p["similarity"] <= 1.0 for p in result["passages"])
+    assert result["exact_rate"] == 1.0 and {p["method"] for p in result["passages"]} == {"code"}, result
+    amortised = json.loads(r3mem(archive, "recall", "--doc", doc["id"], "--amortised", "--json").stdout)
+    assert all(p["text"] and 0.0 <= p["similarity"] <= 1.0 for p in amortised["passages"])
     # The trained adapter carries the passage: far above what an untrained memory gives (~0.1).
-    assert result["similarity"] > 0.3, result
-    assert r3mem(archive, "verify").returncode == 0
+    assert amortised["similarity"] > 0.3, amortised
+    assert r3mem(archive, "verify", "--decode").returncode == 0
 
 
 def test_default_model_pure_memory_archive_is_exact_with_the_residual(tmp_path):

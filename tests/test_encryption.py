@@ -59,7 +59,7 @@ def _readable(root: Path, needles: dict[str, bytes]) -> list[str]:
 
 def _encrypted_archive(tmp_path, tiny_model_dir, secret_folder) -> tuple[Path, dict]:
     root = tmp_path / "vault"
-    made = as_json(r3mem(root, "init", "--model", str(tiny_model_dir), "--encrypt", "--json"))
+    made = as_json(r3mem(root, "init", "--model", str(tiny_model_dir), "--encrypt", "--store-memory", "--json"))
     assert made["encrypted"] is True
     report = as_json(r3mem(root, "ingest", str(secret_folder), "--json"))
     assert report["errors"] == [] and len(report["added"]) == 2
@@ -160,7 +160,7 @@ def test_tampered_sealed_files_are_named_and_refused(tmp_path, tiny_model_dir, s
     shard.write_bytes(bytes(damaged))
     problems = as_json(r3mem(root, "verify", "--json"))["problems"]
     assert any(shard.name in p["path"] for p in problems)
-    recalled = r3mem(root, "recall", "--doc", doc["id"])
+    recalled = r3mem(root, "recall", "--doc", doc["id"], "--amortised")  # reads the stored memory
     assert recalled.exit_code == 2 and ("damaged" in recalled.output or "checksum" in recalled.output)
     shard.write_bytes(original)
 
@@ -212,13 +212,15 @@ def test_encrypted_export_stays_sealed_and_imports_with_the_passphrase(tmp_path,
 def test_repair_rebuilds_a_damaged_sealed_shard(tmp_path, tiny_model_dir, secret_folder, passphrase):
     root, report = _encrypted_archive(tmp_path, tiny_model_dir, secret_folder)
     doc = next(d for d in report["added"] if d["kind"] == "document")
-    before = as_json(r3mem(root, "recall", "--doc", doc["id"], "--json"))
+    before = as_json(r3mem(root, "recall", "--doc", doc["id"], "--amortised", "--json"))
     shard = next((root / "shards").glob("mem-*.safetensors"))
     shard.write_bytes(shard.read_bytes()[:-7])  # truncated: the tag is gone
-    assert r3mem(root, "recall", "--doc", doc["id"]).exit_code == 2
+    assert r3mem(root, "recall", "--doc", doc["id"], "--amortised").exit_code == 2
+    assert as_json(r3mem(root, "recall", "--doc", doc["id"], "--json"))["exact_rate"] == 1.0  # the code is intact
     repaired = json.loads(r3mem(root, "verify", "--repair", "--json").stdout)
     assert repaired["problems"] and repaired["repaired"] and repaired["problems_after"] == []
-    assert as_json(r3mem(root, "recall", "--doc", doc["id"], "--json"))["passages"] == before["passages"]
+    after = as_json(r3mem(root, "recall", "--doc", doc["id"], "--amortised", "--json"))
+    assert after["passages"] == before["passages"]
     assert _readable(root, {"secret text": b"ZEBRA-QUASAR-7781", "sqlite header": b"SQLite format 3",
                             "safetensors header": b"__metadata__"}) == []
 

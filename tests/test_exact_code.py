@@ -231,7 +231,7 @@ def test_upgrade_gives_an_old_archive_exact_codes_and_drops_its_memory(tmp_path,
 
 
 def test_upgrade_refuses_a_pure_memory_archive_it_cannot_rebuild_exactly(tmp_path, tiny_model_dir):
-    root, doc = _archive(tmp_path, tiny_model_dir, "--no-keep-source", "--exact", "none", "--store-memory")
+    root, _ = _archive(tmp_path, tiny_model_dir, "--no-keep-source", "--exact", "none", "--store-memory")
     result = r3mem(root, "upgrade")
     assert result.exit_code != 0 and "nothing was changed" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

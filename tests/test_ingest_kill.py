@@ -44,7 +44,7 @@ def _ingest_cmd(archive: Path, folder: Path) -> list[str]:
 
 
 def init_archive(root: Path, model_dir: Path) -> Path:
-    result = r3mem(root, "init", "--model", str(model_dir), "--json")
+    result = r3mem(root, "init", "--model", str(model_dir), "--store-memory", "--json")  # shards to kill in
     assert result.exit_code == 0, result.output
     return root
 

@@ -42,11 +42,23 @@ def _write_inputs(tmp_path: Path) -> tuple[Path, Path]:
 @pytest.fixture()
 def archive(tmp_path, tiny_model_dir) -> Path:
     root = tmp_path / "archive"
-    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--json").exit_code == 0
+    # search keys are off by default where sources are kept; these tests exercise the memory path
+    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--search-keys", "--json").exit_code == 0
     notes, chats = _write_inputs(tmp_path)
     report = as_json(r3mem(root, "ingest", str(notes), str(chats), "--json"))
     assert report["errors"] == [] and len(report["added"]) == 6, report
     return root
+
+
+def test_a_default_archive_stores_no_search_keys_and_says_so(tmp_path, tiny_model_dir):
+    root = tmp_path / "default"
+    assert r3mem(root, "init", "--model", str(tiny_model_dir)).exit_code == 0
+    notes, chats = _write_inputs(tmp_path)
+    assert as_json(r3mem(root, "ingest", str(notes), str(chats), "--json"))["errors"] == []
+    assert as_json(r3mem(root, "stats", "--json"))["search_key_bytes"] == 0
+    assert search(root, "garden lemon", "--mode", "auto")["mode"] == "keyword"
+    refused = r3mem(root, "search", "garden", "--mode", "memory")
+    assert refused.exit_code == 2 and "init --search-keys" in refused.stderr
 
 
 def search(root: Path, *args: str) -> dict:

@@ -26,6 +26,11 @@ class ArchiveSettings:
                 "bytes a token) for amortised recall and reranking from stored memory; None = only where exact "
                 "recall needs them (refine, residual). Without them the archive keeps the exact code and the "
                 "search keys, and memory is recomputed from the exact text when asked for"})
+    search_keys: bool | None = field(default=None, metadata={
+        "help": "store search keys for the memory search path (a float16 key per sentence, tens of bytes a "
+                "token); None = only in a pure-memory archive, whose only search they are: with kept sources "
+                "BM25 ranks better and the keys add nothing to the default search (bench/results/"
+                "search_keys.md, decision 0017)"})
     refine_steps: int = field(default=200, metadata={"help": "at most this many optimiser steps per passage "
                                                              "with exact=refine"})
     refine_lr: float = field(default=0.03, metadata={"help": "learning rate of refinement"})
@@ -88,6 +93,7 @@ class ArchiveSettings:
         data.setdefault("memory_precision", "float16")
         data.setdefault("exact", "none")  # before exact codes, "none" was the default
         data.setdefault("store_memory", True)  # and every passage stored its memory
+        data.setdefault("search_keys", True)  # and its search keys
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -121,6 +121,9 @@ def init(
     store_memory: Optional[bool] = typer.Option(None, "--store-memory/--no-store-memory",
                                                 help="Store every passage's memory tensors (thousands of bytes a "
                                                      "token; default: only for --exact refine|residual)."),
+    search_keys: Optional[bool] = typer.Option(None, "--search-keys/--no-search-keys",
+                                               help="Store keys for the memory search path (default: only in a "
+                                                    "pure-memory archive, where they are the only search)."),
     refine_steps: int = typer.Option(200, "--refine-steps", min=1, help="Step budget per passage for --exact refine."),
     refine_lr: float = typer.Option(0.03, "--refine-lr", min=0.0, help="Adam learning rate for --exact refine."),
     memory_precision: Optional[MemoryPrecision] = typer.Option(None, "--memory-precision",
@@ -137,7 +140,7 @@ def init(
     if Archive.exists(root):
         raise ArchiveError(f"an archive already exists at {root}")
     settings = ArchiveSettings(compression_ratio=compression_ratio, exact=exact.value, store_memory=store_memory,
-                               refine_steps=refine_steps, refine_lr=refine_lr,
+                               search_keys=search_keys, refine_steps=refine_steps, refine_lr=refine_lr,
                                memory_precision=memory_precision.value if memory_precision is not None else None)
     archive, warnings = create_archive(root, model=model, keep_source=not no_keep_source, adapter=adapter,
                                        settings=settings, encrypt=encrypt)

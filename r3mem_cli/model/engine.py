@@ -21,8 +21,16 @@ from ..errors import ModelError
 from .exact import coder_tag, decode_residual, encode_residual, refine
 from .lmcode import ExactCoder, GroupCode
 from .loading import DEFAULT_MODEL, load_base_model, resolve_device
-from .memory import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, MemoryConfig, MemoryNetwork, pad_batch, pad_memory,
-                     parse_adapter_config, sentence_ends)
+from .memory import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    MemoryConfig,
+    MemoryNetwork,
+    pad_batch,
+    pad_memory,
+    parse_adapter_config,
+    sentence_ends,
+)
 
 SHIPPED_ADAPTERS = {DEFAULT_MODEL: "smollm2-135m-instruct"}
 

@@ -37,10 +37,11 @@ def compress_for_archive(engine: MemoryEngine, settings: ArchiveSettings,
                          sentence_rows=level.sentences.shape[0] if settings.store_memory else 0,
                          state_rows=0 if level.state is None or not settings.store_memory else level.state.shape[0],
                          residual=engine.encode_residual(level.memory, ids) if coder else None, coder=coder,
-                         search_keys=level.keys)
+                         search_keys=level.keys if settings.search_keys is not False else None)
             for level, ids in zip(doc_levels, doc_tokens)]
         for group in doc_codes:  # a group's code is stored with its first passage
             passages[group.first].residual, passages[group.first].coder = group.code, engine.exact_coder.tag
-        out.append(CompressedDocument(passages, doc_levels[-1].state_key if doc_levels else None,
+        key = doc_levels[-1].state_key if doc_levels and settings.search_keys is not False else None
+        out.append(CompressedDocument(passages, key,
                                       [level.refined for level in doc_levels]))
     return out

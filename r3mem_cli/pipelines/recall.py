@@ -93,10 +93,9 @@ def check_decoding(archive: Archive, engine: MemoryEngine) -> tuple[dict, list[t
         passages = archive.passages(document.id)
         total += len(passages)
         decoded = decode_exact(archive, engine, passages)
-        for info in passages:
-            if decoded[info.id] is None:
-                failed.append((document.id, info.index, "its exact code does not decode to the stored text on this "
-                                                         "machine" if archive.settings.code else "it has no exact code"))
+        why = "its exact code does not decode to the stored text on this machine" if archive.settings.code \
+            else "it has no exact code"
+        failed += [(document.id, info.index, why) for info in passages if decoded[info.id] is None]
     return {"passages": total, "exact": total - len(failed), "seconds": round(time.perf_counter() - started, 1)}, failed
 
 
@@ -188,11 +187,13 @@ def recall(archive: Archive, engine: MemoryEngine, doc: str, passage: int | None
     results = []
     for info in passages:
         text, method = rebuilt[info.id]
-        original = archive.source_text(info.id)
+        exact = text is not None and _sha(text) == info.text_sha256
+        # an exact text is the original; only a lossy rebuild is compared with the kept source
+        original = text if exact and archive.keep_source else None if exact else archive.source_text(info.id)
         results.append({
             "passage": info.index,
             "text": text,
-            "exact": text is not None and _sha(text) == info.text_sha256,
+            "exact": exact,
             "method": method,
             "similarity": None if original is None or text is None else round(char_similarity(text, original), 4),
         })

@@ -170,16 +170,21 @@ def _repair(a: Archive, report: RepairReport, make_engine) -> None:
             report.repaired.append({"kind": "shard", "path": str(a.shards.dir / name),
                                     "message": "damaged shard replaced and removed"})
 
-    # 4. sources, from memory where the rebuild is provably exact
+    # 4. sources, from the exact code or memory where the rebuild is provably exact
     if bad_sources:
         _, still_bad = fix.damaged_memory(a)
         restored: dict[int, str] = {}
-        candidates = [a.passage(pid) for pid in sorted(bad_sources) if pid not in still_bad]
+        candidates = [a.passage(pid) for pid in sorted(bad_sources) if a.settings.code or pid not in still_bad]
         if candidates and adapter_ok:
-            from .recall import rebuild
+            from .recall import decode_exact, rebuild
 
-            for info, (text, _method) in zip(candidates, [rebuild(a, get_engine(), [c])[c.id] for c in candidates]):
-                if hashlib.sha256(text.encode("utf-8")).hexdigest() == info.text_sha256:
+            if a.settings.code:  # decoded and checked against the hash; never the damaged source
+                texts = decode_exact(a, get_engine(), candidates)
+            else:
+                texts = {c.id: rebuild(a, get_engine(), [c])[c.id][0] for c in candidates}
+            for info in candidates:
+                text = texts[info.id]
+                if text is not None and hashlib.sha256(text.encode("utf-8")).hexdigest() == info.text_sha256:
                     restored[info.id] = text
         if restored:
             fix.restore_sources(a, restored)
@@ -187,15 +192,17 @@ def _repair(a: Archive, report: RepairReport, make_engine) -> None:
         for pid, where in sorted(bad_sources.items()):
             if pid in restored:
                 report.repaired.append({"kind": "source", "path": manifest, "passages": [pid],
-                                        "message": f"stored source of passage {pid} rewritten from its memory "
-                                                   "(the rebuilt text has the recorded sha256)"})
+                                        "message": f"stored source of passage {pid} rewritten from its "
+                                                   f"{'exact code' if a.settings.code else 'memory'} (the rebuilt "
+                                                   "text has the recorded sha256)"})
                 continue
             info = a.passage(pid)
             doc = a.document(info.doc_id)
             report.unrepairable.append({
                 "path": manifest, "passages": [pid],
                 "documents": [{"id": doc.id, "source": doc.source, "title": doc.title}],
-                "message": f"stored source of passage {pid} {where}; its memory does not rebuild it exactly",
+                "message": f"stored source of passage {pid} {where}; neither its exact code nor its memory "
+                           "rebuilds it on this machine",
                 "suggestion": f"re-ingest the original file: `r3mem forget {doc.id}` then `r3mem ingest {doc.source}`",
                 "_covers": [("source", None), ("fts", None)]})
 

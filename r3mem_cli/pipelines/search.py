@@ -58,8 +58,8 @@ def search(
     if mode == "keyword" and not archive.keep_source:
         raise R3memError("keyword search needs kept sources; this archive is pure memory (search its memory instead)")
     if mode in ("memory", "hybrid") and not use_memory:
-        raise R3memError("this archive has no search keys (ingested before r3mem kept them); re-ingest, or search "
-                         "by keyword")
+        raise R3memError("this archive stores no search keys for the memory path (they are off by default where "
+                         "sources are kept: `r3mem init --search-keys` stores them); search by keyword")
     depth = max(50, 5 * top_k)
     ranked: dict[str, list] = {}
     if use_keyword:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import os
 import shutil
 from pathlib import Path
@@ -34,6 +36,8 @@ def create_archive(root: Path, *, model: str = DEFAULT_MODEL, keep_source: bool 
     """
     warnings: list[str] = []
     settings = settings or ArchiveSettings()
+    if settings.search_keys is None:  # the memory path is a pure-memory archive's only search
+        settings = replace(settings, search_keys=not keep_source)
     temporary = None
     if adapter is None:
         adapter = shipped_adapter(model)
