@@ -1,18 +1,20 @@
 """How big an archive is against its text: the default archive (kept source) and a pure-memory
 archive, on held-out essays, LoCoMo-dev chats and the demo notes.
 
-    .venv/bin/python bench/size.py [--essays 2] [--chat conv-42] [--chat-turns 200]
+    .venv/bin/python bench/size.py [--essays 2] [--chat conv-42] [--chat-turns 200] [--decode notes]
 
 Each corpus is ingested through the real readers with `r3mem`'s default settings into a fresh
 archive of each kind. Counted: the whole archive folder except the shipped adapter (which every
-archive of that model shares). Parts: the manifest's tables by SQLite's dbstat (kept sources,
-keyword index, exact codes, search keys, the rest: passages, documents, schema and indexes),
-plus memory shards. Against: the raw UTF-8 of the text the archive holds, zstd -19 of each
-document's text, and the LM-coding floor: -log2 p of every token under the base model given
-up to 512 preceding tokens of its document (teacher-forced float32, windows of 512 scoring the
-last 256), which is what an ideal arithmetic coder with that model would need. The exact code's
-own bits per token and recall checks (every passage decoded and compared with its hash) are
-reported with it. Writes bench/results/size.{json,md,png}.
+archive of that model shares). "pure memory, no search keys" is the pure-memory archive less its
+search-key tables (their dbstat pages), i.e. `init --no-keep-source --no-search-keys`. Parts: the
+manifest's tables by SQLite's dbstat (kept sources, keyword index, exact codes, search keys, the
+rest: passages, documents, schema and indexes), plus memory shards. Against: the raw UTF-8 of the
+text the archive holds, zstd -19 of each document's text, and the LM-coding floor: -log2 p of
+every token under the base model given up to 512 preceding tokens of its document
+(teacher-forced float32, windows of 512 scoring the last 256), what an ideal arithmetic coder
+with that model would need. The exact code's own bits per token is reported with it, and for
+the corpora in --decode every passage of both archives is decoded and compared with its hash
+(decoding runs at about 7 tokens/s on 2 cores). Writes bench/results/size.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -25,12 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import locomo_exports
 import torch
 import zstandard
 from common import RESULTS, essays_folder, machine, pyplot, write_results
 
-import locomo_exports
-from r3mem_cli.archive import Archive
 from r3mem_cli.model.engine import engine_for
 from r3mem_cli.pipelines.ingest import ingest
 from r3mem_cli.pipelines.recall import check_decoding
@@ -40,6 +41,7 @@ from r3mem_cli.training.train import split_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW, STRIDE = 512, 256
+KINDS = ("default", "pure memory", "pure memory, no search keys")
 
 
 def corpora(args, tmp: Path) -> dict[str, list[Path]]:
@@ -95,7 +97,7 @@ def floor_bits(engine, documents: list[list[int]]) -> float:
     return bits
 
 
-def measure(corpus: str, files: list[Path], tmp: Path, device: str) -> dict:
+def measure(corpus: str, files: list[Path], tmp: Path, device: str, decode: bool) -> dict:
     result = {}
     for kind, keep in (("default", True), ("pure memory", False)):
         root = tmp / f"{corpus}-{kind.replace(' ', '-')}"
@@ -106,7 +108,7 @@ def measure(corpus: str, files: list[Path], tmp: Path, device: str) -> dict:
             report = ingest(archive, files, engine)
             seconds = time.perf_counter() - started
             assert not report.errors, report.errors
-            decoded, failed = check_decoding(archive, engine)
+            decoded, failed = check_decoding(archive, engine) if decode else ({}, [])
             tokens = sum(p.tokens for d in archive.documents() for p in archive.passages(d.id))
             texts = [[archive.source_text(p.id) for p in archive.passages(d.id)] for d in archive.documents()] \
                 if keep else None
@@ -114,8 +116,8 @@ def measure(corpus: str, files: list[Path], tmp: Path, device: str) -> dict:
         got = parts(root)
         result[kind] = {"bytes": got, "tokens": tokens, "ingest_seconds": round(seconds, 1),
                         "code_bits_per_token": round(8 * code_bytes / tokens, 3),
-                        "decoded_exactly": f"{decoded['exact']}/{decoded['passages']}",
-                        "decode_seconds": decoded["seconds"], "not_decoded": failed}
+                        "decoded_exactly": f"{decoded['exact']}/{decoded['passages']}" if decoded else "not run",
+                        "decode_seconds": decoded.get("seconds"), "not_decoded": failed}
         if texts is not None:
             joined = ["\n".join(t) for t in texts]
             raw = sum(len(t.encode("utf-8")) for t in joined)
@@ -123,9 +125,23 @@ def measure(corpus: str, files: list[Path], tmp: Path, device: str) -> dict:
             ids = [engine.token_ids(t) for t in joined]
             result["text"] = {"raw_bytes": raw, "zstd19_bytes": zstd, "tokens": tokens,
                               "floor_bytes": round(floor_bits(engine, ids) / 8)}
+    for kind, keep in (("default", True), ("pure memory", False)):  # what an archive costs before any text
+        empty = tmp / f"{corpus}-{kind.replace(' ', '-')}-empty"
+        archive, _ = create_archive(empty, keep_source=keep)
+        archive.close()
+        result[kind]["empty_archive"] = parts(empty)
+        result[kind]["empty_archive_bytes"] = result[kind]["empty_archive"]["total"]
     text = result["text"]
-    for kind in ("default", "pure memory"):
+    pure = result["pure memory"]
+    keys = pure["bytes"]["search keys"]
+    result["pure memory, no search keys"] = {  # the same archive less its search-key tables (dbstat pages)
+        **pure, "bytes": {**pure["bytes"], "search keys": 0, "total": pure["bytes"]["total"] - keys},
+        "empty_archive_bytes": pure["empty_archive_bytes"] - pure["empty_archive"]["search keys"]}
+    for kind in KINDS:
         total = result[kind]["bytes"]["total"]
+        result[kind]["x_raw_beyond_empty"] = round((total - result[kind]["empty_archive_bytes"]) / text["raw_bytes"], 3)
+        result[kind]["x_zstd19_beyond_empty"] = round((total - result[kind]["empty_archive_bytes"])
+                                                      / text["zstd19_bytes"], 3)
         result[kind]["x_raw"] = round(total / text["raw_bytes"], 3)
         result[kind]["x_zstd19"] = round(total / text["zstd19_bytes"], 3)
         result[kind]["x_floor"] = round(total / text["floor_bytes"], 3)
@@ -137,21 +153,25 @@ def markdown(results: dict, command: str) -> str:
     lines = ["# Archive size against its text", "",
              "Whole archive folder except the shipped adapter, per source token; targets: default archive at most "
              "1.0x the raw text, pure-memory archive at most 0.5x zstd -19 of the same text.", "",
+             "An empty archive already takes the bytes of its SQLite pages (one or more per table and index); "
+             "'beyond empty' counts only what the text added, which is what a large archive converges to.", "",
              "| corpus | tokens | raw B/tok | zstd -19 B/tok | LM floor B/tok | archive | B/tok | x raw | x zstd -19 | "
-             "x floor | code bits/tok | decoded exactly |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "x floor | x raw beyond empty | x zstd -19 beyond empty | code bits/tok | decoded exactly |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for corpus, r in results.items():
         t = r["text"]
         n = t["tokens"]
-        for kind in ("default", "pure memory"):
+        for kind in KINDS:
             k = r[kind]
             lines.append(f"| {corpus} | {n} | {t['raw_bytes'] / n:.2f} | {t['zstd19_bytes'] / n:.2f} | "
                          f"{t['floor_bytes'] / n:.2f} | {kind} | {k['bytes']['total'] / n:.2f} | {k['x_raw']} | "
-                         f"{k['x_zstd19']} | {k['x_floor']} | {k['code_bits_per_token']} | {k['decoded_exactly']} |")
+                         f"{k['x_zstd19']} | {k['x_floor']} | {k['x_raw_beyond_empty']} | "
+                         f"{k['x_zstd19_beyond_empty']} | {k['code_bits_per_token']} | {k['decoded_exactly']} |")
     names = [n for n in next(iter(results.values()))["default"]["bytes"] if n != "total"]
     lines += ["", "Bytes per source token of each stored part:", "",
               "| corpus | archive | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for corpus, r in results.items():
-        for kind in ("default", "pure memory"):
+        for kind in KINDS:
             b, n = r[kind]["bytes"], r[kind]["tokens"]
             lines.append(f"| {corpus} | {kind} | " + " | ".join(f"{b[p] / n:.2f}" for p in names) + " |")
     m = next(iter(results.values()))["machine"]
@@ -167,8 +187,8 @@ def plot(results: dict) -> None:
     labels, bottoms = [], []
     bars = {n: [] for n in names}
     for corpus, r in results.items():
-        for kind in ("default", "pure memory"):
-            labels.append(f"{corpus}\n{kind}")
+        for kind in KINDS:
+            labels.append(f"{corpus}\n{kind.replace(', ', chr(10))}")
             for n in names:
                 bars[n].append(r[kind]["bytes"][n] / r[kind]["tokens"])
     bottoms = [0.0] * len(labels)
@@ -179,7 +199,7 @@ def plot(results: dict) -> None:
         t = r["text"]
         for value, style, name in ((t["raw_bytes"], "-", "raw"), (t["zstd19_bytes"], "--", "zstd -19"),
                                    (t["floor_bytes"], ":", "LM floor")):
-            ax.hlines(value / t["tokens"], 2 * i - 0.4, 2 * i + 1.4, colors="k", linestyles=style,
+            ax.hlines(value / t["tokens"], 3 * i - 0.4, 3 * i + 2.4, colors="k", linestyles=style,
                       label=name if i == 0 else None)
     ax.set_ylabel("bytes per source token")
     ax.set_yscale("log")
@@ -194,14 +214,16 @@ def main() -> None:
     parser.add_argument("--essays", type=int, default=2, help="held-out essays")
     parser.add_argument("--chat", default="conv-42", help="a LoCoMo-dev conversation")
     parser.add_argument("--chat-turns", type=int, default=200, help="its first N turns")
+    parser.add_argument("--decode", default="notes", help="corpora whose archives are decoded in full and checked")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    command = f"bench/size.py --essays {args.essays} --chat {args.chat} --chat-turns {args.chat_turns}"
+    command = (f"bench/size.py --essays {args.essays} --chat {args.chat} --chat-turns {args.chat_turns} "
+               f"--decode {args.decode}")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for corpus, files in corpora(args, Path(tmp)).items():
-            results[corpus] = measure(corpus, files, Path(tmp), args.device)
-            print(corpus, json.dumps({k: results[corpus][k] for k in ("text", "default", "pure memory")}), flush=True)
+            results[corpus] = measure(corpus, files, Path(tmp), args.device, corpus in args.decode.split(","))
+            print(corpus, json.dumps({k: results[corpus][k] for k in ("text", *KINDS)}), flush=True)
     write_results("size", {"corpora": results, "command": command}, markdown(results, command))
     plot(results)
     print(markdown(results, command))
