@@ -256,14 +256,20 @@ def test_manifest_flips_inside_stored_values_per_column(built, tmp_path):
     assert len(detected) + len(silent) >= 20
 
 
-def test_a_damaged_source_blob_is_named_by_passage_document_and_file(archive):
-    root, ids, notes = archive
+def _damage_first_source(root: Path, doc_id: str) -> int:
+    """Flip one bit in the middle of the document's first kept source; returns its passage id."""
     with sqlite3.connect(root / "manifest.sqlite") as c:
         pid, blob = c.execute("SELECT s.passage_id, s.zstd FROM sources s JOIN passages p ON p.id = s.passage_id "
-                              "WHERE p.doc_id = ?", (ids["soup.md"],)).fetchone()
+                              "WHERE p.doc_id = ?", (doc_id,)).fetchone()
         damaged = bytearray(blob)
         damaged[len(damaged) // 2] ^= 0x04
         c.execute("UPDATE sources SET zstd = ? WHERE passage_id = ?", (bytes(damaged), pid))
+    return pid
+
+
+def test_a_damaged_source_blob_is_named_by_passage_document_and_file(archive):
+    root, ids, notes = archive
+    pid = _damage_first_source(root, ids["soup.md"])
     code, problems = verify_json(root)
     assert code == 1 and any(f"passage {pid} " in p["message"] and ids["soup.md"] in p["message"]
                              and "soup.md" in p["message"] for p in problems), problems
@@ -286,12 +292,7 @@ def test_a_damaged_source_without_an_exact_code_is_unrepairable_and_named(tmp_pa
     notes = _write_notes(tmp_path / "notes")
     root = tmp_path / "old-style"
     ids = _build(root, tiny_model_dir, notes, "--exact", "none")  # as archives before exact codes
-    with sqlite3.connect(root / "manifest.sqlite") as c:
-        pid, blob = c.execute("SELECT s.passage_id, s.zstd FROM sources s JOIN passages p ON p.id = s.passage_id "
-                              "WHERE p.doc_id = ?", (ids["soup.md"],)).fetchone()
-        damaged = bytearray(blob)
-        damaged[len(damaged) // 2] ^= 0x04
-        c.execute("UPDATE sources SET zstd = ? WHERE passage_id = ?", (bytes(damaged), pid))
+    pid = _damage_first_source(root, ids["soup.md"])
     recall = r3mem(root, "recall", "--doc", ids["soup.md"])
     assert recall.exit_code == 2 and "damaged" in recall.stderr
     # the memory of the tiny untrained model does not rebuild the text: unrepairable, named
