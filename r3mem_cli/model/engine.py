@@ -246,9 +246,9 @@ class MemoryEngine:
         """Token ids per passage per document -> each document's group codes."""
         return self.exact_coder.encode_documents(documents)
 
-    def decode_exact(self, code: bytes, lengths: list[int]) -> list[str]:
-        """A group's code -> the text of its first len(lengths) passages (their token counts)."""
-        return [self.text(ids) for ids in self.exact_coder.decode_group(code, lengths)]
+    def decode_exact(self, code: bytes, lengths: list[int], tag: str | None = None) -> list[str]:
+        """A group's code (and its stored coder tag) -> the text of its first len(lengths) passages."""
+        return [self.text(ids) for ids in self.exact_coder.decode_group(code, lengths, tag)]
 
     def text(self, token_ids: list[int]) -> str:
         """Token ids -> text, with nothing tidied (a passage's tokens give back its exact text)."""

@@ -9,30 +9,36 @@ per group: a passage is recalled by decoding its group up to it.
 
 Why it decodes elsewhere: an arithmetic code needs the decoder's probabilities to be bit-for-bit
 the encoder's, and torch promises that only on the same hardware and settings. So nothing here
-uses the model's probabilities as computed. The forward runs in float64 (float32's differences
-between settings are about 1e-4 nats); each logit, relative to the largest, is put on a grid of
-`GRID_NATS`, and the integer frequencies come from a fixed table over grid steps. A step where
-any logit lies within `GUARD_NATS` of a grid line could round differently on another machine:
-the encoder sees that, marks the step with an escape flag (coded under a fixed probability) and
-codes the token without the model. The decoder never needs to know which logits were close:
-it reads the flag. A decoder within the guard reproduces the encoder's table exactly: that
-covers thread counts and batched versus incremental evaluation (float64 differences 0 and
-6.4e-14), not another instruction set (up to 4.4e-6 measured, bench/results/portability.md),
-where decoding succeeds by odds, not by construction. Whatever does not decode is caught by the
-stored sha256, and recall says so (docs/decisions/0017).
+uses the model's probabilities as computed. The forward runs in float64 throughout
+(`float64_throughout`: transformers computes RMSNorm and the rotary angles in float32 whatever
+the model's dtype, and those float32 steps alone moved logits by 4.4e-6 between instruction
+sets); each logit, relative to the largest, is put on a grid of `GRID_NATS`, and the integer
+frequencies come from a fixed table over grid steps. A step where any logit lies within
+`GUARD_NATS` of a grid line could round differently on another machine: the encoder sees that,
+marks the step with an escape flag (coded under a fixed probability) and codes the token without
+the model. The decoder never needs to know which logits were close: it reads the flag. A decoder
+whose float64 logits are within the guard of the encoder's reproduces its table exactly; the
+differences measured between thread counts, batched and incremental evaluation, instruction sets
+and CPU against GPU are below 1e-12 (bench/results/portability.md), four orders under the guard.
+Whatever still does not decode is caught by the stored sha256, and recall says so.
+Codes of the first release of this coder ("lm64-v1", float32 norms and angles) still decode.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-CODER = "lm64-v1"
+from .memory import pad_batch
+
+CODER = "lm64-v2"  # float64 throughout
+LEGACY_CODER = "lm64-v1"  # float32 RMSNorm and rotary angles inside the float64 forward
 GROUP_PASSAGES = 8  # passages per coded group: the context a passage is coded under
 GRID_NATS = 1 / 8  # logit grid: quantisation costs about GRID^2/24 nats a token
 FLOOR_STEPS = 160  # grid steps below the best logit (20 nats) after which every token weighs the same
@@ -56,6 +62,57 @@ def coder_tag(model_fingerprint: str) -> str:
     the thread count or the precision the rest of ingest used."""
     return json.dumps({"coder": CODER, "group": GROUP_PASSAGES, "grid": GRID_NATS, "guard": GUARD_NATS,
                        "model": model_fingerprint}, sort_keys=True)
+
+
+def coder_name(tag: str) -> str | None:
+    """The coder a stored tag names ("lm64-v2", ...), None if the tag is not one of this module's."""
+    try:
+        parsed = json.loads(tag)
+    except ValueError:
+        return None
+    name = parsed.get("coder") if isinstance(parsed, dict) else None
+    return name if name in (CODER, LEGACY_CODER) else None
+
+
+def _rms_norm_float64(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    variance = hidden_states.pow(2).mean(-1, keepdim=True)
+    return self.weight * (hidden_states * torch.rsqrt(variance + self.variance_epsilon))
+
+
+def _rotary_float64(self, x: torch.Tensor, position_ids: torch.Tensor):
+    angles = position_ids[..., None].to(torch.float64) * self.inv_freq_float64.to(x.device)
+    angles = torch.cat((angles, angles), dim=-1)
+    return (angles.cos() * self.attention_scaling).to(x.dtype), (angles.sin() * self.attention_scaling).to(x.dtype)
+
+
+def float64_throughout(model: torch.nn.Module) -> torch.nn.Module:
+    """Make every step of a float64 Llama-family forward float64: RMSNorm (which upcasts to
+    float32) and the rotary angles (computed in float32) are replaced on this copy; attention
+    runs through SDPA, whose float64 path has no float32 softmax. Rotary types whose angles
+    change with the sequence length keep transformers' own forward."""
+    if getattr(model.config, "_attn_implementation", "sdpa") == "eager":
+        model.set_attn_implementation("sdpa")
+    for module in model.modules():
+        kind = type(module).__name__
+        if kind.endswith("RMSNorm") and hasattr(module, "variance_epsilon"):
+            module.forward = types.MethodType(_rms_norm_float64, module)
+        elif kind.endswith("RotaryEmbedding") and hasattr(module, "inv_freq") \
+                and getattr(module, "rope_type", "default") in ("default", "linear", "llama3", "yarn"):
+            module.inv_freq_float64 = _inverse_frequencies(module)
+            module.forward = types.MethodType(_rotary_float64, module)
+    return model
+
+
+def _inverse_frequencies(rotary: torch.nn.Module) -> torch.Tensor:
+    """RoPE's inverse frequencies in float64: from the config for the default type (transformers
+    computes them with a float32 power), from the module's own table otherwise."""
+    config = rotary.config
+    params = getattr(config, "rope_parameters", None) or {}
+    base = params.get("rope_theta", getattr(config, "rope_theta", None))
+    if getattr(rotary, "rope_type", "default") == "default" and base is not None:
+        dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        return torch.tensor([1.0 / float(base) ** (i / dim) for i in range(0, dim, 2)], dtype=torch.float64)
+    return rotary.original_inv_freq.detach().to("cpu", torch.float64)
 
 
 def quantised(logits: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -103,20 +160,28 @@ class ExactCoder:
                  fingerprint: str = ""):
         self.device = "cpu" if str(device).startswith("mps") else device  # MPS has no float64
         self.start_token = int(start_token)
+        self.fingerprint = fingerprint
         self.tag = coder_tag(fingerprint)
         self._make_model = make_model
-        self._model = None
+        self._models_by_coder: dict[str, torch.nn.Module] = {}
+        self._entropy: _Models | None = None
         self.noise = 0.0  # tests only: add this much uniform noise to every logit (decode side)
 
     @property
-    def model(self):
-        if self._model is None:
-            self._model = self._make_model().to(device=self.device, dtype=torch.float64).eval()
-            self._model.requires_grad_(False)
-        return self._model
+    def model(self) -> torch.nn.Module:
+        """The float64 copy this coder encodes with."""
+        return self.model_for(CODER)
+
+    def model_for(self, coder: str) -> torch.nn.Module:
+        """The float64 copy a coder decodes with: the legacy coder's keeps float32 norms and angles."""
+        if coder not in self._models_by_coder:
+            model = self._make_model().to(device=self.device, dtype=torch.float64).eval()
+            model.requires_grad_(False)
+            self._models_by_coder[coder] = float64_throughout(model) if coder == CODER else model
+        return self._models_by_coder[coder]
 
     def _models(self) -> _Models:
-        if not hasattr(self, "_entropy"):
+        if self._entropy is None:
             self._entropy = _Models(int(self.model.config.vocab_size))
         return self._entropy
 
@@ -148,13 +213,8 @@ class ExactCoder:
         import constriction
 
         streams = [[self.start_token] + [t for p in passages for t in p] for passages in groups]
-        length = max(map(len, streams))
-        ids = torch.zeros((len(streams), length), dtype=torch.long)
-        mask = torch.zeros((len(streams), length), dtype=torch.long)
-        for row, stream in enumerate(streams):
-            ids[row, : len(stream)] = torch.tensor(stream)
-            mask[row, : len(stream)] = 1
-        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        ids, mask = pad_batch(streams, 0, self.device)
+        logits = self.model(input_ids=ids, attention_mask=mask).logits
         logits = logits.to("cpu", torch.float64).numpy()
         models = self._models()
         codes = []
@@ -173,10 +233,15 @@ class ExactCoder:
 
     # ------------------------------------------------------------------ decode
     @torch.inference_mode()
-    def decode_group(self, code: bytes, lengths: list[int]) -> list[list[int]]:
-        """The token ids of a group's first len(lengths) passages (their token counts)."""
+    def decode_group(self, code: bytes, lengths: list[int], tag: str | None = None) -> list[list[int]]:
+        """The token ids of a group's first len(lengths) passages (their token counts); `tag` is
+        the stored coder tag (this coder's when None)."""
         import constriction
 
+        coder = coder_name(tag) if tag is not None else CODER
+        if coder is None:
+            raise ValueError(f"not a code this version can read: {str(tag)[:60]!r}")
+        lm = self.model_for(coder)
         decoder = constriction.stream.queue.RangeDecoder(_unpack(code))
         models = self._models()
         total = sum(lengths)
@@ -185,7 +250,7 @@ class ExactCoder:
         feed = [self.start_token]
         generator = np.random.default_rng(0)
         while len(tokens) < total:
-            out = self.model(input_ids=torch.tensor([feed], device=self.device), past_key_values=cache,
+            out = lm(input_ids=torch.tensor([feed], device=self.device), past_key_values=cache,
                              use_cache=True)
             cache = out.past_key_values
             logits = out.logits[0, -1].to("cpu", torch.float64).numpy()

@@ -72,7 +72,7 @@ def decode_exact(archive: Archive, engine: MemoryEngine, passages) -> dict[int, 
                 continue
             members = [every[i] for i in range(first.index, max(upto) + 1) if i in every]
             try:
-                decoded = engine.decode_exact(code, [m.tokens for m in members])
+                decoded = engine.decode_exact(code, [m.tokens for m in members], coder)
             except (ValueError, RuntimeError):  # a damaged code: constriction refuses it
                 continue
             for info, text in zip(members, decoded):
