@@ -8,3 +8,4 @@ RECALL_LEVELS = ("passage", "sentence", "document")  # pipelines/recall.py
 DOCUMENT_KINDS = ("document", "chat")  # what a reader makes; search filters by it
 EXACT_METHODS = ("code", "none", "refine", "residual")  # archive/settings.py
 MEMORY_PRECISIONS = ("float16", "int8")  # archive/precision.py
+COMPUTE_PRECISIONS = ("auto", "fp32", "bf16")  # model/memory.py resolve_precision

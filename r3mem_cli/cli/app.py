@@ -16,6 +16,7 @@ from ..model.loading import DEFAULT_MODEL
 from ..training.config import ObjectiveConfig, TrainConfig
 from .config_options import Flag, config_options
 from .options import (
+    ComputePrecision,
     DeviceOption,
     DocFilter,
     ExactMethod,
@@ -23,6 +24,7 @@ from .options import (
     KindFilter,
     MemoryPrecision,
     ModeOption,
+    PrecisionOption,
     RecallLevel,
     SearchMode,
     SinceFilter,
@@ -97,12 +99,12 @@ def _snapshot(archive):
     return transaction(archive.conn, write=False)
 
 
-def _engine(archive, device: str):
+def _engine(archive, device: str, precision: ComputePrecision = ComputePrecision.auto):
     from ..model.engine import engine_for
 
     # adapter_files() checks every file against its recorded sha256: a model built from damaged
     # weights would give silently wrong memory and text
-    return engine_for(archive.model, archive.adapter_files(), device)
+    return engine_for(archive.model, archive.adapter_files(), device, precision.value)
 
 
 # ------------------------------------------------------------------- creating
@@ -162,6 +164,7 @@ def ingest(
     max_file_size: int = typer.Option(50 * 1024 * 1024, "--max-file-size", min=1, help="Skip files larger than this (bytes)."),
     chat_gap_hours: float = typer.Option(6.0, "--chat-gap-hours", min=0.0, help="A pause this long starts a new chat session."),
     device: DeviceOption = "auto",
+    precision: PrecisionOption = ComputePrecision.auto,
     json_out: JsonOption = False,
 ) -> None:
     """Add documents to the archive; unchanged content is skipped, changed files replaced."""
@@ -182,7 +185,7 @@ def ingest(
         if not json_out:
             say(f"created archive at {root}")
     with archive:
-        engine = _engine(archive, device)
+        engine = _engine(archive, device, precision)
         with progress_bar(not json_out, "ingest") as update:
             report = run_ingest(archive, paths, engine, max_file_bytes=max_file_size,
                                 chat_gap_hours=chat_gap_hours, progress=update)
@@ -268,13 +271,14 @@ def recall(
     amortised: bool = typer.Option(False, "--amortised", help="Passage level: the memory network's lossy "
                                                               "expansion instead of the exact text."),
     device: DeviceOption = "auto",
+    precision: PrecisionOption = ComputePrecision.auto,
     json_out: JsonOption = False,
 ) -> None:
     """Give a document's text back exactly from its stored code, checked against the stored hash."""
     from ..pipelines.recall import recall as run_recall
 
     with _open() as archive:
-        engine = _engine(archive, device)
+        engine = _engine(archive, device, precision)
         with _snapshot(archive):
             result = run_recall(archive, engine, doc, passage, level=level.value, amortised=amortised)
     if json_out:
@@ -318,13 +322,14 @@ def search(
     rerank: int = typer.Option(0, "--rerank", min=0, help="Reorder the best N by the backward model's likelihood "
                                                           "of the query given each passage's memory (0: off)."),
     device: DeviceOption = "auto",
+    precision: PrecisionOption = ComputePrecision.auto,
     json_out: JsonOption = False,
 ) -> None:
     """Ranked passages for a query: keyword BM25 and memory similarity, rank-fused; no generation."""
     from ..pipelines.search import search as run_search
 
     with _open() as archive:
-        engine = None if mode is SearchMode.keyword else _engine(archive, device)
+        engine = None if mode is SearchMode.keyword else _engine(archive, device, precision)
         with _snapshot(archive):
             result = run_search(archive, query, top_k, engine=engine, mode=mode.value, coarse=coarse, rerank=rerank,
                                 doc=doc, kind=plain(kind), since=since, until=until, speaker=speaker)
@@ -356,6 +361,7 @@ def ask(
     speaker: SpeakerFilter = None,
     mode: ModeOption = SearchMode.auto,
     device: DeviceOption = "auto",
+    precision: PrecisionOption = ComputePrecision.auto,
     json_out: JsonOption = False,
 ) -> None:
     """Answer a question from the archive, citing passages as [doc:passage]."""
@@ -365,7 +371,7 @@ def ask(
     stream = not json_out and sys.stdout.isatty()
     questions = (line.strip() for line in sys.stdin) if question == "-" else iter([question])
     with _open() as archive:
-        engine = _engine(archive, device)
+        engine = _engine(archive, device, precision)
         answer_model = load_base_model(model, engine.device) if model else None
         for asked in questions:
             if question == "-" and not asked:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ..choices import DOCUMENT_KINDS, EXACT_METHODS, MEMORY_PRECISIONS, RECALL_LEVELS, SEARCH_MODES
+from ..choices import COMPUTE_PRECISIONS, DOCUMENT_KINDS, EXACT_METHODS, MEMORY_PRECISIONS, RECALL_LEVELS, SEARCH_MODES
 
 
 def _choice(name: str, values) -> type[Enum]:
@@ -24,6 +24,7 @@ RecallLevel = _choice("RecallLevel", RECALL_LEVELS)
 PassageKind = _choice("PassageKind", DOCUMENT_KINDS)
 ExactMethod = _choice("ExactMethod", EXACT_METHODS)
 MemoryPrecision = _choice("MemoryPrecision", MEMORY_PRECISIONS)
+ComputePrecision = _choice("ComputePrecision", COMPUTE_PRECISIONS)
 
 
 def plain(choice: Enum | None) -> str | None:
@@ -34,6 +35,9 @@ def plain(choice: Enum | None) -> str | None:
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N "
                                                              "or mps.")]
+PrecisionOption = Annotated[ComputePrecision, typer.Option(
+    "--precision", help="Matrix arithmetic: auto (bf16 only where the hardware has it natively, else fp32), fp32 "
+                        "or bf16. Exact codes are float64 whatever this says.")]
 TopKOption = Annotated[int, typer.Option("--top-k", min=1, help="How many passages to retrieve (search shows them, "
                                                                  "ask answers from them).")]
 ModeOption = Annotated[SearchMode, typer.Option("--mode", help="keyword (BM25) | memory (compressed query vs sentence "

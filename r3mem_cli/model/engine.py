@@ -29,6 +29,7 @@ from .memory import (
     pad_batch,
     pad_memory,
     parse_adapter_config,
+    resolve_precision,
     sentence_ends,
 )
 
@@ -100,7 +101,7 @@ def adapter_fingerprint(adapter: Adapter) -> str:
 class MemoryEngine:
     """Compress passages to memory tensors and expand memory tensors back into text."""
 
-    def __init__(self, model: str, adapter: Adapter, device: str = "auto"):
+    def __init__(self, model: str, adapter: Adapter, device: str = "auto", precision: str = "auto"):
         from safetensors import SafetensorError
         from safetensors.torch import load as load_safetensors
 
@@ -126,6 +127,8 @@ class MemoryEngine:
         except (KeyError, RuntimeError, ValueError) as exc:
             raise ModelError(f"the archive's adapter does not fit model {model!r}: {exc}") from exc
         self.network.to(self.device).eval()
+        self.network.precision = precision
+        self.precision = resolve_precision(self.device, precision) if self.config.autocast_bf16 else "fp32"
         self.network.merge_compress_adapter()
         self.memory_dtype = _DTYPES[self.config.memory_dtype]
 
@@ -293,10 +296,10 @@ class MemoryEngine:
 _ENGINES: dict[tuple, MemoryEngine] = {}
 
 
-def engine_for(model: str, adapter: Adapter, device: str = "auto") -> MemoryEngine:
-    """One engine per (model, adapter, device) per process: the model is loaded once."""
+def engine_for(model: str, adapter: Adapter, device: str = "auto", precision: str = "auto") -> MemoryEngine:
+    """One engine per (model, adapter, device, precision) per process: the model is loaded once."""
     adapter = adapter_contents(adapter)
-    key = (model, adapter_fingerprint(adapter), resolve_device(device))
+    key = (model, adapter_fingerprint(adapter), resolve_device(device), precision)
     if key not in _ENGINES:
-        _ENGINES[key] = MemoryEngine(model, adapter, device)
+        _ENGINES[key] = MemoryEngine(model, adapter, device, precision)
     return _ENGINES[key]

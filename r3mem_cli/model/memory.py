@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..choices import COMPUTE_PRECISIONS
 from .config import MemoryConfig
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
@@ -56,13 +57,7 @@ LEVELS = ("passage", "sentence", "document", "continue")
 @lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX on x86, BF16 on Arm). Without
-    it bf16 is emulated and runs slower than float32 (docs/decisions/0017). R3MEM_PRECISION=bf16
-    or fp32 overrides the answer."""
-    import os
-
-    forced = os.environ.get("R3MEM_PRECISION", "auto").lower()
-    if forced in ("bf16", "fp32"):
-        return forced == "bf16"
+    it bf16 is emulated and runs slower than float32 (docs/decisions/0017)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
             flags = set(" ".join(line.split(":", 1)[-1] for line in info
@@ -72,16 +67,32 @@ def cpu_has_native_bf16() -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
-def autocast(device: str | torch.device, enabled: bool):
-    """bf16 autocast on CPU/CUDA when asked for and native to the hardware, a no-op otherwise."""
+def resolve_precision(device: str | torch.device, precision: str = "auto") -> str:
+    """"bf16" or "fp32" for the matrix work on `device`. auto: bf16 only where the hardware has it
+    natively (CUDA that supports it; a CPU with native bf16), since emulated bf16 is slower than
+    float32; R3MEM_PRECISION=bf16|fp32 sets what auto means. bf16 is refused only where the device
+    cannot run it at all (MPS here, or a GPU without bf16)."""
+    import os
+
+    if precision not in COMPUTE_PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: one of {', '.join(COMPUTE_PRECISIONS)}")
     kind = torch.device(device).type
-    if not enabled or kind not in ("cpu", "cuda"):
-        return contextlib.nullcontext()
+    if precision == "auto":
+        precision = os.environ.get("R3MEM_PRECISION", "auto").lower()
+    if kind not in ("cpu", "cuda") or precision == "fp32":
+        return "fp32"
     if kind == "cuda" and not torch.cuda.is_bf16_supported():
+        return "fp32"
+    if precision == "bf16":
+        return "bf16"
+    return "bf16" if kind == "cuda" or cpu_has_native_bf16() else "fp32"
+
+
+def autocast(device: str | torch.device, enabled: bool, precision: str = "auto"):
+    """bf16 autocast when the config allows it and `resolve_precision` picks bf16, else a no-op."""
+    if not enabled or resolve_precision(device, precision) != "bf16":
         return contextlib.nullcontext()
-    if kind == "cpu" and not cpu_has_native_bf16():
-        return contextlib.nullcontext()
-    return torch.autocast(kind, dtype=torch.bfloat16)
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
 def pad_batch(token_lists: list[list[int]], pad_id: int, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,6 +231,7 @@ class MemoryNetwork(nn.Module):
 
         self.config = config
         self.eos_token_id = eos_token_id
+        self.precision = "auto"  # resolve_precision's choice; the engine sets it before merging
         hidden = base_model.config.hidden_size
         self.representation = REPRESENTATION_CLASSES[config.representation](base_model.config, config)
 
@@ -286,7 +298,7 @@ class MemoryNetwork(nn.Module):
         self._merged_decoder = merged.eval()
 
     def _autocast(self):
-        return autocast(self.device, self.config.autocast_bf16)
+        return autocast(self.device, self.config.autocast_bf16, self.precision)
 
     # -------------------------------------------------------------- compress
     def _compress_mask(self, attention_mask: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:

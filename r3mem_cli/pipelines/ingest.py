@@ -37,10 +37,13 @@ class IngestReport:
     skipped: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     refined: list[int] = field(default_factory=lambda: [0, 0])  # [exact after refinement, refined]
+    device: str = ""
+    precision: str = ""  # of the memory network's matrix work; exact codes are float64 regardless
 
     def to_json(self) -> dict:
         out = {"added": self.added, "unchanged": self.unchanged, "errors": self.errors,
-               "skipped": self.skipped, "seconds": round(self.seconds, 3)}
+               "skipped": self.skipped, "seconds": round(self.seconds, 3), "device": self.device,
+               "precision": self.precision}
         if self.refined[1]:
             out["refined"] = {"exact": self.refined[0], "passages": self.refined[1]}
         return out
@@ -101,7 +104,7 @@ def ingest(
     """Add every readable document under `paths`; `progress(stage, done, total)` is optional."""
     started = time.monotonic()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    report = IngestReport()
+    report = IngestReport(device=str(engine.device), precision=engine.precision)
     segmenter = Segmenter(engine.tokenizer, engine.config.max_passage_tokens)
     inputs = collect_inputs(paths, report)
     pending: list[tuple[SourceDocument, list]] = []
