@@ -52,8 +52,23 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else 0.0
 
 
+def cpu_model() -> str:
+    """The CPU's model name (speed figures are meaningless without it)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine(engine: MemoryEngine) -> dict:
+    from r3mem_cli.model.memory import cpu_has_native_bf16
+
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_model": cpu_model(), "native_bf16": cpu_has_native_bf16(),
             "cpus": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "device": engine.device,
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}

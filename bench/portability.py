@@ -128,7 +128,7 @@ def main() -> None:
         lines.append(f"| {name} | {r['max_logit_difference_float32']:.2e} | {r['max_logit_difference_float64']:.2e} | "
                      f"{r['decoded']} | {r['seconds']:.1f} |")
     m = result["machine"]
-    lines += ["", f"Machine: {m['processor']}, {m['cpus']} CPUs, torch {m['torch']}.",
+    lines += ["", f"Machine: {m['cpu_model']} ({'native bf16' if m['native_bf16'] else 'no native bf16'}), {m['cpus']} CPUs, torch {m['torch']}; GPU {m['gpu'] or 'none'}.",
               f"Command: `.venv/bin/python {result['command']}`", ""]
     write_results("portability", result, "\n".join(lines), RESULTS)
     print("\n".join(lines))

@@ -76,6 +76,27 @@ def test_every_group_decodes_exactly_and_costs_less_than_its_tokens(tiny_model):
     assert 8 * sum(len(c.code) for d in codes for c in d) < 1.05 * uniform_bits + 64 * groups
 
 
+def test_groups_decode_together_with_or_without_drafts_and_a_damaged_code_spoils_only_itself(tiny_model):
+    model, _ = tiny_model
+    documents = _documents(model.config.vocab_size, seed=4)
+    coder = _coder(model)
+    groups = [(doc[g.first:g.first + lmcode.GROUP_PASSAGES], g.code)
+              for doc, codes in zip(documents, coder.encode_documents(documents)) for g in codes]
+    lengths = lambda members: [len(p) for p in members]  # noqa: E731
+    plain = [lmcode.DecodeJob(code, lengths(members)) for members, code in groups]
+    assert coder.decode_groups(plain) == [members for members, _ in groups]  # lockstep, no drafts
+    right = [lmcode.DecodeJob(code, lengths(m), draft=m) for m, code in groups]
+    assert coder.decode_groups(right) == [members for members, _ in groups]
+    # a wrong draft (a kept source damaged on disk) costs time, never the text
+    members, code = groups[0]
+    wrong = [[t + 1 for t in members[0]]] + members[1:]
+    assert coder.decode_group(code, lengths(members), draft=wrong) == members
+    damaged = [lmcode.DecodeJob(bytes(b ^ 0xFF for b in groups[1][1]), lengths(groups[1][0]))] + plain[2:]
+    out = coder.decode_groups(damaged)
+    assert out[1:] == [members for members, _ in groups[2:]]
+    assert out[0] != groups[1][0]  # garbage or None, never the original; the hash catches garbage
+
+
 def test_noise_within_the_guard_decodes_and_beyond_it_does_not(tiny_model):
     model, _ = tiny_model
     documents = _documents(model.config.vocab_size, seed=1)[:1]
@@ -117,18 +138,44 @@ def test_the_coders_forward_computes_nothing_in_float32(tiny_model):
     assert torch.float32 in _float_dtypes_computed(coder.model_for(lmcode.LEGACY_CODER), ids)
 
 
-def test_codes_of_the_first_release_still_decode(tiny_model, monkeypatch):
+def _first_release_code(model, stream: list[int]) -> bytes:
+    """A code in the first release's layout (lm64-v1): float32 norms and angles inside the
+    float64 forward, and per step an escape flag, then the token under one weight per token."""
+    import constriction
+
+    categorical = constriction.stream.model.Categorical
+    flag = categorical(np.array([lmcode.ESCAPE_ODDS - 1, 1], dtype=np.float64), perfect=False)
+    uniform = categorical(np.ones(model.config.vocab_size), perfect=False)
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([stream])).logits[0].double().numpy()
+    encoder = constriction.stream.queue.RangeEncoder()
+    for position, token in enumerate(stream[1:]):
+        weights, safe = lmcode.quantised(logits[position])
+        encoder.encode(0 if safe else 1, flag)
+        encoder.encode(token, categorical(weights, perfect=False) if safe else uniform)
+    return np.asarray(encoder.get_compressed(), dtype="<u4").tobytes().rstrip(b"\0")
+
+
+def test_codes_of_the_first_release_still_decode(tiny_model):
     model, _ = tiny_model
-    documents = _documents(model.config.vocab_size, seed=3)[:1]
-    with monkeypatch.context() as patch:  # the first release's encoder: float32 norms and angles
-        patch.setattr(lmcode, "float64_throughout", lambda m: m)
-        group = _coder(model).encode_documents(documents)[0][0]
-    members = documents[0][:lmcode.GROUP_PASSAGES]
-    legacy_tag = json.dumps({"coder": lmcode.LEGACY_CODER, "group": lmcode.GROUP_PASSAGES})
+    members = _documents(model.config.vocab_size, seed=3)[0][:lmcode.GROUP_PASSAGES]
     coder = _coder(model)
-    assert coder.decode_group(group.code, [len(p) for p in members], legacy_tag) == members
+    code = _first_release_code(coder.model_for(lmcode.LEGACY_CODER), [1] + [t for p in members for t in p])
+    legacy_tag = json.dumps({"coder": lmcode.LEGACY_CODER, "group": lmcode.GROUP_PASSAGES})
+    assert coder.decode_group(code, [len(p) for p in members], legacy_tag) == members
     with pytest.raises(ValueError, match="not a code"):
-        coder.decode_group(group.code, [len(p) for p in members], json.dumps({"coder": "lm64-v9"}))
+        coder.decode_group(code, [len(p) for p in members], json.dumps({"coder": "lm64-v9"}))
+
+
+def test_grid_steps_agree_row_by_row_and_in_a_batch():
+    """The encoder takes a batch of positions at once, the decoder one: the same steps either way."""
+    logits = torch.randn(6, 300, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 8
+    logits[2, 7] = logits[2].max()  # a near-tie for the best: not safe
+    steps, safe = lmcode.grid_steps(logits)
+    for row in range(6):
+        one, one_safe = lmcode.grid_steps(logits[row:row + 1])
+        assert torch.equal(one[0], steps[row]) and bool(one_safe[0]) == bool(safe[row])
+    assert not safe[2] and int(steps.max()) <= lmcode.FLOOR_STEPS
 
 
 _DECODE_ELSEWHERE = """

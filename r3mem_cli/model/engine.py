@@ -19,7 +19,7 @@ import torch
 
 from ..errors import ModelError
 from .exact import coder_tag, decode_residual, encode_residual, refine
-from .lmcode import ExactCoder, GroupCode
+from .lmcode import DecodeJob, ExactCoder, GroupCode
 from .loading import DEFAULT_MODEL, load_base_model, resolve_device
 from .memory import (
     ADAPTER_CONFIG,
@@ -249,9 +249,10 @@ class MemoryEngine:
         """Token ids per passage per document -> each document's group codes."""
         return self.exact_coder.encode_documents(documents)
 
-    def decode_exact(self, code: bytes, lengths: list[int], tag: str | None = None) -> list[str]:
-        """A group's code (and its stored coder tag) -> the text of its first len(lengths) passages."""
-        return [self.text(ids) for ids in self.exact_coder.decode_group(code, lengths, tag)]
+    def decode_exact(self, jobs: list[DecodeJob]) -> list[list[str] | None]:
+        """Groups' codes -> the text of each group's wanted passages, None where a code is damaged
+        (lmcode.ExactCoder.decode_groups: a job's draft makes it as fast as encoding)."""
+        return [None if ids is None else [self.text(p) for p in ids] for ids in self.exact_coder.decode_groups(jobs)]
 
     def text(self, token_ids: list[int]) -> str:
         """Token ids -> text, with nothing tidied (a passage's tokens give back its exact text)."""

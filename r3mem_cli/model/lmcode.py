@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,7 +46,9 @@ FLOOR_STEPS = 160  # grid steps below the best logit (20 nats) after which every
 GUARD_NATS = 1e-8  # a logit this close to a grid line escapes the step
 WEIGHT_BITS = 20  # frequency of the best token; the table is exact in float64
 ESCAPE_ODDS = 1024  # an escape flag costs log2(1024) bits; a normal step log2(1024/1023)
-MAX_BATCH_TOKENS = 4096  # tokens per float64 forward when encoding
+MAX_BATCH_TOKENS = 4096  # tokens per float64 forward when encoding (or reading against drafts)
+MAX_DECODE_BATCH = 64  # groups decoded token by token in lockstep
+DAMAGED = (ValueError, RuntimeError)  # what constriction raises on a code it cannot read
 
 
 def _table() -> np.ndarray:
@@ -115,31 +118,76 @@ def _inverse_frequencies(rotary: torch.nn.Module) -> torch.Tensor:
     return rotary.original_inv_freq.detach().to("cpu", torch.float64)
 
 
+def grid_steps(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 logits [T, V] -> (grid step of every logit below its row's best, clipped at the
+    floor, int64 [T, V]; safe [T]): a row is not safe when a logit lies within the guard of a
+    grid line, where another machine could round it otherwise. Exact arithmetic on the logits
+    given (a power-of-two grid), so it runs alike on any device."""
+    best = logits.max(dim=-1, keepdim=True).values
+    steps = (best - logits) / GRID_NATS  # >= 0; the best token sits at exactly 0
+    grid = torch.floor(steps)
+    fraction = steps - grid  # exact: the decoder needs only `grid`, the encoder alone judges `near`
+    guard = GUARD_NATS / GRID_NATS
+    near = ((fraction < guard) | (fraction > 1 - guard)) & (grid <= FLOOR_STEPS)  # below the floor all weigh alike
+    # the first best token is the reference; any other logit at the best is a near-tie
+    near.scatter_(-1, logits.argmax(dim=-1, keepdim=True), False)
+    return grid.clamp(max=FLOOR_STEPS).long(), ~near.any(dim=-1)
+
+
 def quantised(logits: np.ndarray) -> tuple[np.ndarray, bool]:
-    """float64 logits [V] -> (integer weights [V] as float64, safe): `safe` is False when a
-    logit is within the guard of a grid line, where another machine could round it otherwise."""
-    best = int(np.argmax(logits))
-    steps = (logits[best] - logits) / GRID_NATS  # >= 0; the best token sits at exactly 0
-    grid = np.floor(steps)
-    near = np.minimum(steps - grid, grid + 1 - steps) < GUARD_NATS / GRID_NATS
-    near[best] = False
-    near &= grid <= FLOOR_STEPS  # below the floor every token weighs the same anyway
-    index = np.minimum(grid, FLOOR_STEPS).astype(np.int64)
-    return WEIGHTS[index], not bool(near.any())
+    """float64 logits [V] -> (integer weight of every token [V] as float64, safe)."""
+    steps, safe = grid_steps(torch.from_numpy(np.asarray(logits, dtype=np.float64))[None])
+    return WEIGHTS[steps[0].numpy()], bool(safe[0])
+
+
+@dataclass
+class _Steps:
+    """What the range coder needs of each position, computed on the model's device in one go:
+    every token's grid step, the tokens per step (bucket), and the target's bucket and its
+    rank among the bucket's tokens in id order."""
+
+    steps: torch.Tensor  # [T, V] int64
+    counts: np.ndarray  # [T, FLOOR_STEPS + 1]
+    safe: np.ndarray  # [T] bool
+    bucket: np.ndarray | None = None  # [T], of the targets
+    rank: np.ndarray | None = None  # [T]
+
+    @classmethod
+    def of(cls, logits: torch.Tensor, targets: torch.Tensor | None = None) -> "_Steps":
+        steps, safe = grid_steps(logits)
+        rows, width = steps.shape[0], FLOOR_STEPS + 1
+        offsets = torch.arange(rows, device=steps.device)[:, None] * width
+        counts = torch.bincount((steps + offsets).flatten(), minlength=rows * width).view(rows, width)
+        out = cls(steps, counts.cpu().numpy(), safe.cpu().numpy())
+        if targets is not None:
+            bucket = steps.gather(1, targets[:, None])
+            earlier = torch.arange(steps.shape[1], device=steps.device)[None] < targets[:, None]
+            out.bucket = bucket[:, 0].cpu().numpy()
+            out.rank = ((steps == bucket) & earlier).sum(dim=1).cpu().numpy()
+        return out
 
 
 class _Models:
-    """constriction's entropy models, built once: the escape flag and the model-free fallback."""
+    """constriction's entropy models. lm64-v2 codes a token in two parts: its grid step (bucket)
+    under the weights of the 161 buckets (tokens in the bucket x the bucket's weight), then its
+    rank within the bucket, uniform: the same distribution as one weight per token, at a cost
+    that does not grow with the vocabulary. lm64-v1 used one categorical over the vocabulary."""
 
     def __init__(self, vocab: int):
         import constriction
 
+        self.vocab = vocab
         self.categorical = constriction.stream.model.Categorical
+        self.uniform_of = constriction.stream.model.Uniform
         self.flag = self.categorical(np.array([ESCAPE_ODDS - 1, 1], dtype=np.float64), perfect=False)
         self.uniform = self.categorical(np.ones(vocab, dtype=np.float64), perfect=False)
 
+    def buckets(self, counts: np.ndarray):
+        """The model of a step's bucket, from its tokens per bucket."""
+        return self.categorical(counts * WEIGHTS, lazy=True)
+
     def step(self, logits: np.ndarray):
-        """(the entropy model of a step, whether the encoder may use it)."""
+        """lm64-v1: (the categorical of a step over the vocabulary, whether the encoder may use it)."""
         weights, safe = quantised(logits)
         return self.categorical(weights, perfect=False), safe
 
@@ -166,6 +214,7 @@ class ExactCoder:
         self._models_by_coder: dict[str, torch.nn.Module] = {}
         self._entropy: _Models | None = None
         self.noise = 0.0  # tests only: add this much uniform noise to every logit (decode side)
+        self.seconds = {"forward": 0.0, "coding": 0.0}  # encode time by part, for the benches
 
     @property
     def model(self) -> torch.nn.Module:
@@ -192,81 +241,191 @@ class ExactCoder:
         groups = [(d, first, passages[first:first + GROUP_PASSAGES])
                   for d, passages in enumerate(documents) for first in range(0, len(passages), GROUP_PASSAGES)]
         out: list[list[GroupCode]] = [[] for _ in documents]
-        order = sorted(range(len(groups)), key=lambda g: self._length(groups[g][2]))
-        batches: list[list[int]] = [[]]
-        for g in order:  # ascending length: the newest member is the longest of its batch
-            if batches[-1] and (len(batches[-1]) + 1) * self._length(groups[g][2]) > MAX_BATCH_TOKENS:
-                batches.append([])
-            batches[-1].append(g)
-        for batch in batches:
+        for batch in self._batches(list(range(len(groups))), lambda g: 1 + sum(map(len, groups[g][2]))):
             for index, code in zip(batch, self._encode_batch([groups[i][2] for i in batch])):
                 out[groups[index][0]].append(GroupCode(groups[index][1], code))
         for codes in out:
             codes.sort(key=lambda c: c.first)
         return out
 
-    @staticmethod
-    def _length(passages: list[list[int]]) -> int:
-        return 1 + sum(map(len, passages))
-
     def _encode_batch(self, groups: list[list[list[int]]]) -> list[bytes]:
         import constriction
 
         streams = [[self.start_token] + [t for p in passages for t in p] for passages in groups]
+        started = time.perf_counter()
         ids, mask = pad_batch(streams, 0, self.device)
-        logits = self.model(input_ids=ids, attention_mask=mask).logits
-        logits = logits.to("cpu", torch.float64).numpy()
+        logits = self.model(input_ids=ids, attention_mask=mask).logits.to(torch.float64)
+        targets = ids[:, 1:]
+        per_row = [_Steps.of(logits[row, : len(stream) - 1], targets[row, : len(stream) - 1])
+                   for row, stream in enumerate(streams)]
+        coding = time.perf_counter()
+        self.seconds["forward"] += coding - started
         models = self._models()
         codes = []
         for row, stream in enumerate(streams):
             encoder = constriction.stream.queue.RangeEncoder()
+            steps = per_row[row]
             for position, token in enumerate(stream[1:]):
-                self._encode_step(encoder, models, logits[row, position], token)
+                self._encode_step(encoder, models, steps, position, token)
             codes.append(_pack(encoder.get_compressed()))
+        self.seconds["coding"] += time.perf_counter() - coding
         return codes
 
     @staticmethod
-    def _encode_step(encoder, models: _Models, logits: np.ndarray, token: int) -> None:
-        model, safe = models.step(logits)
-        encoder.encode(0 if safe else 1, models.flag)
-        encoder.encode(int(token), model if safe else models.uniform)
+    def _encode_step(encoder, models: _Models, steps: _Steps, position: int, token: int) -> None:
+        if not steps.safe[position]:
+            encoder.encode(1, models.flag)
+            encoder.encode(int(token), models.uniform)
+            return
+        encoder.encode(0, models.flag)
+        counts = steps.counts[position]
+        bucket = int(steps.bucket[position])
+        encoder.encode(bucket, models.buckets(counts))
+        if counts[bucket] > 1:
+            encoder.encode(int(steps.rank[position]), models.uniform_of(int(counts[bucket])))
 
     # ------------------------------------------------------------------ decode
-    @torch.inference_mode()
-    def decode_group(self, code: bytes, lengths: list[int], tag: str | None = None) -> list[list[int]]:
+    def decode_group(self, code: bytes, lengths: list[int], tag: str | None = None,
+                     draft: list[list[int]] | None = None) -> list[list[int]]:
         """The token ids of a group's first len(lengths) passages (their token counts); `tag` is
-        the stored coder tag (this coder's when None)."""
+        the stored coder tag (this coder's when None); `draft` see `decode_groups`."""
+        return self.decode_groups([DecodeJob(code, lengths, tag, draft)])[0]
+
+    @torch.inference_mode()
+    def decode_groups(self, jobs: list["DecodeJob"]) -> list[list[list[int]] | None]:
+        """Decode many groups at once. A job with a `draft` (the text the archive keeps beside
+        the code) takes every probability from one forward over the draft, and the range decoder
+        then reads the code against them: where each decoded token is the draft's, the context
+        was the one sequential decoding would have built, so the result is the code's text at
+        the cost of an encode. A job without one, or whose code disagrees with its draft, is
+        decoded token by token, all such jobs in lockstep as one batch (the float64 weights are
+        read once a step for all of them). None for a code the range decoder refuses (damaged).
+        Raises ValueError for a tag this version cannot read."""
+        coders = [coder_name(job.tag) if job.tag is not None else CODER for job in jobs]
+        for job, coder in zip(jobs, coders):
+            if coder is None:
+                raise ValueError(f"not a code this version can read: {str(job.tag)[:60]!r}")
+        out: list[list[int] | None | bool] = [None] * len(jobs)  # False: the code is damaged
+        drafted = [i for i, job in enumerate(jobs) if job.draft is not None]
+        for batch in self._batches(drafted, lambda i: 1 + sum(jobs[i].lengths)):
+            for coder in set(coders[i] for i in batch):
+                rows = [i for i in batch if coders[i] == coder]
+                for i, tokens in zip(rows, self._read_against_drafts([jobs[i] for i in rows], coder)):
+                    out[i] = tokens
+        for coder in set(coders):
+            rows = [i for i in range(len(jobs)) if out[i] is None and coders[i] == coder]
+            for first in range(0, len(rows), MAX_DECODE_BATCH):
+                chunk = rows[first:first + MAX_DECODE_BATCH]
+                for i, tokens in zip(chunk, self._decode_lockstep([jobs[i] for i in chunk], coder)):
+                    out[i] = tokens
+        return [_split(tokens, job.lengths) if tokens else None for tokens, job in zip(out, jobs)]
+
+    def _batches(self, items: list[int], length: Callable[[int], int]) -> list[list[int]]:
+        """`items` in batches of similar length, each at most MAX_BATCH_TOKENS tokens padded."""
+        batches: list[list[int]] = [[]]
+        for item in sorted(items, key=length):  # ascending: the newest member is the longest
+            if batches[-1] and (len(batches[-1]) + 1) * length(item) > MAX_BATCH_TOKENS:
+                batches.append([])
+            batches[-1].append(item)
+        return [b for b in batches if b]
+
+    def _noisy(self, logits: torch.Tensor, generator: np.random.Generator) -> torch.Tensor:
+        if not self.noise:
+            return logits
+        return logits + torch.from_numpy(generator.uniform(-self.noise, self.noise, logits.shape)).to(logits)
+
+    def _read_against_drafts(self, jobs: list["DecodeJob"], coder: str) -> list[list[int] | None]:
+        """Each job's tokens read from its code under the draft's probabilities; None where the
+        code and the draft part ways (the job is then decoded token by token)."""
         import constriction
 
-        coder = coder_name(tag) if tag is not None else CODER
-        if coder is None:
-            raise ValueError(f"not a code this version can read: {str(tag)[:60]!r}")
-        lm = self.model_for(coder)
-        decoder = constriction.stream.queue.RangeDecoder(_unpack(code))
         models = self._models()
-        total = sum(lengths)
-        tokens: list[int] = []
-        cache = None
-        feed = [self.start_token]
+        streams = [[self.start_token] + [t for p in job.draft for t in p][: sum(job.lengths)] for job in jobs]
+        ids, mask = pad_batch(streams, 0, self.device)
+        logits = self.model_for(coder)(input_ids=ids, attention_mask=mask).logits.to(torch.float64)
         generator = np.random.default_rng(0)
-        while len(tokens) < total:
-            out = lm(input_ids=torch.tensor([feed], device=self.device), past_key_values=cache,
-                             use_cache=True)
-            cache = out.past_key_values
-            logits = out.logits[0, -1].to("cpu", torch.float64).numpy()
-            if self.noise:
-                logits = logits + generator.uniform(-self.noise, self.noise, logits.shape)
-            # Whether this side sees the step as safe does not matter: the encoder decided.
-            model, _ = models.step(logits)
-            escaped = int(decoder.decode(models.flag)) == 1
-            token = int(decoder.decode(models.uniform if escaped else model))
-            tokens.append(token)
-            feed = [token]
-        out, start = [], 0
-        for n in lengths:
-            out.append(tokens[start:start + n])
-            start += n
+        out: list[list[int] | None] = []
+        for row, (job, stream) in enumerate(zip(jobs, streams)):
+            if len(stream) - 1 < sum(job.lengths):
+                out.append(None)
+                continue
+            decoder = constriction.stream.queue.RangeDecoder(_unpack(job.code))
+            rows = self._noisy(logits[row, : len(stream) - 1], generator)
+            steps = _Steps.of(rows) if coder == CODER else None
+            tokens = []
+            for position, want in enumerate(stream[1:]):
+                try:
+                    token = self._decode_step(decoder, models, coder, rows[position], steps, position)
+                except DAMAGED:
+                    token = -1
+                if token != want:
+                    tokens = None
+                    break
+                tokens.append(token)
+            out.append(tokens)
         return out
+
+    def _decode_lockstep(self, jobs: list["DecodeJob"], coder: str) -> list[list[int]]:
+        """Token-by-token decoding of several groups as one batch: every row takes one step at a
+        time at the same position, so no padding is needed; a finished row idles."""
+        import constriction
+
+        models = self._models()
+        lm = self.model_for(coder)
+        decoders = [constriction.stream.queue.RangeDecoder(_unpack(job.code)) for job in jobs]
+        totals = [sum(job.lengths) for job in jobs]
+        tokens: list[list[int] | bool] = [[] for _ in jobs]
+        feed = [self.start_token] * len(jobs)
+        cache = None
+        generator = np.random.default_rng(0)
+        for _ in range(max(totals, default=0)):
+            step = lm(input_ids=torch.tensor(feed, device=self.device)[:, None], past_key_values=cache, use_cache=True)
+            cache = step.past_key_values
+            logits = self._noisy(step.logits[:, -1].to(torch.float64), generator)
+            steps = _Steps.of(logits) if coder == CODER else None
+            for row, decoder in enumerate(decoders):
+                if tokens[row] is False or len(tokens[row]) >= totals[row]:
+                    continue  # finished or damaged: this row idles
+                try:
+                    tokens[row].append(self._decode_step(decoder, models, coder, logits[row], steps, row))
+                    feed[row] = tokens[row][-1]
+                except DAMAGED:
+                    tokens[row] = False
+        return tokens
+
+    @staticmethod
+    def _decode_step(decoder, models: _Models, coder: str, logits: torch.Tensor, steps: "_Steps | None",
+                     row: int) -> int:
+        """One token from the code. Whether this side sees the step as safe does not matter: the
+        encoder decided, and the flag says so."""
+        if int(decoder.decode(models.flag)) == 1:
+            return int(decoder.decode(models.uniform))
+        if coder == LEGACY_CODER:
+            return int(decoder.decode(models.step(logits.cpu().numpy())[0]))
+        counts = steps.counts[row]
+        bucket = int(decoder.decode(models.buckets(counts)))
+        rank = int(decoder.decode(models.uniform_of(int(counts[bucket])))) if counts[bucket] > 1 else 0
+        return int(torch.nonzero(steps.steps[row] == bucket)[rank, 0])
+
+
+@dataclass
+class DecodeJob:
+    """One group to decode: its code, the token counts of the passages wanted (a prefix of the
+    group), its stored coder tag, and optionally a draft: the token ids the archive keeps for
+    those passages, which makes decoding as fast as encoding when they are right."""
+
+    code: bytes
+    lengths: list[int]
+    tag: str | None = None
+    draft: list[list[int]] | None = None
+
+
+def _split(tokens: list[int], lengths: list[int]) -> list[list[int]]:
+    out, start = [], 0
+    for n in lengths:
+        out.append(tokens[start:start + n])
+        start += n
+    return out
 
 
 def _pack(words: np.ndarray) -> bytes:

@@ -22,7 +22,7 @@ from pathlib import Path
 from ..archive import Archive
 from ..errors import NotFound
 from ..evaluation.metrics import char_similarity
-from ..model.engine import MemoryEngine, PassageMemory
+from ..model.engine import DecodeJob, MemoryEngine, PassageMemory
 
 CODE = "code"
 NO_CODE_HERE = "the exact code did not decode on this machine"
@@ -60,6 +60,7 @@ def decode_exact(archive: Archive, engine: MemoryEngine, passages) -> dict[int, 
     for info in passages:
         by_doc.setdefault(info.doc_id, {})[info.index] = info
     out: dict[int, str | None] = {info.id: None for info in passages}
+    jobs, members_of = [], []
     for doc_id, wanted in by_doc.items():
         every = {p.index: p for p in archive.passages(doc_id)}
         codes = archive.residuals([p.id for p in every.values()])
@@ -71,14 +72,26 @@ def decode_exact(archive: Archive, engine: MemoryEngine, passages) -> dict[int, 
             if not upto:
                 continue
             members = [every[i] for i in range(first.index, max(upto) + 1) if i in every]
-            try:
-                decoded = engine.decode_exact(code, [m.tokens for m in members], coder)
-            except (ValueError, RuntimeError):  # a damaged code: constriction refuses it
-                continue
-            for info, text in zip(members, decoded):
-                if info.index in wanted and _sha(text) == info.text_sha256:
-                    out[info.id] = text
+            kept = [archive.source_text(m.id) for m in members] if archive.keep_source else []
+            draft = [engine.token_ids(text) for text in kept] if kept and None not in kept else None
+            jobs.append(DecodeJob(code, [m.tokens for m in members], coder, draft))
+            members_of.append((members, wanted))
+    try:
+        decoded_groups = engine.decode_exact(jobs)
+    except ValueError:  # a tag this version cannot read: decode the groups one by one
+        decoded_groups = [_decode_one(engine, job) for job in jobs]
+    for (members, wanted), decoded in zip(members_of, decoded_groups):
+        for info, text in zip(members, decoded or []):
+            if info.index in wanted and _sha(text) == info.text_sha256:
+                out[info.id] = text
     return out
+
+
+def _decode_one(engine: MemoryEngine, job: DecodeJob) -> list[str] | None:
+    try:
+        return engine.decode_exact([job])[0]
+    except ValueError:
+        return None
 
 
 def check_decoding(archive: Archive, engine: MemoryEngine) -> tuple[dict, list[tuple[str, int, str]]]:
