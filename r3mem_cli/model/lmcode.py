@@ -120,18 +120,17 @@ def _inverse_frequencies(rotary: torch.nn.Module) -> torch.Tensor:
 
 def grid_steps(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """float64 logits [T, V] -> (grid step of every logit below its row's best, clipped at the
-    floor, int64 [T, V]; safe [T]): a row is not safe when a logit lies within the guard of a
-    grid line, where another machine could round it otherwise. Exact arithmetic on the logits
-    given (a power-of-two grid), so it runs alike on any device."""
-    best = logits.max(dim=-1, keepdim=True).values
-    steps = (best - logits) / GRID_NATS  # >= 0; the best token sits at exactly 0
-    grid = torch.floor(steps)
-    fraction = steps - grid  # exact: the decoder needs only `grid`, the encoder alone judges `near`
-    guard = GUARD_NATS / GRID_NATS
-    near = ((fraction < guard) | (fraction > 1 - guard)) & (grid <= FLOOR_STEPS)  # below the floor all weigh alike
-    # the first best token is the reference; any other logit at the best is a near-tie
-    near.scatter_(-1, logits.argmax(dim=-1, keepdim=True), False)
-    return grid.clamp(max=FLOOR_STEPS).long(), ~near.any(dim=-1)
+    floor, int32 [T, V]; safe [T]): a row is not safe when a logit lies within the guard of a
+    grid line, where another machine could round it otherwise. The steps are exact arithmetic on
+    the logits given (a power-of-two grid), so they come out alike on any device; only the
+    encoder judges safety. Overwrites nothing it is given."""
+    best, first_best = logits.max(dim=-1, keepdim=True)
+    steps = (best - logits).mul_(1 / GRID_NATS)  # >= 0; the best token sits at exactly 0
+    grid = steps.floor()
+    off_line = steps.sub_(grid).sub_(0.5).abs_()  # 1/2 on a grid line, 0 half-way between
+    near = (off_line > 0.5 - GUARD_NATS / GRID_NATS) & (grid <= FLOOR_STEPS)  # below the floor all weigh alike
+    near.scatter_(-1, first_best, False)  # the reference; any other logit at the best is a near-tie
+    return grid.clamp_(max=FLOOR_STEPS).to(torch.int32), ~near.any(dim=-1)
 
 
 def quantised(logits: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -142,29 +141,40 @@ def quantised(logits: np.ndarray) -> tuple[np.ndarray, bool]:
 
 @dataclass
 class _Steps:
-    """What the range coder needs of each position, computed on the model's device in one go:
-    every token's grid step, the tokens per step (bucket), and the target's bucket and its
-    rank among the bucket's tokens in id order."""
+    """What the range coder needs of each position, computed on the model's device: every
+    token's grid step (kept for decoding only), the tokens per step (bucket), and the target's
+    bucket and its rank among the bucket's tokens in id order (encoding only)."""
 
-    steps: torch.Tensor  # [T, V] int64
+    steps: torch.Tensor | None  # [T, V] int32
     counts: np.ndarray  # [T, FLOOR_STEPS + 1]
     safe: np.ndarray  # [T] bool
     bucket: np.ndarray | None = None  # [T], of the targets
     rank: np.ndarray | None = None  # [T]
 
+    ROWS = 32  # positions at a time: [ROWS, V] temporaries stay small
+
     @classmethod
     def of(cls, logits: torch.Tensor, targets: torch.Tensor | None = None) -> "_Steps":
-        steps, safe = grid_steps(logits)
-        rows, width = steps.shape[0], FLOOR_STEPS + 1
-        offsets = torch.arange(rows, device=steps.device)[:, None] * width
-        counts = torch.bincount((steps + offsets).flatten(), minlength=rows * width).view(rows, width)
-        out = cls(steps, counts.cpu().numpy(), safe.cpu().numpy())
-        if targets is not None:
-            bucket = steps.gather(1, targets[:, None])
-            earlier = torch.arange(steps.shape[1], device=steps.device)[None] < targets[:, None]
-            out.bucket = bucket[:, 0].cpu().numpy()
-            out.rank = ((steps == bucket) & earlier).sum(dim=1).cpu().numpy()
-        return out
+        width = FLOOR_STEPS + 1
+        ids = torch.arange(logits.shape[-1], device=logits.device)[None]
+        parts: dict[str, list] = {"steps": [], "counts": [], "safe": [], "bucket": [], "rank": []}
+        for first in range(0, logits.shape[0], cls.ROWS):
+            steps, safe = grid_steps(logits[first:first + cls.ROWS])
+            rows = steps.shape[0]
+            offsets = torch.arange(rows, dtype=torch.int32, device=steps.device)[:, None] * width
+            parts["counts"].append(torch.bincount((steps + offsets).flatten(), minlength=rows * width).view(rows, width))
+            parts["safe"].append(safe)
+            if targets is None:
+                parts["steps"].append(steps)
+                continue
+            wanted = targets[first:first + cls.ROWS, None]
+            bucket = steps.gather(1, wanted)
+            parts["bucket"].append(bucket[:, 0])
+            parts["rank"].append(((steps == bucket) & (ids < wanted)).sum(dim=1))
+        joined = {k: torch.cat(v) if v else None for k, v in parts.items()}
+        as_numpy = lambda t: None if t is None else t.cpu().numpy()  # noqa: E731
+        return cls(joined["steps"], as_numpy(joined["counts"]), as_numpy(joined["safe"]),
+                   as_numpy(joined["bucket"]), as_numpy(joined["rank"]))
 
 
 class _Models:
@@ -214,7 +224,7 @@ class ExactCoder:
         self._models_by_coder: dict[str, torch.nn.Module] = {}
         self._entropy: _Models | None = None
         self.noise = 0.0  # tests only: add this much uniform noise to every logit (decode side)
-        self.seconds = {"forward": 0.0, "coding": 0.0}  # encode time by part, for the benches
+        self.seconds = {"forward": 0.0, "steps": 0.0, "coding": 0.0}  # encode time by part, for the benches
 
     @property
     def model(self) -> torch.nn.Module:
@@ -255,11 +265,15 @@ class ExactCoder:
         started = time.perf_counter()
         ids, mask = pad_batch(streams, 0, self.device)
         logits = self.model(input_ids=ids, attention_mask=mask).logits.to(torch.float64)
+        if logits.is_cuda:
+            torch.cuda.synchronize()
+        forward = time.perf_counter()
         targets = ids[:, 1:]
         per_row = [_Steps.of(logits[row, : len(stream) - 1], targets[row, : len(stream) - 1])
                    for row, stream in enumerate(streams)]
         coding = time.perf_counter()
-        self.seconds["forward"] += coding - started
+        self.seconds["forward"] += forward - started
+        self.seconds["steps"] += coding - forward
         models = self._models()
         codes = []
         for row, stream in enumerate(streams):
