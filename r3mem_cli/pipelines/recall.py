@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from ..archive import Archive
-from ..errors import NotFound
+from ..errors import ArchiveError, NotFound
 from ..evaluation.metrics import char_similarity
 from ..model.engine import DecodeJob, MemoryEngine, PassageMemory
 
@@ -72,9 +72,7 @@ def decode_exact(archive: Archive, engine: MemoryEngine, passages) -> dict[int, 
             if not upto:
                 continue
             members = [every[i] for i in range(first.index, max(upto) + 1) if i in every]
-            kept = [archive.source_text(m.id) for m in members] if archive.keep_source else []
-            draft = [engine.token_ids(text) for text in kept] if kept and None not in kept else None
-            jobs.append(DecodeJob(code, [m.tokens for m in members], coder, draft))
+            jobs.append(DecodeJob(code, [m.tokens for m in members], coder, _draft(archive, engine, members)))
             members_of.append((members, wanted))
     try:
         decoded_groups = engine.decode_exact(jobs)
@@ -85,6 +83,19 @@ def decode_exact(archive: Archive, engine: MemoryEngine, passages) -> dict[int, 
             if info.index in wanted and _sha(text) == info.text_sha256:
                 out[info.id] = text
     return out
+
+
+def _draft(archive: Archive, engine: MemoryEngine, members) -> list[list[int]] | None:
+    """The kept source's token ids for these passages: what makes decoding as fast as encoding
+    (lmcode.DecodeJob). None where there is no kept source or part of it is damaged: the code
+    is then decoded token by token, and gives the text back all the same."""
+    if not archive.keep_source:
+        return None
+    try:
+        kept = [archive.source_text(m.id) for m in members]
+    except ArchiveError:
+        return None
+    return None if None in kept else [engine.token_ids(text) for text in kept]
 
 
 def _decode_one(engine: MemoryEngine, job: DecodeJob) -> list[str] | None:
