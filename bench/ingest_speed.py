@@ -39,7 +39,9 @@ from r3mem_cli.model import lmcode
 from r3mem_cli.model.engine import MemoryEngine, shipped_adapter
 from r3mem_cli.model.memory import pad_batch
 from r3mem_cli.model.loading import DEFAULT_MODEL
+from r3mem_cli.model.engine import DecodeJob
 from r3mem_cli.pipelines.ingest import ingest
+from r3mem_cli.pipelines.recall import decode_exact
 from r3mem_cli.pipelines.setup import create_archive
 
 CHATS = ROOT / "bench" / "data" / "locomo" / "jsonl"
@@ -85,6 +87,25 @@ def float64_forward(engine: MemoryEngine, groups: list[list[int]]) -> float:
     return sum(map(len, groups)) / (time.perf_counter() - started)
 
 
+def recall_latency(archive, engine: MemoryEngine) -> dict:
+    """Seconds to recall one passage exactly, the 4th of its group (3 passages decoded before it):
+    read against the kept source (a default archive), and token by token (a pure-memory archive)."""
+    every = archive.passages(archive.documents()[0].id)
+    info = every[min(3, len(every) - 1)]
+    started = time.perf_counter()
+    text = decode_exact(archive, engine, [info])[info.id]
+    against_source = time.perf_counter() - started
+    codes = archive.residuals([p.id for p in every])
+    members = every[: info.index + 1]
+    first = members[0]
+    started = time.perf_counter()
+    alone = engine.decode_exact([DecodeJob(codes[first.id][0], [m.tokens for m in members], codes[first.id][1])])
+    token_by_token = time.perf_counter() - started
+    assert text is not None and alone[0] and alone[0][-1] == text
+    return {"passage_tokens": info.tokens, "tokens_decoded": sum(m.tokens for m in members),
+            "against_kept_source_s": against_source, "token_by_token_s": token_by_token}
+
+
 def measure(engine: MemoryEngine, files: list[Path], settings: ArchiveSettings, limit_passages: int) -> dict:
     """Ingest `files` into a fresh archive, then the plain forward over the passages it stored."""
     watch = Stopwatch()
@@ -102,6 +123,7 @@ def measure(engine: MemoryEngine, files: list[Path], settings: ArchiveSettings, 
             if report.errors:
                 sys.exit(f"ingest failed: {report.errors}")
             passages = [engine.token_ids(archive.source_text(p.id) or "") for p in archive.all_passages()]
+            recall_one = recall_latency(archive, engine)
             stored = sum(p.tokens for p in archive.all_passages())
     del engine.compress_documents
     profile = {"exact code: float64 forward": coder.seconds["forward"] - before["forward"],
@@ -123,7 +145,7 @@ def measure(engine: MemoryEngine, files: list[Path], settings: ArchiveSettings, 
             "tokens_per_s": stored / seconds, "limit_tokens_per_s": limits, "limit": best,
             "ratio_to_limit": stored / seconds / limits[best], "profile_s": profile,
             "float64_forward_tokens_per_s": float64, "ratio_to_float64_forward": stored / seconds / float64,
-            "precision": report.precision}
+            "precision": report.precision, "recall_one_passage_s": recall_one}
 
 
 def main() -> None:
@@ -164,6 +186,13 @@ def main() -> None:
         lines.append(f"| {name} | {r['passages']} | {r['tokens']} | {r['tokens_per_s']:.0f} | {lim['float32']:.0f} | "
                      f"{lim['bf16 autocast']:.0f} | {r['ratio_to_limit']:.2f} | {r['float64_forward_tokens_per_s']:.0f} | "
                      f"{r['ratio_to_float64_forward']:.2f} | {r['precision']} |")
+    lines += ["", "Recall of one passage (the 4th of its group, so 4 passages are decoded), seconds:", "",
+              "| input | tokens decoded | against the kept source (default archive) | token by token (pure memory) |",
+              "|---|---|---|---|"]
+    for name, r in rows.items():
+        one = r["recall_one_passage_s"]
+        lines.append(f"| {name} | {one['tokens_decoded']} | {one['against_kept_source_s']:.2f} | "
+                     f"{one['token_by_token_s']:.1f} |")
     lines += ["", "Where ingest's time went (seconds):", "",
               "| input | " + " | ".join(rows["chat"]["profile_s"]) + " | total |",
               "|---|" + "---|" * (len(rows["chat"]["profile_s"]) + 1)]

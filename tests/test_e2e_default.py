@@ -53,11 +53,14 @@ def test_default_model_ingest_recall_verify(tmp_path):
 
 def test_default_model_pure_memory_archive_is_exact_with_the_residual(tmp_path):
     """No source kept: memory + residual give back every byte of a real note, and every level
-    of memory expands to text."""
+    of memory expands to text. The residual decodes token by token under stored memory, so the
+    note is the garden log's first section, one passage."""
     archive = tmp_path / "archive"
     made = r3mem(archive, "init", "--no-keep-source", "--exact", "residual", "--json")
     assert made.returncode == 0, made.stderr
-    doc = json.loads(r3mem(archive, "ingest", str(SAMPLE), "--json").stdout)["added"][0]
+    note = tmp_path / "garden.md"
+    note.write_text(SAMPLE.read_text(encoding="utf-8").split("## Spring")[0], encoding="utf-8")
+    doc = json.loads(r3mem(archive, "ingest", str(note), "--json").stdout)["added"][0]
     result = json.loads(r3mem(archive, "recall", "--doc", doc["id"], "--json").stdout)
     assert result["exact_rate"] == 1.0, result
     assert {p["method"] for p in result["passages"]} == {"residual"}
