@@ -20,6 +20,7 @@ the corpora in --decode every passage of both archives is decoded and compared w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sqlite3
@@ -60,7 +61,7 @@ def corpora(args, tmp: Path) -> dict[str, list[Path]]:
 def parts(root: Path) -> dict[str, int]:
     """Bytes of each stored part of an archive folder (the adapter excluded)."""
     manifest = root / "manifest.sqlite"
-    with sqlite3.connect(manifest) as c:
+    with contextlib.closing(sqlite3.connect(manifest)) as c:  # closed: SQLite then removes -wal and -shm
         c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         pages = dict(c.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall())
     part = {"kept sources": pages.pop("sources", 0),

@@ -391,7 +391,7 @@ def test_manifest_keeps_no_copy_of_kept_text_outside_sources(tmp_path):
     original spelling only as often as the source blobs themselves do. The same scan sees the copy
     that the previous schema's regular FTS5 table kept, and an archive converted from it loses it."""
     root = tmp_path / "arc"
-    text = LIGHTHOUSE * 30  # repetitive: zstd stores it far shorter than itself
+    text = LIGHTHOUSE * 10  # repetitive: zstd stores it far shorter; fits one 1 KiB page unsplit
     needles = [text.encode(), LIGHTHOUSE.encode(), b"Wolfgang-Xylophonist", b"Quasimodo lighthouse"]
     with Archive.create(root, model="m", memory_config={}) as a:
         d = a.add_documents([text_doc("lighthouse", text, "Herons nest here."), make_doc("other")])[0]

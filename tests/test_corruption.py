@@ -14,7 +14,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-import zstandard
+
+from r3mem_cli.archive import texts
 
 from .helpers import as_json, r3mem
 
@@ -313,7 +314,7 @@ def test_damaged_keyword_index_is_named_refused_and_rebuilt(archive):
     with sqlite3.connect(root / "manifest.sqlite") as c:
         pid, blob = c.execute("SELECT s.passage_id, s.zstd FROM sources s JOIN passages p ON p.id = s.passage_id "
                               "WHERE p.doc_id = ? AND p.idx = 0", (ids["garden.md"],)).fetchone()
-        text = zstandard.ZstdDecompressor().decompress(blob).decode()
+        text = texts.decompress(blob).decode()
         assert "tomato" in text
         c.execute("INSERT INTO passages_fts (passages_fts, rowid, text) VALUES ('delete', ?, ?)", (pid, text))
         c.execute("INSERT INTO passages_fts (rowid, text) VALUES (?, ?)", (pid, text.replace("tomato", "potato")))
@@ -448,7 +449,8 @@ def test_damaged_manifest_and_wal_are_unrepairable_and_say_restore(archive, tmp_
         reader.close()
     wal = copy / "manifest.sqlite-wal"
     assert wal.stat().st_size > 32
-    flip(wal, random.Random(0), 32 + 24, 32 + 4096)  # inside the first frame's page
+    page_size = int.from_bytes(wal.read_bytes()[8:12], "big")  # WAL header: the database page size
+    flip(wal, random.Random(0), 32 + 24, 32 + 24 + page_size)  # inside the first frame's page
     code, problems = verify_json(copy)
     assert code == 1 and names(problems, "manifest.sqlite-wal"), problems
     # A manifest that is not a database any more

@@ -19,7 +19,7 @@ from urllib.request import pathname2url
 
 from r3mem_cli.errors import ArchiveError, ManifestDamaged
 
-from .texts import MAX_SOURCE_BYTES
+from .texts import decompress
 
 MANIFEST_NAME = "manifest.sqlite"
 SEALED_MANIFEST_NAME = "manifest.sqlite.sealed"  # an encrypted archive's manifest (see crypto.py)
@@ -128,11 +128,10 @@ def _m0003_fts(conn: sqlite3.Connection) -> None:
     conn.execute(
         "CREATE VIRTUAL TABLE passages_fts USING fts5(text, tokenize='unicode61 remove_diacritics 2')"
     )
-    dctx = zstandard.ZstdDecompressor()
     rows = conn.execute("SELECT passage_id, zstd FROM sources ORDER BY passage_id").fetchall()
     for pid, blob in rows:
         try:
-            text = dctx.decompress(blob, max_output_size=MAX_SOURCE_BYTES).decode("utf-8")
+            text = decompress(blob).decode("utf-8")
         except (zstandard.ZstdError, UnicodeDecodeError):
             continue  # a damaged source is verify's business; it simply is not searchable
         conn.execute("INSERT INTO passages_fts (rowid, text) VALUES (?, ?)", (pid, text))
@@ -191,10 +190,9 @@ def _m0006_fts_without_text(conn: sqlite3.Connection) -> None:
     conn.execute(
         "CREATE VIRTUAL TABLE passages_fts USING fts5(text, content='', tokenize='unicode61 remove_diacritics 2')"
     )
-    dctx = zstandard.ZstdDecompressor()
     for pid, blob in conn.execute("SELECT passage_id, zstd FROM sources ORDER BY passage_id"):
         try:
-            text = dctx.decompress(blob, max_output_size=MAX_SOURCE_BYTES).decode("utf-8")
+            text = decompress(blob).decode("utf-8")
         except (zstandard.ZstdError, UnicodeDecodeError):
             continue
         conn.execute("INSERT INTO passages_fts (rowid, text) VALUES (?, ?)", (pid, text))
@@ -213,6 +211,9 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
 # afterwards, so the space comes back (0006 drops the second copy of every kept text).
 _VACUUM_AFTER = frozenset({"0006_fts_without_text"})
 SCHEMA_VERSION = len(MIGRATIONS)
+# Every table and index takes at least one page, so the page size sets what an archive costs
+# before it holds any text (docs/decisions/0019). Existing files keep the size they were made with.
+PAGE_SIZE = 1024
 
 _MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS migrations (
     id INTEGER PRIMARY KEY,
@@ -245,7 +246,15 @@ def connect(path: Path, *, write: bool, create: bool = False) -> sqlite3.Connect
                                check_same_thread=False, factory=ManifestConnection)
     except sqlite3.Error as e:
         raise ArchiveError(f"cannot open archive manifest {path}: {e}") from None
+    if create:
+        _new_file(conn)
     return _configure(conn, path, write=write)
+
+
+def _new_file(conn: sqlite3.Connection) -> None:
+    """Settings only a file with no page yet can take (before its first table and before WAL)."""
+    if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
 
 
 def connect_image(image: bytes | None, *, write: bool, label: str) -> sqlite3.Connection:
@@ -256,6 +265,8 @@ def connect_image(image: bytes | None, *, write: bool, label: str) -> sqlite3.Co
     try:
         if image is not None:
             conn.deserialize(image)
+        else:
+            _new_file(conn)
         conn.execute("PRAGMA temp_store=MEMORY")
     except sqlite3.DatabaseError as e:
         conn.close()
@@ -386,8 +397,8 @@ def table_sql(name: str, version: int = SCHEMA_VERSION) -> str:
 
 def schema_differences(conn: sqlite3.Connection, version: int) -> list[str]:
     """Names of tables/indexes/triggers that are missing, extra or altered vs. the migrations."""
-    want = {(t, n): s for t, n, _tbl, s in expected_schema(version)}
-    have = {(t, n): s for t, n, _tbl, s in schema_objects(conn)}
+    want = {(t, n): (tbl, s) for t, n, tbl, s in expected_schema(version)}
+    have = {(t, n): (tbl, s) for t, n, tbl, s in schema_objects(conn)}
     diffs = []
     for key in sorted(set(want) | set(have)):
         if key not in have:

@@ -140,6 +140,6 @@ def key_to_blob(key: torch.Tensor) -> bytes:
 def json_text(value, what: str) -> str:
     """`value` as canonical JSON text; a ValueError naming `what` if it is not JSON."""
     try:
-        return json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False)
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as e:
         raise ValueError(f"{what} is not JSON-serialisable: {e}") from None

@@ -1,22 +1,50 @@
 """Kept source text: each passage's UTF-8 bytes zstd-compressed in the `sources` table, and
-read back only after they match the passage's recorded sha256."""
+read back only after they match the passage's recorded sha256.
+
+New passages are compressed with a dictionary shipped in the package (docs/decisions/0019): a
+passage is too short for its own frame to carry entropy tables cheaply. Each frame names its
+dictionary id in its header; frames written before the dictionary (id 0) still read without one.
+A shipped dictionary never changes: a better one gets a new id and the old file stays.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import zstandard
 
 from r3mem_cli.errors import ArchiveError, NotFound
 
-ZSTD_LEVEL = 12
+ZSTD_LEVEL = 19
 MAX_SOURCE_BYTES = 1 << 30  # refuse to inflate a stored passage past this (corrupt/hostile blob)
+TEXT_DICTIONARY_ID = 0x72336D01  # "r3m" + 1: outside zstd's reserved range of ids
+TEXT_DICTIONARY = Path(__file__).with_name("data") / f"text-{TEXT_DICTIONARY_ID:08x}.zstdict"
+
+
+@functools.cache
+def dictionary() -> zstandard.ZstdCompressionDict:
+    """The shipped text dictionary (bench/text_dictionary.py made it)."""
+    return zstandard.ZstdCompressionDict(TEXT_DICTIONARY.read_bytes(), dict_type=zstandard.DICT_TYPE_FULLDICT)
 
 
 def compressor() -> zstandard.ZstdCompressor:
-    return zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL, dict_data=dictionary(), write_dict_id=True)
+
+
+def decompress(blob: bytes) -> bytes:
+    """A stored passage's bytes, with the dictionary its frame names (or none)."""
+    dict_id = zstandard.get_frame_parameters(blob).dict_id
+    if dict_id == 0:
+        dctx = zstandard.ZstdDecompressor()
+    elif dict_id == TEXT_DICTIONARY_ID:
+        dctx = zstandard.ZstdDecompressor(dict_data=dictionary())
+    else:
+        raise zstandard.ZstdError(f"compressed with zstd dictionary {dict_id}, which this r3mem does not ship")
+    return dctx.decompress(blob, max_output_size=MAX_SOURCE_BYTES)
 
 
 def source_text(conn: sqlite3.Connection, passage_id: int) -> str | None:
@@ -34,7 +62,7 @@ def source_text(conn: sqlite3.Connection, passage_id: int) -> str | None:
     damaged = (f"stored source of passage {passage_id} (document {row[3]} passage {row[4]}, from {row[5]}) "
                "is damaged ({}); run `r3mem verify --repair`")
     try:
-        raw = zstandard.ZstdDecompressor().decompress(row[1], max_output_size=MAX_SOURCE_BYTES)
+        raw = decompress(row[1])
         if hashlib.sha256(raw).hexdigest() != row[2]:
             raise ArchiveError(damaged.format("checksum mismatch"))
         return raw.decode("utf-8")
@@ -47,7 +75,6 @@ def checked_sources(conn: sqlite3.Connection,
     """(passage id, text or None, what is wrong + which document and file) for every stored
     source (of the documents `doc_ids`, at most a few hundred, when given); text is None when the
     blob does not decompress to the recorded sha256."""
-    dctx = zstandard.ZstdDecompressor()
     where, args = "", []
     if doc_ids is not None:
         where, args = f"WHERE p.doc_id IN ({','.join('?' * len(doc_ids))}) ", list(doc_ids)
@@ -58,7 +85,7 @@ def checked_sources(conn: sqlite3.Connection,
     ):
         of = f"(document {doc_id} passage {idx}, from {source})"
         try:
-            raw = dctx.decompress(blob, max_output_size=MAX_SOURCE_BYTES)
+            raw = decompress(blob)
         except zstandard.ZstdError as e:
             yield pid, None, f"does not decompress {of}: {e}"
             continue
