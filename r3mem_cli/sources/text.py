@@ -21,6 +21,7 @@ import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
@@ -67,8 +68,8 @@ class Session:
     """A run of turns: the export's own grouping (a Slack day) or a time gap (`chat_gap_hours`)."""
 
     id: int  # 0-based
-    start: str | None  # ISO-8601 timestamp of its first dated turn
-    end: str | None  # ... of its last dated turn
+    start: str | None  # ISO-8601 timestamp of its earliest dated turn (not always the first)
+    end: str | None  # ... of its latest dated turn
     first_turn: int  # Turn.index of its first and last turn (inclusive)
     last_turn: int
 
@@ -120,11 +121,24 @@ class SourceDocument:
             where["speakers"] = sorted({t.speaker for t in turns})
             stamps = [t.timestamp for t in turns if t.timestamp]
             if stamps:
-                where["timestamps"] = [stamps[0], stamps[-1]]
+                def key(stamp: str) -> datetime:
+                    return instant(datetime.fromisoformat(stamp))
+
+                where["timestamps"] = [min(stamps, key=key), max(stamps, key=key)]  # not file order
             where["from"] = first.location
             if last is not first:
                 where["to"] = last.location
         return where
+
+
+def instant(moment: datetime) -> datetime:
+    """A naive key that orders naive and aware times together (naive read as UTC): used only to
+    find the earliest and the latest message, never stored."""
+    offset = moment.utcoffset()
+    try:
+        return moment.replace(tzinfo=None) - offset if offset else moment.replace(tzinfo=None)
+    except OverflowError:
+        return moment.replace(tzinfo=None)
 
 
 _SURROGATE = re.compile(r"[\x00\ud800-\udfff]")
