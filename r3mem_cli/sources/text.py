@@ -216,6 +216,7 @@ _WIDE_ENCODINGS = ("utf_16_le", "utf_16_be", "utf_32_le", "utf_32_be")
 # them; their letters' fit to one language decides instead (see `_language_fit`).
 _CHAOS_TIE = 0.05
 _SCORE_SAMPLE = 1 << 16  # bytes of a file decoded to compare candidate code pages
+_WIDE_CHARS_PER_SPACE = 200
 _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ufffd]")
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 
@@ -243,6 +244,12 @@ def _utf8_with_replacement(data: bytes) -> Decoded:
 def _clean(text: str) -> bool:
     """No control characters (tabs, line and page breaks aside), no U+FFFD: what a text file holds."""
     return _CONTROL.search(text) is None
+
+
+def _spaced(text: str) -> bool:
+    """Text has spaces or line breaks (one in every `_WIDE_CHARS_PER_SPACE` characters at least);
+    ASCII with a stray NUL read as UTF-16 is a run of CJK ideographs with none."""
+    return sum(1 for c in text if c.isspace()) >= max(1, len(text) // _WIDE_CHARS_PER_SPACE)
 
 
 def _language_fit(text: str) -> float:
@@ -307,15 +314,15 @@ def decode_bytes(data: bytes) -> Decoded:
             return _utf8_with_replacement(body) if _strict(body, codec) is None else Decoded(body.decode(codec), codec)
         text = body.decode(codec, errors="replace")
         return Decoded(text, codec, text.count("\ufffd") - body.decode(codec, errors="ignore").count("\ufffd"))
+    if b"\x00" in data:  # UTF-16 of Latin or Cyrillic text is valid UTF-8 too: try it first
+        codec = _detect(data, _WIDE_ENCODINGS)
+        text = _strict(data, codec.replace("_", "-") if codec else None)
+        if text is not None and _clean(text) and _spaced(text):
+            return Decoded(text, codec.replace("_", "-"))
+        return _utf8_with_replacement(data)
     text = _strict(data, "utf-8")
     if text is not None:
         return Decoded(text, "utf-8")
-    if b"\x00" in data:
-        codec = _detect(data, _WIDE_ENCODINGS)
-        text = _strict(data, codec.replace("_", "-") if codec else None)
-        if text is not None and _clean(text):
-            return Decoded(text, codec.replace("_", "-"))
-        return _utf8_with_replacement(data)
     fallback = _utf8_with_replacement(data)
     valid_non_ascii = sum(1 for c in fallback.text if not c.isascii() and c != "\ufffd")
     if fallback.replaced > valid_non_ascii:  # not UTF-8 with a few broken bytes

@@ -7,7 +7,8 @@ A message line is a stamp, then `Name: text`:
 The date is three numbers separated by `/`, `.` or `-` (a space may follow, as in `2024. 1. 15.`)
 or written with 年月日 / 년월일. Which number is the year, the month and the day is decided once
 for the whole file (`_date_order`): the order under which the most stamps are real dates, then the
-one under which the messages run forward in time, then day-first, month-first, year-first. Years:
+one under which the messages run forward in time by plausible steps, then day-first, month-first,
+year-first. Years:
 two digits (20xx; over 50, a Thai Buddhist short year), four digits (over 2400, a Thai Buddhist
 year: minus 543), or a Japanese era (`R6`, `H31`, `令和6`). The time is `14:05` or `14.05`,
 seconds optional, 24-hour or 12-hour (hour 00 included) with the phone's AM/PM marker before or
@@ -27,7 +28,7 @@ recognised is refused with that reason (`unrecognised_chat`), never stored as a 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 
 from .chat import MAX_TURNS, ChatBuilder, check_turns
@@ -63,13 +64,16 @@ _STAMP = re.compile(
     f"(?:{_GAP}(?:(?P<am1>{_AM_RE})|(?P<pm1>{_PM_RE})))?"
     f"(?(open){_GAP}\\]{_GAP}|(?:{_GAP}[-\u2013]{_SPACE}+|:{_SPACE}+))"
     "(?P<rest>.*)$", re.IGNORECASE)
-# Any line shaped like a message whatever its date style: a date-like start, a time, a separator,
-# a name and a colon. Used only to refuse a chat whose stamps `_STAMP` cannot read.
-_CHAT_LIKE = re.compile(r"^\W{0,4}\d{1,4}\D{1,4}\d{1,2}\D{1,4}\d{1,4}\D{0,30}?\d{1,2}[:.]\d{2}\D{0,30}?"
-                        r"(?:\]|\s[-\u2013]\s|:\s)[^:\n]{1,80}:")
+# Any line shaped like a message whatever its date style ("15 janv. 2024 à 14:07 - Bob: salut"): a
+# digit near the start, a time within 40 characters, then `]`, ` - ` or a colon right after the
+# time, and a name with a colon. Used only to refuse a chat whose stamps `_STAMP` cannot read; a log
+# line ("2024-01-15 14:05:09 INFO: started") has none of those separators.
+_CHAT_LIKE = re.compile(r"^\W{0,4}(?=[^\n]{0,8}\d)[^\n]{1,40}?\d{1,2}[:.]\d{2}(?:[:.]\d{2})?"
+                        r"(?:[^\d\n]{0,16}?(?:\]\s?|\s[-\u2013]\s)|:\s)[^:\n\]]{1,80}:(?:\s|$)")
 _NAME = re.compile(r"^([^:\n]{1,80}?):(?:[\s\u200e\u200f]+|(?![\d/])(?<!\d:))(.*)$", re.DOTALL)
 _ORDERS = ("day-first", "month-first", "year-first")  # preferred in this order on a tie
 _SAMPLE_LINES = 50
+_LEAP = timedelta(days=183)
 
 
 def _year(digits: str, era: str | None) -> int | None:
@@ -108,12 +112,13 @@ def _moment(m: re.Match, order: str) -> datetime | None:
 
 
 def _date_order(stamps: list[re.Match]) -> str:
-    """The reading under which most stamps are dates, then the fewest steps back in time."""
+    """The reading under which most stamps are dates, then the one with the fewest odd steps
+    between messages: back in time, or forward by more than half a year (year-first `24. 1. 15.`
+    read day-first makes every new day a new year)."""
     def score(order: str) -> tuple:
-        moments = [_moment(m, order) for m in stamps]
-        dated = [t for t in moments if t is not None]
-        backward = sum(1 for earlier, later in zip(dated, dated[1:]) if later < earlier)
-        return (len(dated), -backward, -_ORDERS.index(order))
+        dated = [t for t in (_moment(m, order) for m in stamps) if t is not None]
+        odd = sum(1 for earlier, later in zip(dated, dated[1:]) if later < earlier or later - earlier > _LEAP)
+        return (len(dated), -odd, -_ORDERS.index(order))
 
     return max(_ORDERS, key=score)
 
