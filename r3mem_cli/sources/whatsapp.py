@@ -36,7 +36,7 @@ from .text import ReaderError, SourceDocument
 
 _MARK = "[\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069]"
 _SPACE = "[ \t\u00a0\u2007\u2009\u202f]"
-_GAP = f"(?:{_MARK}|{_SPACE})*"
+_GAP = f"(?:{_MARK}|{_SPACE}){{0,8}}"  # bounded: a stamp never has more, and a hostile line costs nothing
 _DATE_SEP = f"{_MARK}*(?:{_SPACE}?[/.\\-]{_SPACE}?|年|月|년{_SPACE}?|월{_SPACE}?){_MARK}*"
 # Japanese eras: the Gregorian year before each era's year 1.
 _ERAS = {"M": 1867, "T": 1911, "S": 1925, "H": 1988, "R": 2018,
@@ -55,10 +55,10 @@ def _markers(patterns: tuple[str, ...]) -> str:
 
 _AM_RE, _PM_RE = _markers(_AM), _markers(_PM)
 _STAMP = re.compile(
-    f"^{_GAP}(?P<open>\\[)?{_GAP}"
+    f"^{_GAP}(?:(?P<open>\\[){_GAP})?"  # no two runs of marks and spaces side by side: linear time
     f"(?P<era>{'|'.join(sorted(_ERAS, key=len, reverse=True))})?"
     f"(?P<a>\\d{{1,4}}){_DATE_SEP}(?P<b>\\d{{1,2}}){_DATE_SEP}(?P<c>\\d{{1,4}})(?:\\.|日|일)?"
-    f"{_MARK}*[,،]?{_GAP}"
+    f"{_GAP}(?:[,،]{_GAP})?"
     f"(?:(?:(?P<am0>{_AM_RE})|(?P<pm0>{_PM_RE})){_GAP}|[^\\W\\d_]{{1,4}}\\.?{_SPACE}+)?"  # 午後3:45, klo 14.05
     f"(?P<h>\\d{{1,2}})[:.](?P<mi>\\d{{2}})(?:[:.](?P<s>\\d{{2}}))?"
     f"(?:{_GAP}(?:(?P<am1>{_AM_RE})|(?P<pm1>{_PM_RE})))?"
