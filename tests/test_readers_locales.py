@@ -237,12 +237,14 @@ FR_NOTE = ("Le café était très bon hier soir, à côté de l'église. Où êt
 DE_NOTE = "Liebe Grüße aus München! Die Straße ist heute sehr groß und schön.\nÜbermorgen fahren wir nach Köln.\n"
 CS_NOTE = ("Dobrý den, včera jsme byli v Praze. Řeka Vltava je krásná, ale počasí bylo špatné.\n"
            "Zítra pojedeme do Brna, těším se na kávu a koláče. Děkuji za všechno!\n")
+JA_NOTE = "こんにちは、元気ですか。今日は天気がいいです。明日は東京に行きます。\n"
 EN_NOTE = "I don\u2019t know what you\u2019re saying \u2013 the meeting\u2019s at 10 and it\u2019s \u201cimportant\u201d.\n"
 
 
 @pytest.mark.parametrize("text, codec, name", [
     (RU_CHAT, "cp1251", "chat.txt"), (RU_CHAT, "koi8_r", "chat.txt"), (FR_NOTE, "cp1252", "note.txt"),
     (DE_NOTE, "latin-1", "note.md"), (CS_NOTE, "cp1250", "note.txt"), (EN_NOTE, "cp1252", "note.txt"),
+    (JA_NOTE, "cp932", "note.txt"),
 ])
 def test_legacy_code_pages_are_decoded(tmp_path, text, codec, name):
     path = tmp_path / name

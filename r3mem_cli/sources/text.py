@@ -217,6 +217,7 @@ _WIDE_ENCODINGS = ("utf_16_le", "utf_16_be", "utf_32_le", "utf_32_be")
 _CHAOS_TIE = 0.05
 _SCORE_SAMPLE = 1 << 16  # bytes of a file decoded to compare candidate code pages
 _WIDE_CHARS_PER_SPACE = 200
+_MIN_SINGLE_RUN = 8  # characters; a broken UTF-8 sequence is at most 4 bytes
 _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ufffd]")
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 
@@ -244,6 +245,13 @@ def _utf8_with_replacement(data: bytes) -> Decoded:
 def _clean(text: str) -> bool:
     """No control characters (tabs, line and page breaks aside), no U+FFFD: what a text file holds."""
     return _CONTROL.search(text) is None
+
+
+def _enough_evidence(text: str) -> bool:
+    """Non-ASCII text in two places at least, or one long run (a line of Japanese): one short run
+    of odd characters in ASCII text is a broken byte, not evidence of a code page."""
+    runs = _NON_ASCII_RUN.findall(text)
+    return len(runs) >= 2 or sum(map(len, runs)) >= _MIN_SINGLE_RUN
 
 
 def _spaced(text: str) -> bool:
@@ -328,8 +336,7 @@ def decode_bytes(data: bytes) -> Decoded:
     if fallback.replaced > valid_non_ascii:  # not UTF-8 with a few broken bytes
         codec = _detect(data, LEGACY_ENCODINGS)
         text = _strict(data, codec)
-        # One run of odd characters in ASCII text is a broken byte, not evidence of a code page.
-        if text is not None and _clean(text) and len(_NON_ASCII_RUN.findall(text)) >= 2:
+        if text is not None and _clean(text) and _enough_evidence(text):
             return Decoded(text, codec)
     return fallback
 
