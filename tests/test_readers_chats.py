@@ -194,7 +194,9 @@ def test_telegram_single_chat(tmp_path):
     assert doc.turns[3].text == "<photo>\nour garden"
     assert doc.turns[4].text == "<sticker 🍅>"
     assert doc.turns[5].text == "next day\nsecond line"
-    assert doc.turns[1].timestamp == "2024-01-02T10:01:00" and doc.turns[1].location == {"message_id": "2"}
+    # date_unixtime and date agree: offset +00:00, lent to every message of the chat (decision 0019).
+    assert doc.turns[1].timestamp == "2024-01-02T10:01:00+00:00" and doc.turns[1].location == {"message_id": "2"}
+    assert doc.turns[0].timestamp == "2024-01-02T10:00:00+00:00"
     assert doc.metadata["empty_messages_skipped"] == 1
     assert [(s.first_turn, s.last_turn) for s in doc.sessions] == [(0, 4), (5, 5)]
 

@@ -151,11 +151,14 @@ def read_data(data: bytes, path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE
     if suffix in (".txt", ".md", ".markdown", ".rst"):
         text, metadata = decode_document(data)
         if suffix == ".txt":
-            from .whatsapp import looks_like_whatsapp, parse_whatsapp, title_from_name
+            from .whatsapp import looks_like_whatsapp, parse_whatsapp, title_from_name, unrecognised_chat
 
             if looks_like_whatsapp(text):
                 return [parse_whatsapp(text, source=source, title=title_from_name(path.name),
                                        gap_hours=chat_gap_hours, metadata=metadata)]
+            problem = unrecognised_chat(text)
+            if problem:
+                raise ReaderError(problem)
         fmt = {".txt": "text", ".rst": "rst"}.get(suffix, "markdown")
         return [plain_document(text, metadata, path, fmt)]
     if suffix in (".html", ".htm"):
@@ -220,7 +223,7 @@ def _read_json(data: bytes, path: Path, source: str, suffix: str, gap_hours: flo
 
 def _read_zip(data: bytes, path: Path, source: str, max_file_bytes: int, gap_hours: float) -> list[SourceDocument]:
     from .slack import is_slack_tree, read_slack_tree
-    from .whatsapp import looks_like_whatsapp, parse_whatsapp, title_from_name
+    from .whatsapp import looks_like_whatsapp, parse_whatsapp, title_from_name, unrecognised_chat
 
     tree = ZipTree(data, max_file_bytes)
     if is_slack_tree(tree):
@@ -231,6 +234,7 @@ def _read_zip(data: bytes, path: Path, source: str, max_file_bytes: int, gap_hou
         base = PurePosixPath(name).name.lower()
         return (base != "_chat.txt" and not base.startswith("whatsapp chat"), name.count("/"), name)
 
+    problem = None  # the first chat-shaped member whose stamps are not recognised
     for name in sorted(texts, key=rank)[:20]:
         try:
             text, metadata = decode_document(tree.read(name))
@@ -244,4 +248,8 @@ def _read_zip(data: bytes, path: Path, source: str, max_file_bytes: int, gap_hou
             metadata["bytes"] = len(data)
             return [parse_whatsapp(text, source=source, title=title, gap_hours=gap_hours, metadata=metadata,
                                    member=name)]
+        if problem is None and (reason := unrecognised_chat(text)):
+            problem = f"{name}: {reason}"
+    if problem:
+        raise ReaderError(problem)
     raise ReaderError("unsupported zip (neither a WhatsApp nor a Slack export)")

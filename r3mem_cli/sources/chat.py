@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from .text import ReaderError, Session, SourceDocument, Turn
+from .text import ReaderError, Session, SourceDocument, Turn, instant
 
 MAX_SPEAKER_CHARS = 100
 # Messages one file may hold (WhatsApp message lines, JSON Lines rows, items of a JSON array):
@@ -149,6 +149,7 @@ class ChatBuilder:
         sessions: list[Session] = []
         last_moment: dict[bool, datetime] = {}  # naive and aware times are compared only among themselves
         last_key: object = object()
+        spans: dict[int, list[datetime]] = {}  # session id -> its earliest and latest time
         for index, item in enumerate(self.pending):
             if index == 0:
                 new_session = True
@@ -171,9 +172,10 @@ class ChatBuilder:
             session = sessions[-1]
             session.last_turn = index
             stamp = iso(item.moment)
-            if stamp:
-                session.start = session.start or stamp
-                session.end = stamp
+            if item.moment is not None:
+                span = spans.setdefault(session.id, [item.moment, item.moment])
+                _widen(span, item.moment)
+                session.start, session.end = iso(span[0]), iso(span[1])
             lines = [line.rstrip() for line in item.text.split("\n")]
             rendered = f"{item.speaker}: {lines[0]}"
             rest = [f"  {line}" for line in lines[1:] if line.strip()]
@@ -191,10 +193,25 @@ class ChatBuilder:
         meta["turns"] = len(turns)
         meta["sessions"] = len(sessions)
         meta["speakers"] = sorted({t.speaker for t in turns})
+        if spans:
+            first, *others = spans.values()
+            whole = list(first)
+            for span in others:
+                _widen(whole, span[0])
+                _widen(whole, span[1])
+            meta["date_range"] = [iso(whole[0]), iso(whole[1])]
         if self.skipped_empty:
             meta["empty_messages_skipped"] = self.skipped_empty
         return SourceDocument(source=source, kind="chat", title=clean_speaker(title) if title else "chat",
                               text="".join(pieces), metadata=meta, turns=turns, sessions=sessions, part=part)
+
+
+def _widen(span: list[datetime], moment: datetime) -> None:
+    """Stretch [earliest, latest] to cover `moment` (file order is not time order)."""
+    if instant(moment) < instant(span[0]):
+        span[0] = moment
+    if instant(moment) > instant(span[1]):
+        span[1] = moment
 
 
 # ------------------------------------------------------------------------------------ JSON access

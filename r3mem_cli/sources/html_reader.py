@@ -24,7 +24,7 @@ import codecs
 import re
 from pathlib import Path
 
-from .text import ReaderError, SourceDocument, close_sections, decode_document, default_title
+from .text import ReaderError, SourceDocument, bom_encoding, close_sections, decode_document, default_title
 
 _DROP = {"head", "script", "style", "noscript", "template", "svg", "math", "canvas", "iframe", "object",
          "embed", "select", "nav", "aside", "button", "input", "textarea"}
@@ -41,7 +41,7 @@ MAX_TAGS = 1_000_000
 
 def decode_html(data: bytes) -> tuple[str, dict]:
     m = _CHARSET.search(data[:4096])
-    if m and not data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+    if m and bom_encoding(data) is None:  # a byte-order mark wins over the declared charset
         try:
             codec = codecs.lookup(m.group(1).decode("ascii")).name
         except (LookupError, UnicodeDecodeError):

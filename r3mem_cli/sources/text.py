@@ -1,13 +1,16 @@
 """The document model shared by every reader, and the plain-text readers (.txt, .md, .markdown, .rst).
 
-Decoding policy (every text-like format: .txt, .md, .rst, .html, .json, .jsonl, chat exports):
-UTF-8, a BOM is dropped; a UTF-16 file is accepted when it starts with a UTF-16 BOM; bytes that
-are not valid UTF-8 are replaced with U+FFFD and the document records how many were replaced
+Decoding policy (every text-like format: .txt, .md, .rst, .html, .json, .jsonl, chat exports; see
+`decode_bytes`): a byte-order mark wins (UTF-8, UTF-16 or UTF-32, dropped); then strict UTF-8; then
+UTF-16/UTF-32 without a BOM (a file with NUL bytes) and legacy code pages (cp1251, cp1252, Latin-1,
+Shift_JIS...) as charset-normalizer detects them, accepted only when the result is clean text.
+Anything else is read as UTF-8 with invalid bytes replaced by U+FFFD and counted
 (`metadata["invalid_utf8_bytes_replaced"]`), so one bad byte never loses a file. A file with NUL
-bytes (and no UTF-16 BOM) is binary and refused, and so is a file where more than 30% of the
-bytes are not UTF-8. Line ends are normalised to "\\n".
+bytes that is not UTF-16/32 is binary and refused, and so is a file where more than 30% of the
+bytes are not UTF-8. `metadata["encoding"]` names any encoding other than UTF-8. Line ends are
+normalised to "\\n".
 
-See docs/decisions/0004-readers.md.
+See docs/decisions/0004-readers.md and 0019-chat-locales-and-encodings.md.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import bisect
 import errno
 import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
@@ -63,8 +68,8 @@ class Session:
     """A run of turns: the export's own grouping (a Slack day) or a time gap (`chat_gap_hours`)."""
 
     id: int  # 0-based
-    start: str | None  # ISO-8601 timestamp of its first dated turn
-    end: str | None  # ... of its last dated turn
+    start: str | None  # ISO-8601 timestamp of its earliest dated turn (not always the first)
+    end: str | None  # ... of its latest dated turn
     first_turn: int  # Turn.index of its first and last turn (inclusive)
     last_turn: int
 
@@ -116,11 +121,24 @@ class SourceDocument:
             where["speakers"] = sorted({t.speaker for t in turns})
             stamps = [t.timestamp for t in turns if t.timestamp]
             if stamps:
-                where["timestamps"] = [stamps[0], stamps[-1]]
+                def key(stamp: str) -> datetime:
+                    return instant(datetime.fromisoformat(stamp))
+
+                where["timestamps"] = [min(stamps, key=key), max(stamps, key=key)]  # not file order
             where["from"] = first.location
             if last is not first:
                 where["to"] = last.location
         return where
+
+
+def instant(moment: datetime) -> datetime:
+    """A naive key that orders naive and aware times together (naive read as UTC): used only to
+    find the earliest and the latest message, never stored."""
+    offset = moment.utcoffset()
+    try:
+        return moment.replace(tzinfo=None) - offset if offset else moment.replace(tzinfo=None)
+    except OverflowError:
+        return moment.replace(tzinfo=None)
 
 
 _SURROGATE = re.compile(r"[\x00\ud800-\udfff]")
@@ -185,40 +203,168 @@ def read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
     return data
 
 
-def decode_text(data: bytes) -> tuple[str, int]:
-    """UTF-8 with replacement; returns (text, number of undecodable bytes replaced).
+_BOMS = (  # UTF-32 first: its little-endian mark starts with UTF-16's
+    (b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"),
+)
+# Code pages a legacy text file is likely to be in, most common first: charset-normalizer chooses
+# among these only (Mac and DOS pages decode Western text into look-alike letters too easily).
+LEGACY_ENCODINGS = ("cp1252", "cp1251", "cp1250", "cp1253", "cp1254", "cp1257", "cp1255", "cp1256", "cp1258",
+                    "cp874", "koi8_r", "koi8_u", "cp932", "euc_jp", "gb18030", "big5", "cp949")
+_WIDE_ENCODINGS = ("utf_16_le", "utf_16_be", "utf_32_le", "utf_32_be")
+# charset-normalizer's "chaos" (0 = clean) of two decodings this close is no evidence between
+# them; their letters' fit to one language decides instead (see `_language_fit`).
+_CHAOS_TIE = 0.05
+_SCORE_SAMPLE = 1 << 16  # bytes of a file decoded to compare candidate code pages
+_WIDE_CHARS_PER_SPACE = 200
+_MIN_SINGLE_RUN = 8  # characters; a broken UTF-8 sequence is at most 4 bytes
+_CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ufffd]")
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 
-    A UTF-8 BOM is dropped; a UTF-16 BOM selects UTF-16 (with replacement)."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        codec = "utf-16-le" if data.startswith(b"\xff\xfe") else "utf-16-be"
-        body = data[2:]
-        text = body.decode(codec, errors="replace")
-        return text, text.count("\ufffd") - body.decode(codec, errors="ignore").count("\ufffd")
+
+@dataclass
+class Decoded:
+    text: str
+    encoding: str  # Python codec name: "utf-8", "utf-16-le", "cp1251", ...
+    replaced: int = 0  # invalid bytes replaced by U+FFFD (UTF-8 fallback only)
+
+
+def bom_encoding(data: bytes) -> tuple[str, int] | None:
+    """(codec, BOM length) when the data starts with a byte-order mark."""
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            return codec, len(bom)
+    return None
+
+
+def _utf8_with_replacement(data: bytes) -> Decoded:
+    text = data.decode("utf-8", errors="replace")
+    return Decoded(text, "utf-8", text.count("\ufffd") - data.decode("utf-8", errors="ignore").count("\ufffd"))
+
+
+def _clean(text: str) -> bool:
+    """No control characters (tabs, line and page breaks aside), no U+FFFD: what a text file holds."""
+    return _CONTROL.search(text) is None
+
+
+def _enough_evidence(text: str) -> bool:
+    """Non-ASCII text in two places at least, or one long run (a line of Japanese): one short run
+    of odd characters in ASCII text is a broken byte, not evidence of a code page."""
+    runs = _NON_ASCII_RUN.findall(text)
+    return len(runs) >= 2 or sum(map(len, runs)) >= _MIN_SINGLE_RUN
+
+
+def _spaced(text: str) -> bool:
+    """Text has spaces or line breaks (one in every `_WIDE_CHARS_PER_SPACE` characters at least);
+    ASCII with a stray NUL read as UTF-16 is a run of CJK ideographs with none."""
+    return sum(1 for c in text if c.isspace()) >= max(1, len(text) // _WIDE_CHARS_PER_SPACE)
+
+
+def _language_fit(text: str) -> float:
+    """The share of non-ASCII letters that are among the frequent letters of one language
+    (charset-normalizer's own frequency tables): "déjà" read as cp1252 fits French, read as
+    cp1257 ("dėją") fits nothing."""
     try:
-        return data.decode("utf-8"), 0
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", errors="replace")
-        return text, text.count("\ufffd") - data.decode("utf-8", errors="ignore").count("\ufffd")
+        from charset_normalizer.constant import FREQUENCIES
+    except ImportError:  # an internal table: without it, the detector's order stands
+        return 0.0
+    letters = Counter(c for c in text.lower() if c.isalpha() and not c.isascii())
+    total = sum(letters.values())
+    if not total:
+        return 0.0
+    return max(sum(n for c, n in letters.items() if c in alphabet) for alphabet in FREQUENCIES.values()) / total
+
+
+def _detect(data: bytes, encodings: tuple[str, ...]) -> str | None:
+    """charset-normalizer's choice among `encodings`: the least chaotic decoding, near ties broken
+    by how well the letters fit one language, then by the order of `encodings`."""
+    from charset_normalizer import from_bytes
+
+    candidates: dict[str, float] = {}
+    for match in from_bytes(data, cp_isolation=list(encodings)):
+        for name in match.could_be_from_charset:  # encodings giving the same text
+            candidates.setdefault(name, match.chaos)
+    if not candidates:
+        return None
+    least = min(candidates.values())
+    near = [name for name, chaos in candidates.items() if chaos <= least + _CHAOS_TIE]
+    if len(near) == 1:
+        return near[0]
+    sample = data[:_SCORE_SAMPLE]
+    rank = {name: i for i, name in enumerate(encodings)}
+
+    def score(name: str) -> tuple:
+        try:
+            fit = _language_fit(sample.decode(name, errors="ignore"))
+        except LookupError:
+            fit = 0.0
+        return (-fit, rank.get(name, len(rank)))
+
+    return min(near, key=score)
+
+
+def _strict(data: bytes, codec: str | None) -> str | None:
+    if codec is None:
+        return None
+    try:
+        return data.decode(codec)
+    except (UnicodeDecodeError, LookupError):
+        return None
+
+
+def decode_bytes(data: bytes) -> Decoded:
+    """Bytes of a text file -> text (the policy in this module's docstring)."""
+    found = bom_encoding(data)
+    if found:
+        codec, skip = found
+        body = data[skip:]
+        if codec == "utf-8":
+            return _utf8_with_replacement(body) if _strict(body, codec) is None else Decoded(body.decode(codec), codec)
+        text = body.decode(codec, errors="replace")
+        return Decoded(text, codec, text.count("\ufffd") - body.decode(codec, errors="ignore").count("\ufffd"))
+    if b"\x00" in data:  # UTF-16 of Latin or Cyrillic text is valid UTF-8 too: try it first
+        codec = _detect(data, _WIDE_ENCODINGS)
+        text = _strict(data, codec.replace("_", "-") if codec else None)
+        if text is not None and _clean(text) and _spaced(text):
+            return Decoded(text, codec.replace("_", "-"))
+        return _utf8_with_replacement(data)
+    text = _strict(data, "utf-8")
+    if text is not None:
+        return Decoded(text, "utf-8")
+    fallback = _utf8_with_replacement(data)
+    valid_non_ascii = sum(1 for c in fallback.text if not c.isascii() and c != "\ufffd")
+    if fallback.replaced > valid_non_ascii:  # not UTF-8 with a few broken bytes
+        codec = _detect(data, LEGACY_ENCODINGS)
+        text = _strict(data, codec)
+        if text is not None and _clean(text) and _enough_evidence(text):
+            return Decoded(text, codec)
+    return fallback
+
+
+def decode_text(data: bytes) -> tuple[str, int]:
+    """(text, number of undecodable bytes replaced): `decode_bytes` without the encoding's name."""
+    decoded = decode_bytes(data)
+    return decoded.text, decoded.replaced
 
 
 def decode_document(data: bytes, what: str = "text") -> tuple[str, dict]:
     """Bytes of a text-like file -> (text with "\\n" line ends, metadata), or ReaderError."""
     if not data.strip():
         raise ReaderError("empty file (no text)")
-    utf16 = data.startswith((b"\xff\xfe", b"\xfe\xff"))
-    if not utf16 and b"\x00" in data:
+    decoded = decode_bytes(data)
+    text, replaced = decoded.text, decoded.replaced
+    if decoded.encoding == "utf-8" and b"\x00" in data:
         raise ReaderError(f"binary file (NUL bytes), not {what}")
-    text, replaced = decode_text(data)
     if replaced > 16 and replaced > 0.3 * len(data):
         raise ReaderError(f"binary file (not UTF-8 {what})")
-    if utf16 and "\x00" in text:
+    if "\x00" in text:
         raise ReaderError(f"binary file (NUL characters), not {what}")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise ReaderError("empty file (no text)")
     metadata: dict = {"bytes": len(data)}
+    if decoded.encoding != "utf-8":
+        metadata["encoding"] = decoded.encoding
     if replaced:
         metadata["invalid_utf8_bytes_replaced"] = replaced
     return text, metadata

@@ -1,116 +1,205 @@
-"""WhatsApp "Export chat" text files (Android and iOS line formats) and the exported .zip.
+"""WhatsApp "Export chat" text files, in the date and time styles of every phone locale, and the
+exported .zip.
 
-Android: `15/01/2024, 14:05 - Name: text` (also d/m/yy, `.` or `-` between date parts, 12-hour
-`2:05 pm` with a space, no-break space or narrow no-break space U+202F before am/pm).
-iOS: `[15/01/2024, 14:05:09] Name: text`, possibly with a leading U+200E.
-Day-first unless a date in the file only makes sense month-first (US exports: 1/15/24).
+A message line is a stamp, then `Name: text`:
+  Android `15/01/2024, 14:05 - Name: text`, iOS `[15/01/2024, 14:05:09] Name: text`,
+  old iOS `15.01.24 14:05:09: Name: text`.
+The date is three numbers separated by `/`, `.` or `-` (a space may follow, as in `2024. 1. 15.`)
+or written with 年月日 / 년월일. Which number is the year, the month and the day is decided once
+for the whole file (`_date_order`): the order under which the most stamps are real dates, then the
+one under which the messages run forward in time by plausible steps, then day-first, month-first,
+year-first. Years:
+two digits (20xx; over 50, a Thai Buddhist short year), four digits (over 2400, a Thai Buddhist
+year: minus 543), or a Japanese era (`R6`, `H31`, `令和6`). The time is `14:05` or `14.05`,
+seconds optional, 24-hour or 12-hour (hour 00 included) with the phone's AM/PM marker before or
+after it (`PM`, `p. m.`, `午後`, `下午`, `오후`, `م`, ...). Digits may be any script's (Arabic-Indic
+`١٥`); bidi marks (U+200E, U+200F, U+061C), no-break and narrow no-break spaces may sit anywhere
+in the stamp, and the Arabic comma `،` may follow the date. `Name:text` without a space is read too.
 
 Kept: every message; lines without a `Name:` part ("Messages and calls are end-to-end encrypted",
 "Alice added Bob") become turns of speaker "system"; media placeholders ("<Media omitted>",
 "image omitted", "<attached: ...>") stay as the message text. Continuation lines (not starting
-with a date stamp) belong to the previous message. Times are naive (the phone's local time).
+with a stamp) belong to the previous message. Times are naive (the phone's local time).
+
+A .txt whose lines look like chat messages (a date, a time, then `Name:`) but whose stamps are not
+recognised is refused with that reason (`unrecognised_chat`), never stored as a plain document.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 
 from .chat import MAX_TURNS, ChatBuilder, check_turns
 from .text import ReaderError, SourceDocument
 
-_DATE = r"(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2}|\d{4})"
-_TIME = r"(\d{1,2})[:.](\d{2})(?:[:.](\d{2}))?(?:[ \u00a0\u202f]?([AaPp])\.?\s?[Mm]\.?)?"
-_ANDROID = re.compile(r"^\u200e?" + _DATE + r",?\s" + _TIME + r"\s[-\u2013]\s(.*)$")
-_IOS = re.compile(r"^[\u200e\u200f]?\[" + _DATE + r",?\s" + _TIME + r"\]\s?(.*)$")
-_NAME = re.compile(r"^([^:\n]{1,80}?):\s(.*)$", re.DOTALL)
-_NAME_EMPTY = re.compile(r"^([^:\n]{1,80}?):$")
+_MARK = "[\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069]"
+_SPACE = "[ \t\u00a0\u2007\u2009\u202f]"
+_GAP = f"(?:{_MARK}|{_SPACE}){{0,8}}"  # bounded: a stamp never has more, and a hostile line costs nothing
+_DATE_SEP = f"{_MARK}*(?:{_SPACE}?[/.\\-]{_SPACE}?|年|月|년{_SPACE}?|월{_SPACE}?){_MARK}*"
+# Japanese eras: the Gregorian year before each era's year 1.
+_ERAS = {"M": 1867, "T": 1911, "S": 1925, "H": 1988, "R": 2018,
+         "明治": 1867, "大正": 1911, "昭和": 1925, "平成": 1988, "令和": 2018}
+# AM/PM markers as phones write them (English, Spanish, Japanese, Chinese, Korean, Arabic, Farsi,
+# Greek, German, Vietnamese, Thai, Hungarian, Czech); matched without regard to case.
+_AM = (r"a\.?{s}?m\.?", "午前", "上午", "오전", "ص", r"ق\.?ظ\.?", r"π\.?{s}?μ\.?", r"vorm\.?", "sa",
+       "ก่อนเที่ยง", r"de\.", r"dop\.")
+_PM = (r"p\.?{s}?m\.?", "午後", "下午", "오후", "م", r"ب\.?ظ\.?", r"μ\.?{s}?μ\.?", r"nachm\.?", "ch",
+       "หลังเที่ยง", r"du\.", r"odp\.")
 
 
-def _match(line: str):
-    return _ANDROID.match(line) or _IOS.match(line)
+def _markers(patterns: tuple[str, ...]) -> str:
+    return "|".join(p.format(s=_SPACE) for p in sorted(patterns, key=len, reverse=True))
 
 
-def _valid(m, day_first: bool = True) -> bool:
-    a, b = int(m.group(1)), int(m.group(2))
-    day, month = (a, b) if day_first else (b, a)
-    hour, minute = int(m.group(4)), int(m.group(5))
-    second = int(m.group(6) or 0)
-    if m.group(7):
-        if not 1 <= hour <= 12:
-            return False
-    elif hour > 23:
-        return False
-    return 1 <= day <= 31 and 1 <= month <= 12 and minute < 60 and second < 60
+_AM_RE, _PM_RE = _markers(_AM), _markers(_PM)
+_STAMP = re.compile(
+    f"^{_GAP}(?:(?P<open>\\[){_GAP})?"  # no two runs of marks and spaces side by side: linear time
+    f"(?P<era>{'|'.join(sorted(_ERAS, key=len, reverse=True))})?"
+    f"(?P<a>\\d{{1,4}}){_DATE_SEP}(?P<b>\\d{{1,2}}){_DATE_SEP}(?P<c>\\d{{1,4}})(?:\\.|日|일)?"
+    f"{_GAP}(?:[,،]{_GAP})?"
+    f"(?:(?:(?P<am0>{_AM_RE})|(?P<pm0>{_PM_RE})){_GAP}|[^\\W\\d_]{{1,4}}\\.?{_SPACE}+)?"  # 午後3:45, klo 14.05
+    f"(?P<h>\\d{{1,2}})[:.](?P<mi>\\d{{2}})(?:[:.](?P<s>\\d{{2}}))?"
+    f"(?:{_GAP}(?:(?P<am1>{_AM_RE})|(?P<pm1>{_PM_RE})))?"
+    f"(?(open){_GAP}\\]{_GAP}|(?:{_GAP}[-\u2013]{_SPACE}+|:{_SPACE}+))"
+    "(?P<rest>.*)$", re.IGNORECASE)
+# Any line shaped like a message whatever its date style ("15 janv. 2024 à 14:07 - Bob: salut"): a
+# digit near the start, a time within 40 characters, then `]`, ` - ` or a colon right after the
+# time, and a name with a colon. Used only to refuse a chat whose stamps `_STAMP` cannot read; a log
+# line ("2024-01-15 14:05:09 INFO: started") has none of those separators.
+_CHAT_LIKE = re.compile(r"^\W{0,4}(?=[^\n]{0,8}\d)[^\n]{1,40}?\d{1,2}[:.]\d{2}(?:[:.]\d{2})?"
+                        r"(?:[^\d\n]{0,16}?(?:\]\s?|\s[-\u2013]\s)|:\s)[^:\n\]]{1,80}:(?:\s|$)")
+_NAME = re.compile(r"^([^:\n]{1,80}?):(?:[\s\u200e\u200f]+|(?![\d/])(?<!\d:))(.*)$", re.DOTALL)
+_ORDERS = ("day-first", "month-first", "year-first")  # preferred in this order on a tie
+_SAMPLE_LINES = 50
+_LEAP = timedelta(days=183)
+
+
+def _year(digits: str, era: str | None) -> int | None:
+    number = int(digits)
+    if era:
+        return _ERAS[era.upper() if len(era) == 1 else era] + number
+    if len(digits) <= 2:
+        return 2000 + number if number <= 50 else 1957 + number  # 2-digit Buddhist year: 2500 + n - 543
+    if len(digits) == 4:
+        return number - 543 if number > 2400 else number
+    return None
+
+
+def _moment(m: re.Match, order: str) -> datetime | None:
+    """The stamp's time when its date is read in `order`, or None when that is not a real time."""
+    a, b, c, era = m.group("a"), m.group("b"), m.group("c"), m.group("era")
+    if order == "year-first":
+        year, month, day = _year(a, era), int(b), int(c)
+    elif era or len(a) > 2:
+        return None
+    else:
+        year = _year(c, None)
+        day, month = (int(a), int(b)) if order == "day-first" else (int(b), int(a))
+    hour, minute, second = int(m.group("h")), int(m.group("mi")), int(m.group("s") or 0)
+    pm = bool(m.group("pm0") or m.group("pm1"))
+    if pm or m.group("am0") or m.group("am1"):
+        if hour > 12:
+            return None
+        hour = hour % 12 + (12 if pm else 0)  # "12:10 AM" and "00:10 AM" are both 00:10
+    if year is None:
+        return None
+    try:
+        return datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        return None
+
+
+def _date_order(stamps: list[re.Match]) -> str:
+    """The reading under which most stamps are dates, then the one with the fewest odd steps
+    between messages: back in time, or forward by more than half a year (year-first `24. 1. 15.`
+    read day-first makes every new day a new year)."""
+    def score(order: str) -> tuple:
+        dated = [t for t in (_moment(m, order) for m in stamps) if t is not None]
+        odd = sum(1 for earlier, later in zip(dated, dated[1:]) if later < earlier or later - earlier > _LEAP)
+        return (len(dated), -odd, -_ORDERS.index(order))
+
+    return max(_ORDERS, key=score)
+
+
+def _stamp(line: str) -> re.Match | None:
+    m = _STAMP.match(line.lstrip("\ufeff"))
+    if m and any(_moment(m, order) for order in _ORDERS):
+        return m
+    return None
+
+
+def _sample(text: str) -> list[str]:
+    lines = [line.lstrip("\ufeff") for line in text.split("\n", _SAMPLE_LINES * 4)[: _SAMPLE_LINES * 4]]
+    return [line for line in lines if line.strip()][:_SAMPLE_LINES]
+
+
+def _chat_shaped(lines: list[str], is_message) -> bool:
+    """The first line is a message, or at least 3 lines and half the sample are."""
+    count = sum(1 for line in lines if is_message(line))
+    return bool(lines) and count >= 1 and (is_message(lines[0]) or (count >= 3 and 2 * count >= len(lines)))
 
 
 def looks_like_whatsapp(text: str) -> bool:
-    """The first non-empty line is a WhatsApp message stamp with a valid date and time, and one
-    of the stamped lines among the first 50 has a `Name: text` part (a note that merely starts
+    """The first non-empty line (or half of the first 50 non-empty lines) is a message stamp with a
+    valid date and time, and one stamped line has a `Name: text` part (a note that merely starts
     with a date is not a chat)."""
-    lines = [line.lstrip("\ufeff") for line in text.split("\n", 50)[:50]]
-    first = next((line for line in lines if line.strip()), None)
-    m = _match(first) if first is not None else None
-    if not m or not (_valid(m, True) or _valid(m, False)):
-        return False
-    for line in lines:
-        m = _match(line)
-        if m and (_NAME.match(m.group(8)) or _NAME_EMPTY.match(m.group(8))):
-            return True
-    return False
+    lines = _sample(text)
+
+    def named(line: str) -> bool:
+        m = _stamp(line)
+        return m is not None and _NAME.match(m.group("rest")) is not None
+
+    return any(named(line) for line in lines) and _chat_shaped(lines, lambda line: _stamp(line) is not None)
 
 
-def _moment(m, day_first: bool) -> datetime | None:
-    a, b, year = int(m.group(1)), int(m.group(2)), m.group(3)
-    day, month = (a, b) if day_first else (b, a)
-    hour, minute, second = int(m.group(4)), int(m.group(5)), int(m.group(6) or 0)
-    meridiem = (m.group(7) or "").lower()
-    if meridiem:
-        hour = hour % 12 + (12 if meridiem == "p" else 0)
-    full_year = int(year) + 2000 if len(year) == 2 else int(year)
-    try:
-        return datetime(full_year, month, day, hour, minute, second)
-    except ValueError:
+def unrecognised_chat(text: str) -> str | None:
+    """The reason to refuse a text that is shaped like a chat export whose stamps are not read
+    (at least two message-like lines), or None."""
+    lines = _sample(text)
+    shaped = [line for line in lines if _CHAT_LIKE.match(line)]
+    if len(shaped) < 2 or not _chat_shaped(lines, _CHAT_LIKE.match):
         return None
+    first = " ".join(shaped[0].split())[:60]
+    return f"looks like a chat export, but its date and time style is not recognised: {first!r}"
 
 
 def parse_whatsapp(text: str, *, source: str, title: str, gap_hours: float, metadata: dict,
                    member: str | None = None) -> SourceDocument:
     lines = text.split("\n")
-    stamps = []  # (line number, match)
+    found: list[tuple[int, re.Match]] = []  # (line number, stamp)
     for number, line in enumerate(lines, start=1):
-        m = _match(line.lstrip("\ufeff"))
-        if m and (_valid(m, True) or _valid(m, False)):
-            stamps.append((number, m))
-            if len(stamps) > MAX_TURNS:
-                check_turns(len(stamps), "messages")
-    if not stamps:
+        m = _stamp(line)
+        if m is not None:
+            found.append((number, m))
+            if len(found) > MAX_TURNS:
+                check_turns(len(found), "messages")
+    if not found:
         raise ReaderError("not a recognised chat export (no WhatsApp message lines)")
-    day_first = True
-    if any(not _valid(m, True) for _, m in stamps) and all(_valid(m, False) for _, m in stamps):
-        day_first = False
-    builder = ChatBuilder()
-    messages: list[tuple[int, object, list[str]]] = []
-    stamp_at = dict(stamps)
+    order = _date_order([m for _, m in found])
+    stamp_at = dict(found)
+    messages: list[tuple[int, datetime | None, list[str]]] = []
+    unread = 0
     for number, line in enumerate(lines, start=1):
         m = stamp_at.get(number)
-        if m is not None:
-            messages.append((number, m, [m.group(8)]))
+        if m is not None:  # a date this order cannot read keeps its message, without a time
+            messages.append((number, _moment(m, order), [m.group("rest")]))
         elif messages:
             messages[-1][2].append(line)
+            unread += _CHAT_LIKE.match(line) is not None
         # Text before the first stamp (rare: a header) is dropped.
-    for number, m, body in messages:
+    builder = ChatBuilder()
+    for number, when, body in messages:
         message = "\n".join(body)
-        named = _NAME.match(message) or _NAME_EMPTY.match(message)
-        if named:
-            speaker, said = named.group(1), named.group(2) if named.re is _NAME else ""
-        else:
-            speaker, said = "system", message
+        named = _NAME.match(message)
+        speaker, said = (named.group(1), named.group(2)) if named else ("system", message)
         location = {"line": number} if member is None else {"file": member, "line": number}
-        builder.add(speaker, said, when=_moment(m, day_first), location=location)
+        builder.add(speaker, said, when=when, location=location)
     meta = dict(metadata)
-    meta["date_order"] = "day-first" if day_first else "month-first"
+    meta["date_order"] = order
+    if unread:
+        meta["message_like_lines_not_read"] = unread
     return builder.build(source=source, title=title, fmt="whatsapp", gap_hours=gap_hours, metadata=meta)
 
 
