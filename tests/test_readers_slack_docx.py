@@ -8,7 +8,9 @@ Every fixture is built here, shaped like what Slack and Word write.
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from pathlib import Path
 
 from hypothesis import given
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 
 from r3mem_cli.sources import SourceDocument, read_path
 
-from .helpers import FUZZ, SLACK_USERS, T0, check_document, make_zip, read_or_refuse
+from .helpers import FUZZ, SLACK_USERS, T0, check_document, make_zip, read_or_refuse, reason
 from .test_readers_chats import anything, maybe
 
 # ----------------------------------------------------------------------------------------- Slack
@@ -302,3 +304,260 @@ def test_every_message_keeps_its_words_wherever_they_are(tmp_path, said):
     texts = sorted(t.text for t in doc.turns)
     for chosen, _, _ in said:
         assert any(" ".join(chosen) in " ".join(t.split()) for t in texts)
+
+
+# ------------------------------------------------------------------------------------------ docx
+
+W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+RELS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+NOTE_TYPES = {"footnotes": "application/vnd.openxmlformats-officedocument.wordprocessingml.footnotes+xml",
+              "endnotes": "application/vnd.openxmlformats-officedocument.wordprocessingml.endnotes+xml"}
+
+
+def docx_members(document) -> dict[str, bytes]:
+    buffer = io.BytesIO()
+    document.save(buffer)
+    with zipfile.ZipFile(buffer) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def write_members(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def splice(members: dict[str, bytes], marker: str, fragment: str, part: str = "word/document.xml") -> None:
+    """Replace the run python-docx wrote for `marker` with raw WordprocessingML."""
+    run = f"<w:r><w:t>{marker}</w:t></w:r>".encode()
+    assert members[part].count(run) == 1, marker
+    members[part] = members[part].replace(run, fragment.encode())
+
+
+def add_notes(members: dict[str, bytes], kind: str, notes: dict[str, str]) -> None:
+    """A footnotes.xml or endnotes.xml part as Word writes it: two separators, then the notes."""
+    tag = kind[:-1]
+    body = "".join(
+        f'<w:{tag} w:id="{ident}"><w:p><w:pPr><w:pStyle w:val="{tag.title()}Text"/></w:pPr>'
+        f'<w:r><w:rPr><w:rStyle w:val="{tag.title()}Reference"/></w:rPr><w:{tag}Ref/></w:r>'
+        f'<w:r><w:t xml:space="preserve"> {text}</w:t></w:r></w:p></w:{tag}>' for ident, text in notes.items())
+    members[f"word/{kind}.xml"] = (
+        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<w:{kind} xmlns:w="{W_NS}">'
+        f'<w:{tag} w:type="separator" w:id="-1"><w:p><w:r><w:separator/></w:r></w:p></w:{tag}>'
+        f'<w:{tag} w:type="continuationSeparator" w:id="0"><w:p><w:r><w:continuationSeparator/></w:r></w:p>'
+        f'</w:{tag}>{body}</w:{kind}>').encode()
+    rels = "word/_rels/document.xml.rels"
+    members[rels] = members[rels].replace(b"</Relationships>", (
+        f'<Relationship Id="rId{kind}" Type="{RELS}/{kind}" Target="{kind}.xml"/></Relationships>').encode())
+    members["[Content_Types].xml"] = members["[Content_Types].xml"].replace(b"</Types>", (
+        f'<Override PartName="/word/{kind}.xml" ContentType="{NOTE_TYPES[kind]}"/></Types>').encode())
+
+
+def note_ref(kind: str, ident: int) -> str:
+    tag = kind[:-1]
+    return f'<w:r><w:rPr><w:rStyle w:val="{tag.title()}Reference"/></w:rPr><w:{tag}Reference w:id="{ident}"/></w:r>'
+
+
+def text_box(*paragraphs: str) -> str:
+    """A text box as Word 2010+ saves it: a DrawingML shape, and the same text again as VML."""
+    content = "<w:txbxContent>" + "".join(f"<w:p><w:r><w:t>{p}</w:t></w:r></w:p>" for p in paragraphs) + \
+        "</w:txbxContent>"
+    return (
+        '<w:r><mc:AlternateContent><mc:Choice Requires="wps"><w:drawing>'
+        '<wp:anchor distT="0" distB="0" distL="114300" distR="114300" simplePos="0" relativeHeight="1" '
+        'behindDoc="0" locked="0" layoutInCell="1" allowOverlap="1"><wp:simplePos x="0" y="0"/>'
+        '<wp:extent cx="1828800" cy="914400"/><wp:docPr id="1" name="Text Box 1"/>'
+        '<a:graphic xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main">'
+        '<a:graphicData uri="http://schemas.microsoft.com/office/word/2010/wordprocessingShape">'
+        f'<wps:wsp><wps:cNvSpPr txBox="1"/><wps:spPr/><wps:txbx>{content}</wps:txbx><wps:bodyPr/></wps:wsp>'
+        '</a:graphicData></a:graphic></wp:anchor></w:drawing></mc:Choice>'
+        f'<mc:Fallback><w:pict><v:shape id="Text Box 1" type="#_x0000_t202"><v:textbox>{content}</v:textbox>'
+        '</v:shape></w:pict></mc:Fallback></mc:AlternateContent></w:r>')
+
+
+def field_notes(path: Path) -> Path:
+    """Body with note references, text boxes, a content control, tracked changes, a merged table;
+    footnotes, endnotes, a header and footers."""
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Field notes", 0)
+    paragraph = document.add_paragraph("Tram 28 climbs the hill")
+    paragraph.add_run("@@FN2@@")
+    paragraph.add_run(" and comes back")
+    paragraph.add_run("@@FN1@@")
+    paragraph.add_run(".")
+    anchor = document.add_paragraph("The kiosk sells water")
+    anchor.add_run("@@BOX@@")
+    document.add_paragraph("@@SDT@@")
+    document.add_paragraph("Edited: ").add_run("@@CHANGES@@")
+    document.add_paragraph("See the endnote").add_run("@@EN1@@")
+    table = document.add_table(rows=3, cols=2)
+    table.cell(0, 0).text, table.cell(0, 1).text = "Day", "Cost"
+    table.cell(1, 0).text, table.cell(1, 1).text = "Monday", "3 euros"
+    table.cell(2, 1).text = "4 euros"
+    table.cell(1, 0).merge(table.cell(2, 0))
+    section = document.sections[0]
+    section.different_first_page_header_footer = True
+    section.header.paragraphs[0].text = "Lisbon 2024 - private"
+    section.first_page_header.paragraphs[0].text = "Lisbon 2024 - private"  # same text: kept once
+    section.footer.paragraphs[0].text = "page footer"
+    section.first_page_footer.paragraphs[0].text = "first page footer"
+    members = docx_members(document)
+    splice(members, "@@FN1@@", note_ref("footnotes", 1))
+    splice(members, "@@FN2@@", note_ref("footnotes", 2))
+    splice(members, "@@EN1@@", note_ref("endnotes", 1))
+    splice(members, "@@BOX@@", text_box("Pull quote: bring water", "and a hat"))
+    paragraph_sdt = ('<w:sdt><w:sdtPr><w:alias w:val="Subtitle"/></w:sdtPr><w:sdtContent><w:p><w:r>'
+                     '<w:t>Cover subtitle in a content control</w:t></w:r></w:p></w:sdtContent></w:sdt>')
+    marker = b"<w:p><w:r><w:t>@@SDT@@</w:t></w:r></w:p>"
+    assert marker in members["word/document.xml"]
+    members["word/document.xml"] = members["word/document.xml"].replace(marker, paragraph_sdt.encode())
+    splice(members, "@@CHANGES@@", '<w:ins w:id="7" w:author="Maya"><w:r><w:t>inserted words</w:t></w:r></w:ins>'
+                                   '<w:del w:id="8" w:author="Maya"><w:r><w:delText>removed words</w:delText>'
+                                   '</w:r></w:del>')
+    add_notes(members, "footnotes", {"1": "Second note, first in the file.", "2": "Every 10 minutes."})
+    add_notes(members, "endnotes", {"1": "Prices from May 2024."})
+    return write_members(path, members)
+
+
+FIELD_NOTES_TEXT = (
+    "Field notes\n\nTram 28 climbs the hill[1] and comes back[2].\n\nThe kiosk sells water\n\n"
+    "Pull quote: bring water\n\nand a hat\n\nCover subtitle in a content control\n\nEdited: inserted words\n\n"
+    "See the endnote[i]\n\nDay | Cost\nMonday | 3 euros\nMonday | 4 euros\n\n"
+    "Footnotes\n\n[1] Every 10 minutes.\n[2] Second note, first in the file.\n\n"
+    "Endnotes\n\n[i] Prices from May 2024.\n\n"
+    "Headers and footers\n\nLisbon 2024 - private\npage footer\nfirst page footer")
+
+
+def read_document(path: Path) -> SourceDocument:
+    (doc,) = read_path(path)
+    check_document(doc)
+    return doc
+
+
+def test_docx_notes_text_boxes_headers_footers(tmp_path):
+    doc = read_document(field_notes(tmp_path / "notes.docx"))
+    assert doc.text == FIELD_NOTES_TEXT
+    assert doc.title == "Field notes" and "conformance" not in doc.metadata
+    assert [(s.title, s.level) for s in doc.sections] == [
+        ("Field notes", 1), ("Footnotes", 1), ("Endnotes", 1), ("Headers and footers", 1)]
+    notes = doc.sections[1]
+    assert doc.text[notes.start:notes.end].startswith("Footnotes\n\n[1] Every 10 minutes.")
+    assert doc.locate(doc.text.index("Prices"), doc.text.index("Prices") + 6)["section"] == "Endnotes"
+
+
+def test_docx_all_in_text_boxes_is_read(tmp_path):
+    """A flyer whose words are all in text boxes (body paragraphs empty) used to be refused as empty."""
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("@@BOX1@@")
+    document.add_paragraph("@@BOX2@@")
+    members = docx_members(document)
+    splice(members, "@@BOX1@@", text_box("Garden party", "Saturday at four"))
+    # An older VML-only text box (Word 2007), with no DrawingML twin.
+    splice(members, "@@BOX2@@", '<w:r><w:pict><v:shape id="t2" type="#_x0000_t202"><v:textbox><w:txbxContent>'
+                                '<w:p><w:r><w:t>Bring a chair</w:t></w:r></w:p></w:txbxContent></v:textbox>'
+                                '</v:shape></w:pict></w:r>')
+    doc = read_document(write_members(tmp_path / "flyer.docx", members))
+    assert doc.text == "Garden party\n\nSaturday at four\n\nBring a chair"
+    assert doc.title == "flyer"
+
+
+def strict(members: dict[str, bytes]) -> dict[str, bytes]:
+    """The package as Word's "Strict Open XML Document" saves it: ISO namespaces and relationship types."""
+    mapping = [(b"http://schemas.openxmlformats.org/officeDocument/2006/relationships/extended-properties",
+                b"http://purl.oclc.org/ooxml/officeDocument/relationships/extendedProperties"),
+               (b"http://schemas.openxmlformats.org/officeDocument/2006/relationships",
+                b"http://purl.oclc.org/ooxml/officeDocument/relationships"),
+               (W_NS.encode(), b"http://purl.oclc.org/ooxml/wordprocessingml/main"),
+               (b"http://schemas.openxmlformats.org/drawingml/2006/main", b"http://purl.oclc.org/ooxml/drawingml/main"),
+               (b"http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing",
+                b"http://purl.oclc.org/ooxml/drawingml/wordprocessingDrawing"),
+               (b"http://schemas.openxmlformats.org/officeDocument/2006/math",
+                b"http://purl.oclc.org/ooxml/officeDocument/math")]
+    out = {}
+    for name, data in members.items():
+        if name.endswith((".xml", ".rels")):
+            for transitional, iso in mapping:
+                data = data.replace(transitional, iso)
+        out[name] = data
+    out["word/document.xml"] = out["word/document.xml"].replace(b"<w:document ", b'<w:document w:conformance="strict" ', 1)
+    return out
+
+
+def test_docx_strict_open_xml(tmp_path):
+    source = field_notes(tmp_path / "transitional.docx")
+    with zipfile.ZipFile(source) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    converted = strict(members)
+    assert b"schemas.openxmlformats.org/wordprocessingml" not in converted["word/document.xml"]
+    assert b"purl.oclc.org/ooxml/officeDocument/relationships/officeDocument" in converted["_rels/.rels"]
+    doc = read_document(write_members(tmp_path / "strict.docx", converted))
+    assert doc.text == FIELD_NOTES_TEXT and doc.metadata["conformance"] == "strict"
+    assert doc.title == "Field notes"
+    # A Strict file that still cannot be read says what it is and what to do.
+    converted["word/document.xml"] = converted["word/document.xml"][:-40]
+    message = reason(write_members(tmp_path / "broken-strict.docx", converted))
+    assert message.startswith("Strict Open XML Word document that could not be read (")
+    assert "re-save it from Word as a standard .docx" in message
+
+
+def test_docx_outline_levels_lists_and_layout_tables(tmp_path):
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("Agenda")  # made a heading by its outline level below
+    document.add_paragraph("first item").add_run("@@NUM@@")
+    document.add_paragraph("second item").add_run("@@NUM2@@")
+    table = document.add_table(rows=2, cols=3)
+    table.cell(0, 0).merge(table.cell(0, 1)).text = "Both days"
+    table.cell(0, 2).text = "Cost"
+    table.cell(1, 0).text, table.cell(1, 1).text, table.cell(1, 2).text = "Mon", "Tue", "7"
+    members = docx_members(document)
+    xml = members["word/document.xml"]
+    xml = xml.replace(b"<w:p><w:r><w:t>Agenda</w:t>",
+                      b'<w:p><w:pPr><w:outlineLvl w:val="1"/></w:pPr><w:r><w:t>Agenda</w:t>', 1)
+    members["word/document.xml"] = xml
+    numbered = '<w:r><w:t xml:space="preserve"></w:t></w:r>'
+    splice(members, "@@NUM@@", numbered)
+    splice(members, "@@NUM2@@", numbered)
+    for item in (b"first item", b"second item"):
+        members["word/document.xml"] = members["word/document.xml"].replace(
+            b"<w:p><w:r><w:t>" + item, b'<w:p><w:pPr><w:numPr><w:ilvl w:val="0"/><w:numId w:val="1"/></w:numPr>'
+                                       b"</w:pPr><w:r><w:t>" + item, 1)
+    doc = read_document(write_members(tmp_path / "agenda.docx", members))
+    assert doc.text == "Agenda\n\nfirst item\nsecond item\n\nBoth days | Cost\nMon | Tue | 7"
+    assert [(s.title, s.level) for s in doc.sections] == [("Agenda", 2)]
+
+
+block_xml = st.recursive(
+    st.sampled_from(["<w:p><w:r><w:t>words</w:t></w:r></w:p>", "<w:p/>", "<w:tab/>", "<w:br/>",
+                     '<w:footnoteReference w:id="1"/>', '<w:endnoteReference w:id="x"/>', "<w:t>t</w:t>",
+                     '<w:tcPr><w:vMerge/><w:gridSpan w:val="99999"/></w:tcPr>', "<w:delText>gone</w:delText>",
+                     '<w:trPr><w:gridBefore w:val="2"/></w:trPr>', "<mc:Fallback><w:t>fb</w:t></mc:Fallback>"]),
+    lambda inner: st.builds(lambda tag, kids: f"<{tag}>{''.join(kids)}</{tag}>",
+                            st.sampled_from(["w:p", "w:r", "w:tbl", "w:tr", "w:tc", "w:sdt", "w:sdtContent",
+                                             "w:txbxContent", "mc:AlternateContent", "mc:Choice", "w:ins",
+                                             "w:hyperlink", "w:customXml"]),
+                            st.lists(inner, max_size=3)),
+    max_leaves=12)
+
+
+@FUZZ
+@given(body=st.lists(block_xml, max_size=4), notes=st.lists(block_xml, max_size=2))
+def test_fuzz_docx_odd_markup(tmp_path, body, notes):
+    """Odd nestings of paragraphs, tables, text boxes, content controls and notes: read or refused."""
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("@@BODY@@")
+    members = docx_members(document)
+    splice(members, "@@BODY@@", "".join(body))
+    add_notes(members, "footnotes", {"1": "n"})
+    members["word/footnotes.xml"] = members["word/footnotes.xml"].replace(
+        b"</w:footnotes>", ('<w:footnote w:id="3" xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006">'
+                            + "".join(notes) + "</w:footnote></w:footnotes>").encode())
+    read_or_refuse(write_members(tmp_path / "odd.docx", members))
