@@ -113,6 +113,13 @@ APP_MESSAGES = [
     # An attachment with nothing but its fallback; a bot known only by its id.
     {"type": "message", "subtype": "bot_message", "bot_id": "B9", "ts": ts(420, 8),
      "attachments": [{"fallback": "Rain expected at 16:00"}]},
+    # Group mentions and dates: the blocks name them differently, and are still not read twice.
+    {"type": "message", "user": "U2", "text": "<!subteam^S1|@gardeners> meet <!date^1704189600^{date_short}|Jan 2>",
+     "ts": ts(450, 1), "blocks": rich(section({"type": "usergroup", "usergroup_id": "S1"}, text(" meet "),
+                                              {"type": "date", "timestamp": 1704189600, "fallback": "Jan 2"}))},
+    # A huddle: no words, only who took part.
+    {"type": "message", "subtype": "huddle_thread", "user": "U1", "text": "", "ts": ts(480, 9),
+     "room": {"id": "R1", "name": "", "participants": [], "participant_history": ["U1", "U2"]}},
 ]
 
 
@@ -130,6 +137,8 @@ def test_slack_app_and_bot_messages_keep_their_words(tmp_path):
         ("Maya Lind", "look https://news.example/a\nDaniel Ørsted: the shed key is under the pot"),
         ("Daniel Ørsted", "<file: beds.py> <file: Garden rules> <file>\nROWS = 4\nCOLS = 2\nNo dogs on the beds."),
         ("B9", "Rain expected at 16:00"),
+        ("Daniel Ørsted", "@gardeners meet Jan 2"),
+        ("Maya Lind", "<huddle: Maya Lind, Daniel Ørsted>"),
     ]
 
 
@@ -140,7 +149,9 @@ def test_slack_people_missing_from_users_json(tmp_path):
              "user_profile": {"real_name": "", "display_name": "Guest Gül", "name": "gul"}},
             {"type": "message", "user": "U1", "text": "welcome <@U9>", "ts": ts(60, 2)},
             {"type": "message", "user": "U8", "text": "nobody knows me", "ts": ts(120, 3)},
+            {"type": "message", "user": "U6", "text": "from the wider org", "ts": ts(180, 4)},
         ],
+        "org_users.json": [{"id": "U6", "name": "olga", "profile": {"real_name": "Olga Org"}}],  # Enterprise Grid
         # U9's later messages carry no profile: the name learned elsewhere is used.
         "garden/2024-01-03.json": [
             {"type": "message", "user": "U9", "text": "", "ts": ts(86400, 4),
@@ -155,13 +166,14 @@ def test_slack_people_missing_from_users_json(tmp_path):
     by_title = {d.title: d for d in docs}
     assert set(by_title) == {"#general", "#garden", "DM Maya Lind, Guest Gül"}
     assert [(t.speaker, t.text) for t in by_title["#general"].turns] == [
-        ("Guest Gül", "first from a guest"), ("Maya Lind", "welcome @Guest Gül"), ("U8", "nobody knows me")]
+        ("Guest Gül", "first from a guest"), ("Maya Lind", "welcome @Guest Gül"), ("U8", "nobody knows me"),
+        ("Olga Org", "from the wider org")]
     assert [(t.speaker, t.text) for t in by_title["#garden"].turns] == [
         ("Guest Gül", "thanks @Maya Lind"), ("Maya Lind", "@Guest Gül likes beans")]
     # Without users.json at all, profiles still name people.
     (tmp_path / "export" / "users.json").unlink()
     docs = read_chats(tmp_path / "export")
-    assert {t.speaker for d in docs for t in d.turns} == {"Guest Gül", "U1", "U8"}
+    assert {t.speaker for d in docs for t in d.turns} == {"Guest Gül", "U1", "U8", "Olga Org"}
 
 
 def test_slack_threads_across_day_files_and_deleted_parents(tmp_path):

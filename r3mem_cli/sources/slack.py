@@ -1,6 +1,7 @@
 """Slack workspace export (a folder, or the .zip Slack gives): `channels.json` (also
 `groups.json`, `mpims.json`, `dms.json`), `users.json`, and one folder per conversation holding
-`YYYY-MM-DD.json` files, each a list of messages.
+`YYYY-MM-DD.json` files, each a list of messages. Enterprise Grid's `org_users.json` is read
+like `users.json`.
 
 One document per channel. Sessions follow the export's own structure: one per day file. Speakers
 are real names from `users.json`, then the message's `user_profile` (or the profile another
@@ -12,7 +13,8 @@ links their label or URL.
 A message's words: its `text`; where that is empty (apps and bots often post only Block Kit
 `blocks` or legacy `attachments`) the rendered blocks, then the attachments. Blocks that say more
 than `text` (a bot's short notification fallback) are kept too, and so are attachments that are
-not link previews. Shared files become "<file: name>" markers, followed by a snippet's preview.
+not link previews. Shared files become "<file: name>" markers, followed by a snippet's preview;
+a huddle with no words, "<huddle: its participants>".
 
 Threads: a reply (`thread_ts` other than its own `ts`), from any day file of the channel, is moved
 right under its parent, in reply order, in the parent's session, and its location carries
@@ -37,6 +39,7 @@ from .text import ReaderError, SourceDocument, decode_document
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}\.json$")
 _LIST_FILES = ("channels.json", "groups.json", "mpims.json", "dms.json")
+_USER_FILES = ("users.json", "org_users.json")  # org_users.json: Enterprise Grid's org-wide people
 _SYSTEM_SUBTYPES = {
     "channel_join", "channel_leave", "channel_topic", "channel_purpose", "channel_name",
     "channel_archive", "channel_unarchive", "group_join", "group_leave", "group_topic",
@@ -54,7 +57,7 @@ _MAX_BLOCK_DEPTH = 12
 def find_root(names: list[str]) -> str | None:
     """The folder prefix ("" or "export/") holding channels.json/users.json and channel-day files."""
     candidates = sorted(
-        (n[: -len(PurePosixPath(n).name)] for n in names if PurePosixPath(n).name in _LIST_FILES + ("users.json",)),
+        (n[: -len(PurePosixPath(n).name)] for n in names if PurePosixPath(n).name in _LIST_FILES + _USER_FILES),
         key=lambda p: (p.count("/"), p),
     )
     for prefix in candidates:
@@ -133,8 +136,11 @@ class _Names:
                 return "@" + (label or self.user(target[1:]))
             if target.startswith("#"):
                 return "#" + (label or self.channels.get(target[1:], target[1:]))
-            if target.startswith("!"):
-                return "@" + (label or target[1:].split("^")[0])
+            if target.startswith("!"):  # <!here>, <!subteam^S1|@team>, <!date^1700000000^{date}|Nov 14>
+                special = target[1:].split("^")[0]
+                if special == "date":
+                    return label or ""
+                return "@" + (label or special).lstrip("@")
             if label:
                 return label
             return target[7:] if target.startswith("mailto:") else target
@@ -276,10 +282,16 @@ def _words(text: str) -> set[str]:
 
 def _body(message: dict, names: _Names) -> str:
     text = names.render(message["text"]).strip() if isinstance(message.get("text"), str) else ""
-    blocks = _blocks(message.get("blocks"), names).strip()
-    if blocks and (not text or not _words(blocks) <= _words(text)):
-        # Blocks that say more than `text`: `text` is then only a notification fallback.
-        text = blocks if _words(text) <= _words(blocks) else text + "\n" + blocks
+    blocks = message.get("blocks")
+    if not text:
+        text = _blocks(blocks, names).strip()
+    elif isinstance(blocks, list):
+        # Rich text is what the person typed, and `text` is made from it; other blocks (sections,
+        # headers, context) are an app's layout, and `text` may only be its notification fallback.
+        layout = _blocks([b for b in blocks if not (isinstance(b, dict) and b.get("type") == "rich_text")],
+                         names).strip()
+        if layout and not _words(layout) <= _words(text):
+            text = layout if _words(text) <= _words(layout) else text + "\n" + layout
     pieces = [text] if text else []
     attachments = message.get("attachments")
     if isinstance(attachments, list):
@@ -304,6 +316,11 @@ def _body(message: dict, names: _Names) -> str:
     body = "\n".join(pieces)
     if not body.strip() and message.get("subtype") == "tombstone":
         return _DELETED_TEXT
+    room = message.get("room")
+    if not body.strip() and isinstance(room, dict):  # a huddle: who was in it is all it says
+        people = room.get("participant_history") or room.get("participants")
+        people = [names.user(p) for p in people if isinstance(p, str)] if isinstance(people, list) else []
+        return "<huddle" + (f": {', '.join(people)}>" if people else ">")
     return body
 
 
@@ -412,8 +429,8 @@ def read_slack_tree(tree: ExportTree, *, source: str, gap_hours: float, metadata
     channel_titles: dict[str, tuple[str, str]] = {}  # folder -> (title, part)
     channel_names: dict[str, str] = {}  # id -> name
     dm_members: dict[str, list[str]] = {}  # DM id -> member ids, named once all profiles are known
-    users = optional("users.json")
-    names = _Names(users, channel_names)
+    users = [optional(name) for name in _USER_FILES]
+    names = _Names([u for found in users if isinstance(found, list) for u in found], channel_names)
     lists = {name: optional(name) for name in _LIST_FILES}
     for list_name, items in lists.items():
         if not isinstance(items, list):
