@@ -103,7 +103,10 @@ APP_MESSAGES = [
                       "text": "Prices rose this week", "fallback": "News: Tomato prices"},
                      {"is_share": True, "is_msg_unfurl": True, "author_name": "Daniel Ørsted",
                       "from_url": "https://ws.slack.com/archives/C2/p1", "text": "the shed key is under the pot",
-                      "fallback": "[shared] the shed key"}]},
+                      "fallback": "[shared] the shed key"},
+                     {"is_msg_unfurl": True, "author_name": "Maya Lind", "from_url": "https://ws.slack.com/p2",
+                      "fallback": "[shared]", "message_blocks": [{"team": "T1", "channel": "C2", "ts": "1.0",
+                                                                  "message": {"blocks": rich(section(text("gate code 1234")))}}]}]},
     # Files only: a snippet with a preview, a post with plain text, a deleted file.
     {"type": "message", "user": "U2", "text": "", "ts": ts(360, 7),
      "files": [{"id": "F1", "name": "beds.py", "title": "beds.py", "mode": "snippet",
@@ -130,11 +133,12 @@ def test_slack_app_and_bot_messages_keep_their_words(tmp_path):
     assert [(t.speaker, t.text) for t in doc.turns] == [
         ("deploybot", "Deploy finished\nweb 1.4.2\nRolled out to @channel by @Maya Lind\nRegion: eu-west\nTook: 3 min"),
         ("Calendar", "Standup moved\n*When:* 10:30 in #garden\n*Room*\nGreenhouse\nsent by @Daniel Ørsted"),
-        ("Maya Lind", "Plan for @Daniel Ørsted in #garden :seedling:\n1. buy seeds\n2. read the bed guide\n"
-                      "  - carrots\n> water daily\npH = 6.5\n@here ok?"),
+        ("Maya Lind", ("Plan for @Daniel Ørsted in #garden :seedling:\n1. buy seeds\n2. read the bed guide\n"
+                       "  - carrots\n> water daily\npH = 6.5\n@here ok?")),
         ("Daniel Ørsted", "sure @Maya Lind :+1:"),
         ("Tracker", "*New issue:* Fence broken\nwind took it"),
-        ("Maya Lind", "look https://news.example/a\nDaniel Ørsted: the shed key is under the pot"),
+        ("Maya Lind", ("look https://news.example/a\nDaniel Ørsted: the shed key is under the pot\n"
+                       "Maya Lind: gate code 1234")),
         ("Daniel Ørsted", "<file: beds.py> <file: Garden rules> <file>\nROWS = 4\nCOLS = 2\nNo dogs on the beds."),
         ("B9", "Rain expected at 16:00"),
         ("Daniel Ørsted", "@gardeners meet Jan 2"),

@@ -353,7 +353,6 @@ def read_docx(data: bytes, path: Path, max_bytes: int) -> SourceDocument:
     pos = 0
     previous_list = False
     first_heading = None
-    blocks = 0
 
     def add(text: str, level: int | None, is_list: bool) -> None:
         nonlocal pos, previous_list
@@ -367,9 +366,8 @@ def read_docx(data: bytes, path: Path, max_bytes: int) -> SourceDocument:
         pos += len(text)
         previous_list = is_list
 
-    for text, level, is_list in reader.blocks(body_blocks, headings=True):
-        blocks += 1
-        if blocks > MAX_BLOCKS:
+    for count, (text, level, is_list) in enumerate(reader.blocks(body_blocks, headings=True)):
+        if count >= MAX_BLOCKS:
             break
         if text:
             add(text, level, is_list)

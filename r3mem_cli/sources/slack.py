@@ -250,8 +250,8 @@ def _attachment(item, names: _Names) -> str:
         text = _blocks(item.get("blocks"), names)
     shared = item.get("message_blocks")  # a shared message keeps its own blocks here
     if not text.strip() and isinstance(shared, list):
-        text = "\n".join(_blocks(s.get("message", {}).get("blocks") if isinstance(s.get("message"), dict)
-                                 else None, names) for s in shared if isinstance(s, dict))
+        messages = [s["message"] for s in shared if isinstance(s, dict) and isinstance(s.get("message"), dict)]
+        text = "\n".join(_blocks(m.get("blocks"), names) for m in messages)
     author = get_str(item, "author_name")
     if author and text.strip() and (item.get("is_msg_unfurl") or item.get("is_share")):
         text = f"{author}: {text}"
