@@ -29,6 +29,10 @@ _ENGLISH = re.compile(
     r"(?:[A-Za-z]+,\s*)?(?:(?P<month>[A-Za-z]+)\.?\s+(?P<day>\d{1,2}),?|(?P<day2>\d{1,2})\s+(?P<month2>[A-Za-z]+)\.?,?)"
     r"\s+(?P<year>\d{4}),?\s+(?:at\s+)?(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?"
     r"\s*(?P<ampm>[AaPp]\.?[Mm]\.?)?\s*(?P<zone>UTC|GMT)?", re.ASCII)
+# What any written date and time holds, in any language: a year and hours:minutes. Strings
+# without them never reach dateparser, whose first guess at an unknown language loads every
+# language it knows (seconds).
+_YEAR_AND_TIME = re.compile(r"(?=.*\d{4}).*\d{1,2}[:.h]\d{2}")
 # Consecutive unreadable dates at the start of a file after which dateparser is no longer tried.
 _GIVE_UP_AFTER = 20
 
@@ -40,10 +44,7 @@ def is_google_chat(value) -> bool:
     return any(isinstance(m.get("creator"), dict) and "created_date" in m for m in sample)
 
 
-def _english(text: str) -> datetime | None:
-    match = _ENGLISH.fullmatch(text)
-    if not match:
-        return None
+def _english(match: re.Match) -> datetime | None:
     month = _MONTHS.get((match["month"] or match["month2"]).lower())
     hour = int(match["hour"])
     ampm = (match["ampm"] or "").replace(".", "").lower()
@@ -61,18 +62,22 @@ def _english(text: str) -> datetime | None:
 class DateReader:
     """Reads one file's `created_date` strings: the English pattern first, then dateparser."""
 
+    _SETTINGS = {"PARSERS": ["absolute-time"], "REQUIRE_PARTS": ["day", "month", "year"]}
+
     def __init__(self) -> None:
-        self.parser = None  # dateparser's DateDataParser, fixed to the file's language once known
+        self.fixed = None  # dateparser fixed to the language found first: much faster than guessing
+        self.guessing = None  # dateparser trying every language
         self.failures = 0
-        self.found_language = False
 
     def __call__(self, value) -> datetime | None:
         if not isinstance(value, str) or not value.strip() or len(value) > 100:
             return None
         text = " ".join(value.split())  # also turns U+202F (before AM/PM) into a plain space
-        moment = _english(text)
-        if moment is not None or (self.failures >= _GIVE_UP_AFTER and not self.found_language):
-            return moment
+        english = _ENGLISH.fullmatch(text)
+        if english:  # an English date that does not exist (February 30) is no other language's either
+            return _english(english)
+        if (self.failures >= _GIVE_UP_AFTER and self.fixed is None) or not _YEAR_AND_TIME.match(text):
+            return None
         moment = self._dateparser(text)
         if moment is None:
             self.failures += 1
@@ -81,21 +86,24 @@ class DateReader:
     def _dateparser(self, text: str) -> datetime | None:
         from dateparser.date import DateDataParser
 
-        settings = {"PARSERS": ["absolute-time"], "REQUIRE_PARTS": ["day", "month", "year"]}
-        if self.parser is None:
-            self.parser = DateDataParser(settings=settings)
-        try:
-            found = self.parser.get_date_data(text)
-        except Exception:  # a third-party parser on arbitrary text: any failure is "no date"
-            return None
-        moment = found.date_obj if found is not None else None
-        if not isinstance(moment, datetime):
-            return None
-        if not self.found_language and found.locale:
-            self.found_language = True
-            self.parser = DateDataParser(locales=[found.locale], settings=settings, try_previous_locales=False)
-        offset = moment.utcoffset()
-        return moment.replace(tzinfo=None if offset is None else timezone(offset))
+        if self.guessing is None:
+            self.guessing = DateDataParser(settings=self._SETTINGS)
+        for parser in (self.fixed, self.guessing):
+            if parser is None:
+                continue
+            try:
+                found = parser.get_date_data(text)
+            except Exception:  # a third-party parser on arbitrary text: any failure is "no date"
+                continue
+            moment = found.date_obj if found is not None else None
+            if not isinstance(moment, datetime):
+                continue
+            if parser is self.guessing and found.locale:
+                self.fixed = DateDataParser(locales=[found.locale], settings=self._SETTINGS,
+                                            try_previous_locales=False)
+            offset = moment.utcoffset()
+            return moment.replace(tzinfo=None if offset is None else timezone(offset))
+        return None
 
 
 def _attachments(message: dict) -> list[str]:
