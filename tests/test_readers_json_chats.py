@@ -22,7 +22,7 @@ from r3mem_cli.sources.google_chat import DateReader
 from r3mem_cli.sources.messenger import undo_mojibake
 from r3mem_cli.sources.records import GENERIC_RECORDS_WARNING
 
-from .helpers import FUZZ, T0, chatgpt_node, check_document, read_or_refuse, reason
+from .helpers import FUZZ, T0, as_json, chatgpt_node, check_document, r3mem, read_or_refuse, reason
 
 
 def meta_escaped(text: str) -> str:
@@ -605,3 +605,18 @@ def test_deeply_nested_fields_inside_messages(tmp_path):
     export[0]["chat_messages"][0]["content"].append({"type": "tool_result", "content": deep})
     write_json(tmp_path / "conversations.json", export)
     assert len(read_chats(tmp_path / "conversations.json")) == 2
+
+
+def test_ingest_reports_the_generic_records_warning(tmp_path, tiny_model_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_json(folder / "notes.json", [{"title": "Soup", "text": "Simmer 25 minutes."}])
+    write_json(folder / "message_1.json", messenger_thread())
+    archive = tmp_path / "archive"
+    assert r3mem(archive, "init", "--model", str(tiny_model_dir)).exit_code == 0
+    report = as_json(r3mem(archive, "ingest", str(folder), "--json"))
+    assert len(report["added"]) == 2 and report["errors"] == []
+    assert report["warnings"] == [{"source": str(folder / "notes.json"), "warning": GENERIC_RECORDS_WARNING}]
+    write_json(folder / "more.json", {"items": [{"note": "Beans from Tom"}]})
+    summary = r3mem(archive, "ingest", str(folder / "more.json")).output
+    assert f"warning   {folder / 'more.json'}: {GENERIC_RECORDS_WARNING}" in summary

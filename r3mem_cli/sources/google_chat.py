@@ -33,8 +33,10 @@ _ENGLISH = re.compile(
 # without them never reach dateparser, whose first guess at an unknown language loads every
 # language it knows (seconds).
 _YEAR_AND_TIME = re.compile(r"(?=.*\d{4}).*\d{1,2}[:.h]\d{2}")
-# Consecutive unreadable dates at the start of a file after which dateparser is no longer tried.
+# Unreadable dates, before any date of the file was read, after which dateparser is no longer tried.
 _GIVE_UP_AFTER = 20
+# Absolute dates only ("yesterday" would resolve against today), with all of day, month and year.
+_DATEPARSER_SETTINGS = {"PARSERS": ["absolute-time"], "REQUIRE_PARTS": ["day", "month", "year"]}
 
 
 def is_google_chat(value) -> bool:
@@ -62,8 +64,6 @@ def _english(match: re.Match) -> datetime | None:
 class DateReader:
     """Reads one file's `created_date` strings: the English pattern first, then dateparser."""
 
-    _SETTINGS = {"PARSERS": ["absolute-time"], "REQUIRE_PARTS": ["day", "month", "year"]}
-
     def __init__(self) -> None:
         self.fixed = None  # dateparser fixed to the language found first: much faster than guessing
         self.guessing = None  # dateparser trying every language
@@ -87,7 +87,7 @@ class DateReader:
         from dateparser.date import DateDataParser
 
         if self.guessing is None:
-            self.guessing = DateDataParser(settings=self._SETTINGS)
+            self.guessing = DateDataParser(settings=_DATEPARSER_SETTINGS)
         for parser in (self.fixed, self.guessing):
             if parser is None:
                 continue
@@ -99,7 +99,7 @@ class DateReader:
             if not isinstance(moment, datetime):
                 continue
             if parser is self.guessing and found.locale:
-                self.fixed = DateDataParser(locales=[found.locale], settings=self._SETTINGS,
+                self.fixed = DateDataParser(locales=[found.locale], settings=_DATEPARSER_SETTINGS,
                                             try_previous_locales=False)
             offset = moment.utcoffset()
             return moment.replace(tzinfo=None if offset is None else timezone(offset))
