@@ -198,6 +198,8 @@ def ingest(
             say(f"unchanged {item['id']}  {item['source']}")
         for item in report.errors:
             say(f"error     {item['source']}: {item['error']}")
+        for item in report.warnings:
+            say(f"warning   {item['source']}: {item['warning']}")
         if report.skipped:
             say(f"skipped {len(report.skipped)} file(s) of unsupported types")
         say(f"{len(report.added)} added, {len(report.unchanged)} unchanged, {len(report.errors)} failed "

@@ -35,6 +35,7 @@ class IngestReport:
     unchanged: list[dict] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)  # {"source", "warning"}: read, but maybe not as meant
     seconds: float = 0.0
     refined: list[int] = field(default_factory=lambda: [0, 0])  # [exact after refinement, refined]
     device: str = ""
@@ -42,8 +43,8 @@ class IngestReport:
 
     def to_json(self) -> dict:
         out = {"added": self.added, "unchanged": self.unchanged, "errors": self.errors,
-               "skipped": self.skipped, "seconds": round(self.seconds, 3), "device": self.device,
-               "precision": self.precision}
+               "skipped": self.skipped, "warnings": self.warnings, "seconds": round(self.seconds, 3),
+               "device": self.device, "precision": self.precision}
         if self.refined[1]:
             out["refined"] = {"exact": self.refined[0], "passages": self.refined[1]}
         return out
@@ -161,6 +162,7 @@ def ingest(
         earlier = [d for d in archive.documents_by_source(documents[0].source) if d.content_sha256 not in new_hashes]
         stale.extend(d.id for d in earlier)
         for document in documents:
+            report.warnings.extend({"source": str(path), "warning": w} for w in document.metadata.get("warnings", []))
             digest = document.content_sha256
             existing = archive.find_by_hash(digest)
             if existing is not None or digest in seen_hashes:

@@ -5,10 +5,11 @@
     iter_inputs(paths) -> list[Path]
 
 Documents: .txt .md .markdown .rst .html .htm .pdf .docx, and .json/.jsonl text records.
-Chats (kind "chat", one document per conversation): ChatGPT conversations.json, WhatsApp .txt
-(Android and iOS) and its .zip, Telegram Desktop result.json, Slack exports (folder or .zip),
-generic chat JSONL. Bad input of any kind raises ReaderError with a one-line reason, never
-anything else. See docs/decisions/0004-readers.md.
+Chats (kind "chat", one document per conversation): ChatGPT and Claude.ai conversations.json,
+WhatsApp .txt (Android and iOS) and its .zip, Telegram Desktop result.json, Slack exports (folder
+or .zip), Messenger/Instagram, Discord (DiscordChatExporter) and Google Chat JSON, coding-agent
+JSONL logs (Claude Code), generic chat JSONL. Bad input of any kind raises ReaderError with a
+one-line reason, never anything else. See docs/decisions/0004-readers.md.
 """
 
 from __future__ import annotations
@@ -181,6 +182,7 @@ def read_data(data: bytes, path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE
 
 
 def _read_json(data: bytes, path: Path, source: str, suffix: str, gap_hours: float) -> list[SourceDocument]:
+    from .agent_log import is_agent_log, read_agent_log
     from .jsonio import load_json, load_jsonl, looks_like_jsonl
     from .records import find_records, is_jsonl_chat, read_jsonl_chat, read_records
 
@@ -202,6 +204,9 @@ def _read_json(data: bytes, path: Path, source: str, suffix: str, gap_hours: flo
                 check_turns(len(value), "JSON array items")
             if is_chatgpt(value):
                 return read_chatgpt(value, source=source, gap_hours=gap_hours, metadata=metadata)
+            documents = _read_json_chat(value, source=source, title=title, gap_hours=gap_hours, metadata=metadata)
+            if documents is not None:
+                return documents
             if is_telegram(value):
                 return read_telegram(value, source=source, gap_hours=gap_hours, metadata=metadata)
             if is_slack_messages(value):
@@ -210,6 +215,9 @@ def _read_json(data: bytes, path: Path, source: str, suffix: str, gap_hours: flo
             if isinstance(value, list) and is_jsonl_chat(list(enumerate(value[:50]))):  # it samples 50
                 return read_jsonl_chat(list(enumerate(value)), source=source, stem=title, gap_hours=gap_hours,
                                        metadata=metadata, where="index")
+            if isinstance(value, list) and is_agent_log(list(enumerate(value[:200]))):  # it samples 200
+                return read_agent_log(list(enumerate(value)), source=source, stem=title, gap_hours=gap_hours,
+                                      metadata=metadata, where="index")
             records = find_records(value)
             if records is None:
                 records = []  # read_records gives the reason
@@ -217,8 +225,26 @@ def _read_json(data: bytes, path: Path, source: str, suffix: str, gap_hours: flo
     rows = load_jsonl(text)
     if is_jsonl_chat(rows):
         return read_jsonl_chat(rows, source=source, stem=title, gap_hours=gap_hours, metadata=metadata)
+    if is_agent_log(rows):
+        return read_agent_log(rows, source=source, stem=title, gap_hours=gap_hours, metadata=metadata)
     return [read_records([obj for _, obj in rows], source=source, default_title=title, metadata=metadata,
                          lines=[line for line, _ in rows])]
+
+
+def _read_json_chat(value, *, source: str, title: str, gap_hours: float, metadata: dict) -> list[SourceDocument] | None:
+    """Claude.ai, Messenger/Instagram, Discord or Google Chat JSON; None when it is none of them."""
+    from .claude import is_claude, read_claude
+    from .discord import is_discord, read_discord
+    from .google_chat import is_google_chat, read_google_chat
+    from .messenger import is_messenger, read_messenger
+
+    if is_claude(value):
+        return read_claude(value, source=source, gap_hours=gap_hours, metadata=metadata)
+    for detect, read in ((is_messenger, read_messenger), (is_discord, read_discord),
+                         (is_google_chat, read_google_chat)):
+        if detect(value):
+            return read(value, source=source, title=title, gap_hours=gap_hours, metadata=metadata)
+    return None
 
 
 def _read_zip(data: bytes, path: Path, source: str, max_file_bytes: int, gap_hours: float) -> list[SourceDocument]:

@@ -3,7 +3,9 @@
 One document per conversation, following the branch the user last saw: from `current_node` up
 through `parent` links (when `current_node` is missing or broken: from the root down, always the
 last child). Kept: user and assistant messages with text (text, multimodal text: images become
-"<image>", code). Dropped: system, tool and hidden messages, assistant calls addressed to a tool
+"<image>", voice clips "<audio>" next to their transcription, videos "<video>"; code). Dropped:
+system, developer, tool and hidden messages (tool output such as search results, quotes and code
+execution is not what the user read as the conversation), assistant calls addressed to a tool
 (`recipient` other than "all"), custom-instruction context, reasoning traces and empty messages.
 `create_time` (epoch seconds) -> UTC timestamps. Sessions split by the time gap.
 """
@@ -51,6 +53,16 @@ def _branch(mapping: dict, current) -> list[str]:
     return path
 
 
+def _asset_marker(part: dict) -> str:
+    """An uploaded or generated file part: "<image>", "<audio>", "<video>", else ""."""
+    kind = part.get("content_type")
+    kind = kind if isinstance(kind, str) else ""
+    for marker in ("image", "audio", "video"):
+        if marker in kind:
+            return f"<{marker}>"
+    return "<image>" if "asset_pointer" in part else ""
+
+
 def _message_text(message: dict) -> str | None:
     content = message.get("content")
     if isinstance(content, str):
@@ -70,11 +82,11 @@ def _message_text(message: dict) -> str | None:
         if isinstance(part, str):
             out.append(part)
         elif isinstance(part, dict):
-            text = get_str(part, "text")
+            text = get_str(part, "text")  # also voice-mode transcriptions
             if text:
                 out.append(text)
-            elif "image" in str(part.get("content_type", "")) or "asset_pointer" in part:
-                out.append("<image>")
+            else:
+                out.append(_asset_marker(part))
     return "\n".join(p for p in out if p.strip())
 
 

@@ -13,7 +13,9 @@ Text records: a JSON list of objects, one object, an object holding such a list,
 per JSONL line, each with a text-like field ("text", "content", "body", "message", "note",
 "description", "summary"). One document per file: each record a section titled by its "title"
 (or "subject", "name"; else "record N"), rendered as its title line then its text, records
-separated by a blank line.
+separated by a blank line. Such a document carries `metadata["warnings"]` saying that no chat
+layout matched: a chat export read this way has lost its speakers and times, and the warning is
+what tells the user so.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import json
 from .chat import ChatBuilder, from_iso, get_str, scalar_text
 from .text import ReaderError, Section, SourceDocument
 
+GENERIC_RECORDS_WARNING = ("read as generic text records: no known chat layout matched, "
+                           "so speakers and times are not kept")
 TEXT_KEYS = ("text", "content", "body", "message", "note", "description", "summary")
 TITLE_KEYS = ("title", "subject", "name")
 _SPEAKER_KEYS = ("speaker", "role")
@@ -158,6 +162,7 @@ def read_records(records: list, *, source: str, default_title: str, metadata: di
     meta = dict(metadata)
     meta["format"] = "json-records"
     meta["records"] = len(found)
+    meta["warnings"] = [*meta.get("warnings", []), GENERIC_RECORDS_WARNING]
     if skipped:
         meta["records_skipped"] = skipped
     title = titles[0] if len(found) == 1 and titles else default_title
