@@ -160,7 +160,7 @@ class ArchiveAccess:
     @contextmanager
     def reading(self, *, model: bool = True):
         """(archive, engine or None), read from one committed state of the archive."""
-        with self.open() as archive, self.model_turn if model else nullcontext():
+        with self.model_turn if model else nullcontext(), self.open() as archive:
             engine = self.engine(archive) if model else None
             with transaction(archive.conn, write=False):
                 yield archive, engine
@@ -322,8 +322,8 @@ def build_server(access: ArchiveAccess, *, allow_ingest: bool = False, allow_for
     if allow_forget:
         offered[tools.forget] = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
                                                 open_world_hint=False)
-    for tool, annotations in offered.items():
-        server.add_tool(tool, description=inspect.cleandoc(tool.__doc__), annotations=annotations)
+    for tool, hints in offered.items():
+        server.add_tool(tool, description=inspect.cleandoc(tool.__doc__), annotations=hints)
     server.resource(DOC_URI, name="document", mime_type="text/plain",
                     description="A document's exact text, rebuilt from the archive.")(tools.read_document)
     return server
@@ -371,9 +371,9 @@ def _recall_text(result: dict) -> str:
     for p in result["passages"]:
         methods[p["method"]] = methods.get(p["method"], 0) + 1
     exact = sum(p["exact"] for p in result["passages"])
-    how = ", ".join(f"{n} {method}" for method, n in methods.items())
+    how = ", ".join(f"{n} × {method}" for method, n in methods.items())
     return "\n\n".join(texts) + (f"\n\n({result['doc']} {result['title'] or ''}: {exact}/{len(texts)} passages "
-                                 f"exact; rebuilt from {how})")
+                                 f"exact; method: {how})")
 
 
 def _list_text(result: dict) -> str:

@@ -92,11 +92,11 @@ async def served(archive: Path, *flags: str, passphrase: str | None = None):
             faults.append(message)
 
     with anyio.fail_after(SERVER_SECONDS), stderr.open("w") as errlog:
-        async with stdio_client(params, errlog=errlog) as (read, write):
-            async with ClientSession(read, write, message_handler=on_message) as session:
-                info = await session.initialize()
-                assert info.server_info.name == "r3mem"
-                yield Conversation(session, stderr, faults)
+        async with stdio_client(params, errlog=errlog) as (read, write), \
+                ClientSession(read, write, message_handler=on_message) as session:
+            info = await session.initialize()
+            assert info.server_info.name == "r3mem"
+            yield Conversation(session, stderr, faults)
 
 
 def _cli(archive: Path, *args: str) -> dict:
@@ -139,7 +139,8 @@ def test_every_read_tool_gives_the_cli_json(archive, notes):
     assert shown == _cli(archive, "show", garden["id"])
     # the readable text is the exact document, then how it was rebuilt
     assert text.startswith(recalled["passages"][0]["text"])
-    assert "exact; rebuilt from" in text and "code" in text
+    assert text.endswith(f"{len(recalled['passages'])}/{len(recalled['passages'])} passages exact; "
+                         f"method: {len(recalled['passages'])} × code)")
     assert {r.uri for r in resources} == {f"r3mem://doc/{d['id']}" for d in listed["documents"]}
     assert read.contents[0].text == "\n\n".join(p["text"] for p in recalled["passages"])
     # stdout carried protocol messages only; the model was loaded once for all those calls
@@ -210,15 +211,23 @@ def test_ingest_and_forget_when_allowed(archive, tmp_path):
     async def talk():
         async with served(root, "--allow-ingest", "--allow-forget") as server:
             names = {t.name for t in (await server.session.list_tools()).tools}
-            report = await server.data("ingest", paths=[str(extra)])
+            progress: list = []
+
+            async def on_progress(done, total, message) -> None:
+                progress.append((done, total, message))
+
+            ingested = await server.session.call_tool("ingest", {"paths": [str(extra)]},
+                                                      progress_callback=on_progress)
+            report = ingested.structured_content
             again = await server.data("ingest", paths=[str(extra)])
             found = await server.data("search", query="bicycle chain")
             failed = await server.data("ingest", paths=[str(tmp_path / "nowhere")])
             gone = await server.data("forget", docs=[report["added"][0]["id"]])
             after = await server.data("list_documents")
-            return names, report, again, found, failed, gone, after
+            return names, report, again, found, failed, gone, after, progress
 
-    names, report, again, found, failed, gone, after = anyio.run(talk)
+    names, report, again, found, failed, gone, after, progress = anyio.run(talk)
+    assert progress and progress[-1][:2] == (1, 1)  # MCP progress notifications, one file of one
     assert names == {"search", "ask", "recall", "list_documents", "show", "ingest", "forget"}
     assert [Path(a["source"]).name for a in report["added"]] == ["bikes.md"] and report["errors"] == []
     assert again["added"] == [] and again["unchanged"][0]["id"] == report["added"][0]["id"]
