@@ -168,22 +168,15 @@ def ingest(
     json_out: JsonOption = False,
 ) -> None:
     """Add documents to the archive; unchanged content is skipped, changed files replaced."""
-    from ..archive import Archive
     from ..pipelines.ingest import ingest as run_ingest
-    from ..pipelines.setup import create_archive
+    from ..pipelines.setup import open_for_ingest
 
     root = _archive_path()
-    if Archive.exists(root):
-        archive = Archive.open(root, write=True)
-        if model and model != archive.model:
-            archive.close()
-            raise ArchiveError(f"the archive at {root} uses {archive.model}; --model applies only to a new archive")
-    else:
-        archive, warnings = create_archive(root, model=model or DEFAULT_MODEL, keep_source=not no_keep_source)
-        for warning in warnings:
-            say(f"warning: {warning}")
-        if not json_out:
-            say(f"created archive at {root}")
+    archive, warnings, created = open_for_ingest(root, model=model, keep_source=not no_keep_source)
+    for warning in warnings:
+        say(f"warning: {warning}")
+    if created and not json_out:
+        say(f"created archive at {root}")
     with archive:
         engine = _engine(archive, device, precision)
         with progress_bar(not json_out, "ingest") as update:
@@ -213,9 +206,10 @@ def ingest(
 @handles_errors
 def list_documents(json_out: JsonOption = False) -> None:
     """List the archive's documents."""
+    from ..pipelines.documents import list_documents as document_list
+
     with _open() as archive:
-        docs = [{"id": d.id, "source": d.source, "kind": d.kind, "title": d.title, "passages": d.passages,
-                 "tokens": d.tokens, "ingested_at": d.ingested_at} for d in archive.documents()]
+        docs = document_list(archive)
     if json_out:
         print_json({"documents": docs})
         return
@@ -229,21 +223,16 @@ def list_documents(json_out: JsonOption = False) -> None:
 @handles_errors
 def show(doc: str = typer.Argument(..., help="Document id (a unique prefix is enough) or source file path."), json_out: JsonOption = False) -> None:
     """Show one document: its provenance and passages."""
-    from ..pipelines.recall import resolve_document
+    from ..pipelines.documents import show_document
 
     with _open() as archive, _snapshot(archive):
-        d = resolve_document(archive, doc)
-        passages = [{"passage": p.index, "tokens": p.tokens, "memory_tokens": p.slots, "location": p.location,
-                     "sha256": p.text_sha256} for p in archive.passages(d.id)]
-        data = {"id": d.id, "source": d.source, "kind": d.kind, "title": d.title, "tokens": d.tokens,
-                "ingested_at": d.ingested_at, "content_sha256": d.content_sha256, "metadata": d.metadata,
-                "passages": passages}
+        data = show_document(archive, doc)
     if json_out:
         print_json(data)
         return
-    typer.echo(f"{d.id}  {d.title}\n  source:   {d.source}\n  kind:     {d.kind}\n  ingested: {d.ingested_at}\n"
-               f"  tokens:   {d.tokens} in {len(passages)} passages")
-    for p in passages:
+    typer.echo(f"{data['id']}  {data['title']}\n  source:   {data['source']}\n  kind:     {data['kind']}\n"
+               f"  ingested: {data['ingested_at']}\n  tokens:   {data['tokens']} in {len(data['passages'])} passages")
+    for p in data["passages"]:
         typer.echo(f"  [{p['passage']}] {p['tokens']} tokens -> {p['memory_tokens']} memory tokens, {p['location']}")
 
 
@@ -405,19 +394,14 @@ def _show_answer(result: dict, json_out: bool, stream: bool, lines: bool) -> Non
 @handles_errors
 def forget(docs: List[str] = typer.Argument(..., help="Document ids (or source file paths) to remove."), json_out: JsonOption = False) -> None:
     """Remove documents: source, memory and index entries; space is reclaimed at once."""
-    from ..pipelines.recall import resolve_document
+    from ..pipelines.documents import ADAPTER_LEARNED_FORGOTTEN, forget_documents
 
     with _open(write=True) as archive:
-        ids = [resolve_document(archive, d).id for d in docs]
-        learned = archive.adapter_trained_on_forgotten
-        removed = archive.forget(ids)
-        flagged = archive.adapter_trained_on_forgotten is not None and archive.adapter_trained_on_forgotten != learned
-    if flagged:
-        say("warning: the archive's adapter was trained on a forgotten document and may still hold what it "
-            "learned from it; train a new adapter without it (`r3mem train`) and rebuild the archive with "
-            "`r3mem init --adapter`")
-    print_json({"forgotten": removed, "adapter_trained_on_forgotten": flagged}) if json_out \
-        else say(f"forgot {len(removed)} document(s): {' '.join(removed)}")
+        result = forget_documents(archive, docs)
+    if result["adapter_trained_on_forgotten"]:
+        say(f"warning: {ADAPTER_LEARNED_FORGOTTEN}")
+    print_json(result) if json_out else say(f"forgot {len(result['forgotten'])} document(s): "
+                                            f"{' '.join(result['forgotten'])}")
 
 
 @app.command()
@@ -537,6 +521,29 @@ def import_archive(file: Path = typer.Argument(..., help="File written by `r3mem
     with run_import(file, root) as archive:
         count = len(archive.documents())
     print_json({"archive": str(root), "documents": count}) if json_out else say(f"imported {count} document(s) into {root}")
+
+
+# -------------------------------------------------------------------- serving
+@app.command()
+@handles_errors
+def mcp(
+    allow_ingest: bool = typer.Option(False, "--allow-ingest", help="Offer the `ingest` tool (assistants may add "
+                                                                    "files and folders to the archive)."),
+    allow_forget: bool = typer.Option(False, "--allow-forget", help="Offer the `forget` tool (assistants may "
+                                                                    "remove documents)."),
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = ComputePrecision.auto,
+) -> None:
+    """Serve the archive to assistants as a Model Context Protocol server on stdin/stdout.
+
+    Register it in a client (Claude Desktop, Cursor, VS Code) as the command `r3mem --archive PATH mcp`;
+    an encrypted archive needs R3MEM_PASSPHRASE in the server's environment."""
+    from ..archive.crypto import set_prompt
+    from ..mcp_server import serve
+
+    set_prompt(None)  # stdin carries the protocol: never a passphrase prompt
+    serve(_archive_path(), allow_ingest=allow_ingest, allow_forget=allow_forget, device=device,
+          precision=precision.value)
 
 
 # ------------------------------------------------------------------- training

@@ -69,3 +69,19 @@ def _create(root: Path, model: str, keep_source: bool, adapter: Path, settings: 
     # archive without one.
     return Archive.create(root, model=model, keep_source=keep_source, memory_config=info["memory"],
                           settings=settings, encrypt=encrypt, passphrase=passphrase, adapter=adapter)
+
+
+def open_for_ingest(root: Path, *, model: str | None = None, keep_source: bool = True,
+                    vault=None) -> tuple[Archive, list[str], bool]:
+    """The archive at `root` opened for writing, or a new one (`model`, default SmolLM2) when there
+    is none: (archive, warnings for the user, whether it was created). `model` names the model of a
+    new archive only; naming another for an existing one is an error. `vault` unlocks an existing
+    encrypted archive without asking for its passphrase again."""
+    if not Archive.exists(root):
+        archive, warnings = create_archive(root, model=model or DEFAULT_MODEL, keep_source=keep_source)
+        return archive, warnings, True
+    archive = Archive.open(root, write=True, vault=vault)
+    if model and model != archive.model:
+        archive.close()
+        raise ArchiveError(f"the archive at {root} uses {archive.model}; --model applies only to a new archive")
+    return archive, [], False
