@@ -36,8 +36,17 @@ def rendered(doc: SourceDocument, turn: int) -> str:
 
 
 def test_new_suffixes_are_supported(tmp_path):
-    for name in ("a.eml", "b.MBOX", "chat.db"):
-        assert supported(tmp_path / name)
+    assert supported(tmp_path / "a.eml") and supported(tmp_path / "b.MBOX")
+    # .db is every program's suffix: only an iMessage database is taken, the rest is skipped.
+    make_chat_db(tmp_path / "chat.db")
+    (tmp_path / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500))
+    other = sqlite3.connect(tmp_path / "places.db")
+    other.execute("CREATE TABLE message (x)")
+    other.close()
+    assert supported(tmp_path / "chat.db")
+    assert not supported(tmp_path / "Thumbs.db") and not supported(tmp_path / "places.db")
+    assert not supported(tmp_path / "missing.db")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Thumbs.db", "chat.db", "places.db"]  # nothing written
 
 
 # ----------------------------------------------------------------------------------------- email

@@ -71,13 +71,18 @@ def is_slack_folder(path: Path) -> bool:
 
 
 def supported(path: Path) -> bool:
-    """Whether `read_path` will try this path (by suffix, or a Slack export folder)."""
+    """Whether `read_path` will try this path (by suffix, or a Slack export folder). A .db only
+    when it is an iMessage database: the suffix is common to many programs' files."""
     path = Path(path)
     try:
         if path.is_dir():
             return is_slack_folder(path)
     except OSError:
         return False
+    if path.suffix.lower() == ".db":
+        from .imessage import is_chat_db
+
+        return is_chat_db(path)
     return path.suffix.lower() in SUPPORTED_SUFFIXES
 
 

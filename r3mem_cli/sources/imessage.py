@@ -206,6 +206,29 @@ def _guarded(db: sqlite3.Connection, **kwargs) -> list[SourceDocument]:
         db.close()
 
 
+def _open(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path.resolve().as_uri() + "?mode=ro&immutable=1", uri=True)
+
+
+def is_chat_db(path: Path) -> bool:
+    """A SQLite file with message and handle tables (cheap: the header, then the schema only)."""
+    try:
+        with Path(path).open("rb") as handle:
+            if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                return False
+        db = _open(Path(path))
+    except (OSError, sqlite3.Error):
+        return False
+    try:
+        names = {row[0] for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('message', 'handle')")}
+        return names == {"message", "handle"}
+    except sqlite3.Error:
+        return False
+    finally:
+        db.close()
+
+
 def read_imessage(path: Path, *, max_file_bytes: int, source: str, gap_hours: float) -> list[SourceDocument]:
     """Read a chat.db in place (never copied into memory), within the --max-file-size limit."""
     path = Path(path)
@@ -222,7 +245,7 @@ def read_imessage(path: Path, *, max_file_bytes: int, source: str, gap_hours: fl
     if header != SQLITE_HEADER:
         raise ReaderError("not a SQLite database (.db)")
     try:
-        db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro&immutable=1", uri=True)
+        db = _open(path)
     except sqlite3.Error as exc:
         raise ReaderError(f"unreadable SQLite database ({exc})") from None
     return _guarded(db, source=source, gap_hours=gap_hours, metadata={"bytes": size})

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.utils import parseaddr
+from email.utils import parseaddr, parsedate_to_datetime
 from pathlib import Path
 
 from .chat import ChatBuilder, check_turns
@@ -65,15 +65,20 @@ def _header(message: EmailMessage, name: str) -> str:
         return ""
 
 
-def _ids(value: str) -> list[str]:
-    return _ID.findall(value)
+def _raw_headers(message: EmailMessage) -> dict[str, str]:
+    """Undecoded header values by lower-case name (the first of each): ids and dates need no RFC
+    2047 decoding, and the header registry's parse is most of the time spent on a message."""
+    found: dict[str, str] = {}
+    for name, value in message.raw_items():
+        if isinstance(name, str) and isinstance(value, str):
+            found.setdefault(name.lower(), value)
+    return found
 
 
-def _date(message: EmailMessage) -> datetime | None:
+def _date(value: str) -> datetime | None:
     try:
-        header = message.get("date")
-        moment = getattr(header, "datetime", None)
-    except Exception:  # as in _header
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return moment if isinstance(moment, datetime) else None
 
@@ -121,17 +126,18 @@ def _body(message: EmailMessage) -> tuple[str, list[str]]:
 def parse_mail(raw: bytes, index: int) -> Mail | None:
     """Bytes of one message -> Mail, or None when it has none of From, Date, Subject, Message-ID."""
     message = BytesParser(policy=email.policy.default).parsebytes(_FROM_ESCAPE.sub(rb"\1", raw))
-    if not any(_header(message, name).strip() for name in _HEADERS_SEEN):
+    raw_headers = _raw_headers(message)
+    if not any(raw_headers.get(name, "").strip() for name in _HEADERS_SEEN):
         return None
-    own = _ids(_header(message, "message-id"))
-    references = _ids(_header(message, "references"))
-    in_reply_to = _ids(_header(message, "in-reply-to"))
+    own = _ID.findall(raw_headers.get("message-id", ""))
+    references = _ID.findall(raw_headers.get("references", ""))
+    in_reply_to = _ID.findall(raw_headers.get("in-reply-to", ""))
     name, address = parseaddr(_header(message, "from"))
     body, attachments = _body(message)
     return Mail(index=index, message_id=own[0] if own else None, links=references + in_reply_to,
-                replying_to=(in_reply_to or references or [None])[-1], subject=" ".join(_header(message,
-                "subject").split()), speaker=name or address or "unknown", when=_date(message), body=body,
-                attachments=attachments)
+                replying_to=(in_reply_to or references or [None])[-1],
+                subject=" ".join(_header(message, "subject").split()), speaker=name or address or "unknown",
+                when=_date(raw_headers.get("date", "")), body=body, attachments=attachments)
 
 
 def mark_quotes(text: str) -> list[tuple[str, bool]]:
