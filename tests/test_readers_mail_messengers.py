@@ -11,7 +11,6 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -731,6 +730,19 @@ def test_imessage_bad_databases(tmp_path):
     folder = tmp_path / "dir.db"
     folder.mkdir()
     assert reason(folder) == "folder is not a Slack export"
+
+
+def test_imessage_message_bound_counts_rows_not_messages(tmp_path, monkeypatch):
+    path = tmp_path / "chat.db"
+    make_chat_db(path)
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM message WHERE ROWID > 2")
+    db.execute("INSERT INTO chat_message_join (chat_id, message_id) VALUES (2, 1), (2, 2)")  # each in two chats
+    db.commit()
+    db.close()
+    monkeypatch.setattr("r3mem_cli.sources.chat.MAX_TURNS", 3)
+    monkeypatch.setattr("r3mem_cli.sources.imessage.MAX_TURNS", 3)
+    assert reason(path) == "over 3 messages in one file"  # 2 messages, 4 rows
 
 
 def test_imessage_work_bound(tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from .chat import ChatBuilder, check_turns
+from .chat import MAX_TURNS, ChatBuilder, check_turns
 from .text import ReaderError, SourceDocument, reader_error_for
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -140,8 +140,11 @@ def read_chat_db(db: sqlite3.Connection, *, source: str, gap_hours: float, metad
     attachments = _attachment_names(db, tables)
     chats = _chats(db, tables)
     builders: dict[object, ChatBuilder] = {}
-    undecodable = reactions = 0
+    undecodable = reactions = rows = 0
     for rowid, text, body, date, from_me, handle_id, reaction, item_type, group_title, chat_id in db.execute(query):
+        rows += 1  # a message joined to many chats comes once per chat
+        if rows > MAX_TURNS:
+            check_turns(rows, "messages")
         if reaction:
             reactions += 1
             continue

@@ -154,9 +154,10 @@ def mark_quotes(text: str) -> list[tuple[str, bool]]:
             continue
         # An attribution, on one line or wrapped over two, followed (after blanks) by a quote.
         for span in (1, 2):
-            head = " ".join(lines[number:number + span])
+            if not _ATTRIBUTION.match(" ".join(lines[number:number + span]).strip()):
+                continue
             following = next((k for k in range(number + span, len(lines)) if lines[k].strip()), None)
-            if _ATTRIBUTION.match(head.strip()) and following is not None and quoted_at[following]:
+            if following is not None and quoted_at[following]:
                 for k in range(number, number + span):
                     quoted_at[k] = True
                 break
@@ -301,7 +302,7 @@ def read_mbox(data: bytes, path: Path, *, source: str, gap_hours: float) -> list
     except OSError as exc:
         raise reader_error_for(exc) from None
     try:
-        return read_mails((box.get_bytes(key) for key in box.keys()), source=source, gap_hours=gap_hours,
+        return read_mails((box.get_bytes(key) for key in box.iterkeys()), source=source, gap_hours=gap_hours,
                           metadata={"bytes": len(data)}, with_index=True)
     except OSError as exc:
         raise reader_error_for(exc) from None
