@@ -178,6 +178,18 @@ def test_mbox_threads_order_quotes_duplicates(tmp_path):
     assert where["speakers"] == ["Daniel", "ada@example.org"] and where["from"]["message_id"] == "a2@example.com"
 
 
+def test_gmail_thread_id_joins_messages_without_links(tmp_path):
+    takeout = [mail(sender="Maya <maya@example.org>", subject=subject, date=f"Mon, 15 Jan 2024 {hour}:00:00 +0000",
+                    message_id=f"<t{hour}@example.org>", body=text,
+                    extra="X-GM-THRID: 1788000000000000001\nX-Gmail-Labels: Inbox,Important\n"
+                          "Content-Type: text/plain; charset=utf-8")
+               for hour, subject, text in ((9, "Soup", "Lentils?"), (10, "Soup (new plan)", "Beans instead."))]
+    path = tmp_path / "Takeout.mbox"
+    path.write_bytes(mbox(*takeout))
+    (doc,) = read_chats(path)
+    assert [t.text for t in doc.turns] == ["Lentils?", "Beans instead."]
+
+
 def quoted_lines(text: str) -> list[str]:
     return [line for line, quoted in mark_quotes(text) if quoted]
 
@@ -235,8 +247,9 @@ header_text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=40) |
 
 @FUZZ
 @given(messages=st.lists(st.tuples(header_text, header_text, header_text, header_text, header_text,
-                                   st.sampled_from(["text/plain; charset=utf-8", "text/html", "text/plain; charset=nope",
-                                                    'multipart/mixed; boundary="z"', "message/rfc822"]),
+                                   st.sampled_from(["text/plain; charset=utf-8", "text/html",
+                                                    "text/plain; charset=nope", 'multipart/mixed; boundary="z"',
+                                                    "message/rfc822"]),
                                    st.text(max_size=80)), min_size=1, max_size=4))
 def test_fuzz_mail_odd_headers_and_bodies(tmp_path, messages):
     rendered_mails = []

@@ -2,16 +2,17 @@
 package (policy `default`: RFC 2047 headers decoded, MIME walked, charsets applied) and `mailbox`.
 
 One chat document per thread. Threads follow Message-ID / References / In-Reply-To links (any
-shared id joins two messages); a message with no links whose subject starts with a reply prefix
-("Re:", "AW:", "SV:", ...) joins the first thread with the same subject. Each message is a turn:
-speaker = the From display name (else the address), time = the Date header (time-zone aware),
-text = the text/plain body, else the HTML body converted like an .html page. Attachments are
-named, never read ("<attachment: report.pdf>").
+shared id joins two messages; so does Gmail's X-GM-THRID); a message with no links whose subject
+starts with a reply prefix ("Re:", "AW:", "SV:", ...) joins the first thread with the same subject.
+Each message is a turn: speaker = the From display name (else the address), time = the Date header
+(time-zone aware), text = the text/plain body, else the HTML body converted like an .html page.
+Attachments are named, never read ("<attachment: report.pdf>"). A body line an mbox escaped as
+">From " is unescaped.
 
 Quotes. Lines starting with ">", the attribution line before them ("On Mon, ... Alice wrote:"),
 and everything after an Outlook "-----Original Message-----" line are the quoted part. When the
-message quoted (In-Reply-To) is a turn of the same thread, the quoted part is a copy of that
-turn and is dropped (counted in `metadata["quoted_lines_dropped"]`); otherwise it is kept, every
+message quoted (In-Reply-To) is a turn of the same thread and the reply has text of its own, the
+quoted part is a copy of that turn and is dropped (counted in `metadata["quoted_lines_dropped"]`); otherwise it is kept, every
 quoted line starting with "> ", because it is the only copy of what was said. A message seen
 twice (same Message-ID) is read once (`metadata["duplicates_skipped"]`).
 """
@@ -54,6 +55,7 @@ class Mail:
     when: datetime | None
     body: str
     attachments: list[str] = field(default_factory=list)
+    gmail_thread: str | None = None  # X-GM-THRID, Gmail's own thread id (Takeout mailboxes)
 
 
 def _header(message: EmailMessage, name: str) -> str:
@@ -137,7 +139,8 @@ def parse_mail(raw: bytes, index: int) -> Mail | None:
     return Mail(index=index, message_id=own[0] if own else None, links=references + in_reply_to,
                 replying_to=(in_reply_to or references or [None])[-1],
                 subject=" ".join(_header(message, "subject").split()), speaker=name or address or "unknown",
-                when=_date(raw_headers.get("date", "")), body=body, attachments=attachments)
+                when=_date(raw_headers.get("date", "")), body=body, attachments=attachments,
+                gmail_thread=raw_headers.get("x-gm-thrid", "").strip() or None)
 
 
 def mark_quotes(text: str) -> list[tuple[str, bool]]:
@@ -191,6 +194,8 @@ def group_threads(mails: list[Mail]) -> list[list[Mail]]:
         find(key)
         for link in mail.links:
             union(key, f"id:{link}")
+        if mail.gmail_thread:
+            union(key, f"gmail:{mail.gmail_thread}")
     first_with_subject: dict[str, str] = {}
     for mail, key in zip(mails, keys):
         subject = thread_key(mail.subject)
