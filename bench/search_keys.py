@@ -41,9 +41,22 @@ def _signs(keys: torch.Tensor) -> torch.Tensor:
     return torch.where(keys >= 0, 1.0, -1.0)
 
 
-# name -> (keys [sentences, K] as stored today -> keys as the new storage reads them back, bits per key row)
+def _levels(bits: int):
+    """Round each key to 2^bits - 1 symmetric levels of its own largest value (one float16 scale per key)."""
+    top = 2 ** (bits - 1) - 1
+
+    def read_back(keys: torch.Tensor) -> torch.Tensor:
+        scale = keys.abs().amax(dim=-1, keepdim=True).clamp(min=1e-8) / top
+        return torch.round(keys / scale) * scale
+    return read_back
+
+
+# name -> (keys [sentences, K] as stored today -> keys as the new storage reads them back, bits per
+# key value; a per-key scale adds 2 bytes per key where the way has one)
 WAYS = {
     "float16 per sentence": (lambda k: k, 16),
+    "int8 per sentence": (_levels(8), 8),
+    "int4 per sentence": (_levels(4), 4),
     "sign bits per sentence": (_signs, 1),
     "float16 per passage (mean)": (lambda k: k.mean(0, keepdim=True), 16),
     "sign bits per passage (mean)": (lambda k: _signs(k.mean(0, keepdim=True)), 1),
@@ -59,7 +72,7 @@ def rewrite_keys(manifest: Path, way) -> int:
         dims = int(json.loads(config)["search_key_dims"])
         for pid, blob in c.execute("SELECT passage_id, keys FROM search_keys").fetchall():
             kept = transform(key_from_blob(blob).view(-1, dims))
-            total += kept.shape[0] * dims * bits // 8
+            total += kept.shape[0] * (dims * bits // 8 + (2 if bits in (4, 8) else 0))
             c.execute("UPDATE search_keys SET keys = ? WHERE passage_id = ?", (key_to_blob(kept), pid))
     return total
 

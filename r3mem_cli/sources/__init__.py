@@ -6,10 +6,12 @@
 
 Documents: .txt .md .markdown .rst .html .htm .pdf .docx, and .json/.jsonl text records.
 Chats (kind "chat", one document per conversation): ChatGPT and Claude.ai conversations.json,
-WhatsApp .txt (Android and iOS) and its .zip, Telegram Desktop result.json, Slack exports (folder
-or .zip), Messenger/Instagram, Discord (DiscordChatExporter) and Google Chat JSON, coding-agent
-JSONL logs (Claude Code), generic chat JSONL. Bad input of any kind raises ReaderError with a
-one-line reason, never anything else. See docs/decisions/0004-readers.md.
+WhatsApp .txt (Android and iOS) and its .zip, Telegram Desktop result.json and its HTML export
+(messages*.html), Slack exports (folder or .zip), Messenger/Instagram, Discord
+(DiscordChatExporter) and Google Chat JSON, coding-agent JSONL logs (Claude Code), generic chat
+JSONL, email (.eml, .mbox; one document per thread), Signal exports (sigtop .txt, signal-export
+chat.md), iMessage chat.db. Bad input of any kind raises ReaderError with a one-line reason, never
+anything else. See docs/decisions/0004-readers.md and 0022-mail-and-messenger-readers.md.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ __all__ = [
 ]
 
 SUPPORTED_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".docx", ".json", ".jsonl",
-                      ".zip"}
+                      ".zip", ".eml", ".mbox", ".db"}
 DEFAULT_CHAT_GAP_HOURS = 6.0
 _DAY_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}\.json$")
 
@@ -70,13 +72,18 @@ def is_slack_folder(path: Path) -> bool:
 
 
 def supported(path: Path) -> bool:
-    """Whether `read_path` will try this path (by suffix, or a Slack export folder)."""
+    """Whether `read_path` will try this path (by suffix, or a Slack export folder). A .db only
+    when it is an iMessage database: the suffix is common to many programs' files."""
     path = Path(path)
     try:
         if path.is_dir():
             return is_slack_folder(path)
     except OSError:
         return False
+    if path.suffix.lower() == ".db":
+        from .imessage import is_chat_db
+
+        return is_chat_db(path)
     return path.suffix.lower() in SUPPORTED_SUFFIXES
 
 
@@ -124,8 +131,14 @@ def read_path(path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
             suffix = path.suffix.lower()
             if suffix not in SUPPORTED_SUFFIXES:
                 raise ReaderError(f"unsupported file type {suffix or '(none)'}")
-            data = read_bytes(path, max_file_bytes)
-            documents = read_data(data, path, max_file_bytes=max_file_bytes, chat_gap_hours=chat_gap_hours)
+            if suffix == ".db":  # SQLite reads it in place: never loaded into memory
+                from .imessage import read_imessage
+
+                documents = read_imessage(path, max_file_bytes=max_file_bytes, source=source_of(path),
+                                          gap_hours=chat_gap_hours)
+            else:
+                data = read_bytes(path, max_file_bytes)
+                documents = read_data(data, path, max_file_bytes=max_file_bytes, chat_gap_hours=chat_gap_hours)
     except RecursionError:
         raise ReaderError("nested too deeply") from None
     except MemoryError:
@@ -145,7 +158,8 @@ def _unique_parts(documents: list[SourceDocument]) -> list[SourceDocument]:
 
 def read_data(data: bytes, path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
               chat_gap_hours: float = DEFAULT_CHAT_GAP_HOURS) -> list[SourceDocument]:
-    """Bytes of the file at `path` (its suffix picks the family, its content the format)."""
+    """Bytes of the file at `path` (its suffix picks the family, its content the format). A .mbox
+    and a .db are read again from `path` (by `mailbox` and SQLite)."""
     path = Path(path)
     suffix = path.suffix.lower()
     source = source_of(path)
@@ -157,15 +171,34 @@ def read_data(data: bytes, path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE
             if looks_like_whatsapp(text):
                 return [parse_whatsapp(text, source=source, title=title_from_name(path.name),
                                        gap_hours=chat_gap_hours, metadata=metadata)]
-            problem = unrecognised_chat(text)
+        signal_chat = _signal_chat(text, metadata, path, source, chat_gap_hours)
+        if signal_chat is not None:
+            return [signal_chat]
+        if suffix == ".txt":
+            problem = unrecognised_chat(text)  # a chat in a style no reader knows: say so, not a document
             if problem:
                 raise ReaderError(problem)
         fmt = {".txt": "text", ".rst": "rst"}.get(suffix, "markdown")
         return [plain_document(text, metadata, path, fmt)]
     if suffix in (".html", ".htm"):
         from .html_reader import read_html
+        from .telegram_html import looks_like_telegram_html, read_telegram_html
 
+        if looks_like_telegram_html(data):
+            return [read_telegram_html(data, source=source, title=default_title(path), gap_hours=chat_gap_hours)]
         return [read_html(data, path)]
+    if suffix == ".eml":
+        from .mail import read_eml
+
+        return read_eml(data, source=source, gap_hours=chat_gap_hours)
+    if suffix == ".mbox":
+        from .mail import read_mbox
+
+        return read_mbox(data, path, source=source, gap_hours=chat_gap_hours)
+    if suffix == ".db":
+        from .imessage import read_imessage
+
+        return read_imessage(path, max_file_bytes=max_file_bytes, source=source, gap_hours=chat_gap_hours)
     if suffix == ".pdf":
         from .pdf import read_pdf
 
@@ -179,6 +212,24 @@ def read_data(data: bytes, path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE
     if suffix == ".zip":
         return _read_zip(data, path, source, max_file_bytes, chat_gap_hours)
     raise ReaderError(f"unsupported file type {suffix or '(none)'}")
+
+
+def _signal_chat(text: str, metadata: dict, path: Path, source: str, gap_hours: float) -> SourceDocument | None:
+    """A Signal chat saved as text: sigtop (.txt) or signal-export (.md); else None."""
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        from .signal import looks_like_sigtop, read_sigtop
+
+        if looks_like_sigtop(text):
+            return read_sigtop(text, source=source, title=default_title(path), gap_hours=gap_hours,
+                               metadata=metadata)
+    if suffix in (".md", ".markdown"):
+        from .signal import looks_like_signal_markdown, markdown_title, read_signal_markdown
+
+        if looks_like_signal_markdown(text):
+            return read_signal_markdown(text, source=source, title=markdown_title(path.name, path.parent.name),
+                                        gap_hours=gap_hours, metadata=metadata)
+    return None
 
 
 def _read_json(data: bytes, path: Path, source: str, suffix: str, gap_hours: float) -> list[SourceDocument]:
