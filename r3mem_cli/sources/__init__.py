@@ -4,7 +4,8 @@
     supported(path) -> bool
     iter_inputs(paths) -> list[Path]
 
-Documents: .txt .md .markdown .rst .html .htm .pdf .docx, and .json/.jsonl text records.
+Documents: .txt .md .markdown .rst .html .htm .pdf .docx .epub .odt .org, and .json/.jsonl text
+records; a Notion export .zip gives one document per page or database.
 Chats (kind "chat", one document per conversation): ChatGPT conversations.json, WhatsApp .txt
 (Android and iOS) and its .zip, Telegram Desktop result.json, Slack exports (folder or .zip),
 generic chat JSONL. Bad input of any kind raises ReaderError with a one-line reason, never
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 SUPPORTED_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".docx", ".json", ".jsonl",
-                      ".zip"}
+                      ".zip", ".epub", ".odt", ".org"}
 DEFAULT_CHAT_GAP_HOURS = 6.0
 _DAY_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}\.json$")
 
@@ -156,8 +157,11 @@ def read_data(data: bytes, path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE
             if looks_like_whatsapp(text):
                 return [parse_whatsapp(text, source=source, title=title_from_name(path.name),
                                        gap_hours=chat_gap_hours, metadata=metadata)]
-        fmt = {".txt": "text", ".rst": "rst"}.get(suffix, "markdown")
-        return [plain_document(text, metadata, path, fmt)]
+        if suffix in (".md", ".markdown"):
+            from .markdown import read_markdown
+
+            return [read_markdown(text, metadata, path)]
+        return [plain_document(text, metadata, path, "text" if suffix == ".txt" else "rst")]
     if suffix in (".html", ".htm"):
         from .html_reader import read_html
 
@@ -170,6 +174,18 @@ def read_data(data: bytes, path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE
         from .docx_reader import read_docx
 
         return [read_docx(data, path, max_file_bytes)]
+    if suffix == ".epub":
+        from .epub import read_epub
+
+        return [read_epub(data, path, max_file_bytes)]
+    if suffix == ".odt":
+        from .odt import read_odt
+
+        return [read_odt(data, path, max_file_bytes)]
+    if suffix == ".org":
+        from .org import read_org
+
+        return [read_org(data, path)]
     if suffix in (".json", ".jsonl"):
         return _read_json(data, path, source, suffix, chat_gap_hours)
     if suffix == ".zip":
@@ -219,12 +235,15 @@ def _read_json(data: bytes, path: Path, source: str, suffix: str, gap_hours: flo
 
 
 def _read_zip(data: bytes, path: Path, source: str, max_file_bytes: int, gap_hours: float) -> list[SourceDocument]:
+    from .notion import is_notion_tree, is_split_notion_export, read_notion_tree
     from .slack import is_slack_tree, read_slack_tree
     from .whatsapp import looks_like_whatsapp, parse_whatsapp, title_from_name
 
     tree = ZipTree(data, max_file_bytes)
     if is_slack_tree(tree):
         return read_slack_tree(tree, source=source, gap_hours=gap_hours, metadata={"bytes": len(data)})
+    if is_notion_tree(tree):
+        return read_notion_tree(tree, path=path, source=source)
     texts = [n for n in tree.names() if n.lower().endswith(".txt") and not n.startswith("__MACOSX/")]
 
     def rank(name: str) -> tuple:
@@ -244,4 +263,6 @@ def _read_zip(data: bytes, path: Path, source: str, max_file_bytes: int, gap_hou
             metadata["bytes"] = len(data)
             return [parse_whatsapp(text, source=source, title=title, gap_hours=gap_hours, metadata=metadata,
                                    member=name)]
+    if is_split_notion_export(tree):
+        raise ReaderError("Notion export in parts (zips inside the zip): unzip it and ingest each part")
     raise ReaderError("unsupported zip (neither a WhatsApp nor a Slack export)")

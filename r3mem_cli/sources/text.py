@@ -91,7 +91,8 @@ class SourceDocument:
         where: dict = {}
         fmt = self.metadata.get("format")
         if fmt in LINE_FORMATS:
-            first = self.text.count("\n", 0, start) + 1
+            # A Markdown note's front matter is metadata, not text: its body starts at "first_line".
+            first = self.text.count("\n", 0, start) + self.metadata.get("first_line", 1)
             where["lines"] = [first, first + self.text.count("\n", start, max(start, end - 1))]
         pages = self.metadata.get("pages")
         if pages:
@@ -150,7 +151,7 @@ def scrub_document(doc: SourceDocument) -> SourceDocument:
 
 
 # Formats whose document text keeps the source's lines, so line numbers are source line numbers.
-LINE_FORMATS = {"text", "markdown", "rst"}
+LINE_FORMATS = {"text", "markdown", "rst", "notion"}
 
 
 # ---------------------------------------------------------------------------------------- bytes
