@@ -569,6 +569,11 @@ def test_notion_zip_pages_and_database(tmp_path):
 def test_notion_zip_detection_and_refusals(tmp_path):
     docs = read_path(notion_zip(tmp_path / "flat.zip", wrapper=False))
     assert sorted(d.title for d in docs) == ["Garden", "Tasks", "Tomatoes"]
+    html = tmp_path / "html.zip"
+    html.write_bytes(make_zip({f"Trip {ID1}.html": "<html><body><h1>Trip</h1><p>Lisbon in May.</p></body></html>",
+                               "index.html": "<html><body>index</body></html>"}))
+    [page] = read_path(html)
+    assert page.title == "Trip" and page.metadata["format"] == "html" and page.text == "Trip\n\nLisbon in May."
     split = tmp_path / "split.zip"
     split.write_bytes(make_zip({f"{EXPORT}-Part-1.zip": b"PK\x05\x06" + bytes(18)}))
     assert reason(split) == "Notion export in parts (zips inside the zip): unzip it and ingest each part"
