@@ -58,7 +58,8 @@ def make_epub(path: Path) -> Path:
     summer.content = "<h1>Chapter Two</h1><p>Watering twice a day in July.</p>"
     book.add_item(spring)
     book.add_item(summer)
-    book.toc = (epub.Link("chap_01.xhtml", "Spring", "spring"), epub.Link("text/chap 02.xhtml", "Summer heat", "summer"))
+    book.toc = (epub.Link("chap_01.xhtml", "Spring", "spring"),
+                epub.Link("text/chap 02.xhtml", "Summer heat", "summer"))
     book.add_item(epub.EpubNcx())
     book.add_item(epub.EpubNav())
     book.spine = ["nav", spring, summer]
@@ -579,7 +580,8 @@ def test_notion_zip_detection_and_refusals(tmp_path):
     assert reason(split) == "Notion export in parts (zips inside the zip): unzip it and ingest each part"
     only_broken = tmp_path / "broken.zip"
     only_broken.write_bytes(make_zip({f"Page {ID1}.md": b"\x00"}))
-    assert reason(only_broken) == f"Notion export has no readable page (Page {ID1}.md: binary file (NUL bytes), not text)"
+    assert reason(only_broken) == \
+        f"Notion export has no readable page (Page {ID1}.md: binary file (NUL bytes), not text)"
     escape = tmp_path / "escape.zip"
     escape.write_bytes(make_zip({f"Page {ID1}.md": "# P\n", "../x.md": "x"}))
     assert reason(escape) == "zip member escapes the archive"

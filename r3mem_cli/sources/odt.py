@@ -119,7 +119,7 @@ def _title_styles(document) -> set[str]:
 
 
 def _blocks(document):
-    """(text, heading level or None, list depth) for every block of the body, in order."""
+    """(text, heading level or None, list depth, starts a list item) for every block, in order."""
     titles = _title_styles(document)
     stack = [(node, 0, False) for node in reversed(document.text.childNodes)]
     while stack:

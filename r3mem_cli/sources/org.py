@@ -129,8 +129,9 @@ class _Reader:
         while i < stop:
             line = self.lines[i]
             stripped = line.strip()
+            block = _BLOCK.match(line)
             if in_block:
-                if _BLOCK.match(line) and _BLOCK.match(line).group(1).lower() == "end":
+                if block and block.group(1).lower() == "end":
                     in_block = False
                 else:
                     kept.append(line)
@@ -142,7 +143,6 @@ class _Reader:
                 kept.append(line)
                 i += 1
                 continue
-            block = _BLOCK.match(line)
             if block:
                 in_block = block.group(1).lower() == "begin"
                 leading = False
