@@ -37,7 +37,7 @@ demo: install
 	$(R3MEM) stats
 
 test: install-dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=30
 
 clean:
 	rm -rf $(VENV) $(DEMO_ARCHIVE) .pytest_cache .hypothesis

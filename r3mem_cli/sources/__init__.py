@@ -4,14 +4,16 @@
     supported(path) -> bool
     iter_inputs(paths) -> list[Path]
 
-Documents: .txt .md .markdown .rst .html .htm .pdf .docx, and .json/.jsonl text records.
+Documents: .txt .md .markdown .rst .html .htm .pdf .docx .epub .odt .org, and .json/.jsonl text
+records; a Notion export .zip gives one document per page or database.
 Chats (kind "chat", one document per conversation): ChatGPT and Claude.ai conversations.json,
 WhatsApp .txt (Android and iOS) and its .zip, Telegram Desktop result.json and its HTML export
 (messages*.html), Slack exports (folder or .zip), Messenger/Instagram, Discord
 (DiscordChatExporter) and Google Chat JSON, coding-agent JSONL logs (Claude Code), generic chat
 JSONL, email (.eml, .mbox; one document per thread), Signal exports (sigtop .txt, signal-export
 chat.md), iMessage chat.db. Bad input of any kind raises ReaderError with a one-line reason, never
-anything else. See docs/decisions/0004-readers.md and 0022-mail-and-messenger-readers.md.
+anything else. See docs/decisions/0004-readers.md, 0022-mail-and-messenger-readers.md and
+0023-document-formats.md.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ __all__ = [
 ]
 
 SUPPORTED_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".docx", ".json", ".jsonl",
-                      ".zip", ".eml", ".mbox", ".db"}
+                      ".zip", ".eml", ".mbox", ".db", ".epub", ".odt", ".org"}
 DEFAULT_CHAT_GAP_HOURS = 6.0
 _DAY_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}\.json$")
 
@@ -178,8 +180,11 @@ def read_data(data: bytes, path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE
             problem = unrecognised_chat(text)  # a chat in a style no reader knows: say so, not a document
             if problem:
                 raise ReaderError(problem)
-        fmt = {".txt": "text", ".rst": "rst"}.get(suffix, "markdown")
-        return [plain_document(text, metadata, path, fmt)]
+        if suffix in (".md", ".markdown"):
+            from .markdown import read_markdown
+
+            return [read_markdown(text, metadata, path)]
+        return [plain_document(text, metadata, path, "text" if suffix == ".txt" else "rst")]
     if suffix in (".html", ".htm"):
         from .html_reader import read_html
         from .telegram_html import looks_like_telegram_html, read_telegram_html
@@ -207,6 +212,18 @@ def read_data(data: bytes, path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE
         from .docx_reader import read_docx
 
         return [read_docx(data, path, max_file_bytes)]
+    if suffix == ".epub":
+        from .epub import read_epub
+
+        return [read_epub(data, path, max_file_bytes)]
+    if suffix == ".odt":
+        from .odt import read_odt
+
+        return [read_odt(data, path, max_file_bytes)]
+    if suffix == ".org":
+        from .org import read_org
+
+        return [read_org(data, path)]
     if suffix in (".json", ".jsonl"):
         return _read_json(data, path, source, suffix, chat_gap_hours)
     if suffix == ".zip":
@@ -299,12 +316,15 @@ def _read_json_chat(value, *, source: str, title: str, gap_hours: float, metadat
 
 
 def _read_zip(data: bytes, path: Path, source: str, max_file_bytes: int, gap_hours: float) -> list[SourceDocument]:
+    from .notion import is_notion_tree, is_split_notion_export, read_notion_tree
     from .slack import is_slack_tree, read_slack_tree
     from .whatsapp import looks_like_whatsapp, parse_whatsapp, title_from_name, unrecognised_chat
 
     tree = ZipTree(data, max_file_bytes)
     if is_slack_tree(tree):
         return read_slack_tree(tree, source=source, gap_hours=gap_hours, metadata={"bytes": len(data)})
+    if is_notion_tree(tree):
+        return read_notion_tree(tree, path=path, source=source)
     texts = [n for n in tree.names() if n.lower().endswith(".txt") and not n.startswith("__MACOSX/")]
 
     def rank(name: str) -> tuple:
@@ -329,4 +349,6 @@ def _read_zip(data: bytes, path: Path, source: str, max_file_bytes: int, gap_hou
             problem = f"{name}: {reason}"
     if problem:
         raise ReaderError(problem)
+    if is_split_notion_export(tree):
+        raise ReaderError("Notion export in parts (zips inside the zip): unzip it and ingest each part")
     raise ReaderError("unsupported zip (neither a WhatsApp nor a Slack export)")
