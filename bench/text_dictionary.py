@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from pathlib import Path
 
 import yaml
 import zstandard

@@ -495,3 +495,18 @@ def slack_files(prefix: str = "") -> dict[str, str]:
         f"{prefix}general/notes.txt": "not a day file",
     }
 
+
+
+def read_chats(path: Path, **kwargs) -> list[SourceDocument]:
+    """Every document read from `path`, each checked and of kind chat."""
+    docs = read_path(path, **kwargs)
+    for doc in docs:
+        check_document(doc)
+        assert doc.kind == "chat"
+    return docs
+
+
+def rendered(doc: SourceDocument, turn: int) -> str:
+    """The text of one turn as the document holds it."""
+    t = doc.turns[turn]
+    return doc.text[t.start:t.end]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import zipfile
-from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -16,21 +15,8 @@ from hypothesis import strategies as st
 from r3mem_cli.sources import SourceDocument, read_path, supported
 from r3mem_cli.sources.safezip import MAX_TOTAL_BYTES
 
-from .helpers import (ANDROID, FUZZ, IOS, T0, chatgpt_export, chatgpt_node, check_document, make_zip,
-                      read_or_refuse, reason, slack_files, telegram_chat)
-
-
-def read_chats(path: Path, **kwargs) -> list[SourceDocument]:
-    docs = read_path(path, **kwargs)
-    for doc in docs:
-        check_document(doc)
-        assert doc.kind == "chat"
-    return docs
-
-
-def rendered(doc: SourceDocument, turn: int) -> str:
-    t = doc.turns[turn]
-    return doc.text[t.start:t.end]
+from .helpers import (ANDROID, FUZZ, IOS, T0, chatgpt_export, chatgpt_node, make_zip,
+                      read_chats, read_or_refuse, reason, rendered, slack_files, telegram_chat)
 
 
 # -------------------------------------------------------------------------------------- WhatsApp

@@ -14,24 +14,11 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from r3mem_cli.sources import SourceDocument, read_path, supported
+from r3mem_cli.sources import read_path, supported
 from r3mem_cli.sources.imessage import APPLE_EPOCH, attributed_text
 from r3mem_cli.sources.mail import mark_quotes, thread_key
 
-from .helpers import FUZZ, check_document, read_or_refuse, reason
-
-
-def read_chats(path: Path, **kwargs) -> list[SourceDocument]:
-    docs = read_path(path, **kwargs)
-    for doc in docs:
-        check_document(doc)
-        assert doc.kind == "chat"
-    return docs
-
-
-def rendered(doc: SourceDocument, turn: int) -> str:
-    t = doc.turns[turn]
-    return doc.text[t.start:t.end]
+from .helpers import FUZZ, read_chats, read_or_refuse, reason, rendered
 
 
 def test_new_suffixes_are_supported(tmp_path):

@@ -111,19 +111,26 @@ def _skip(tag) -> bool:
     return False
 
 
-def read_html(data: bytes, path: Path) -> SourceDocument:
+def parse_html(data: bytes):
+    """(BeautifulSoup tree, decoded text, metadata) of a page, or a one-line ReaderError: the
+    tag limit and the parser's failures on hostile input, shared by every HTML-based reader."""
     from bs4 import BeautifulSoup
-    from bs4.element import Comment, Declaration, Doctype, NavigableString, ProcessingInstruction, Tag
 
     if data.count(b"<") > MAX_TAGS:
         raise ReaderError(f"HTML page has over {MAX_TAGS:,} tags")
     text, metadata = decode_html(data)
     try:
-        soup = BeautifulSoup(text, "html.parser")
+        return BeautifulSoup(text, "html.parser"), text, metadata
     except RecursionError:
         raise ReaderError("HTML nested too deeply") from None
     except Exception as exc:  # the parser on hostile input: any failure is a malformed page
         raise ReaderError(f"malformed HTML ({type(exc).__name__})") from None
+
+
+def read_html(data: bytes, path: Path) -> SourceDocument:
+    from bs4.element import Comment, Declaration, Doctype, NavigableString, ProcessingInstruction, Tag
+
+    soup, text, metadata = parse_html(data)
     title_tag = soup.find("title")
     page_title = _WS.sub(" ", title_tag.get_text()).strip() if title_tag is not None else ""
     out = _Out()

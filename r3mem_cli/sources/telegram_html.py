@@ -22,7 +22,7 @@ import re
 from datetime import datetime, timedelta, timezone
 
 from .chat import ChatBuilder, check_turns
-from .html_reader import MAX_TAGS, decode_html
+from .html_reader import parse_html
 from .text import ReaderError, SourceDocument
 
 _STAMP = re.compile(r"^\s*(\d{1,2})\.(\d{1,2})\.(\d{4}) (\d{1,2}):(\d{2}):(\d{2})(?: UTC([+-])(\d{2}):(\d{2}))?\s*$")
@@ -113,17 +113,7 @@ def _forwarded_from(forwarded) -> str:
 
 
 def read_telegram_html(data: bytes, *, source: str, title: str, gap_hours: float) -> SourceDocument:
-    from bs4 import BeautifulSoup
-
-    if data.count(b"<") > MAX_TAGS:
-        raise ReaderError(f"HTML page has over {MAX_TAGS:,} tags")
-    text, metadata = decode_html(data)
-    try:
-        soup = BeautifulSoup(text, "html.parser")
-    except RecursionError:
-        raise ReaderError("HTML nested too deeply") from None
-    except Exception as exc:  # the parser on hostile input: any failure is a malformed page
-        raise ReaderError(f"malformed HTML ({type(exc).__name__})") from None
+    soup, _text, metadata = parse_html(data)
     header = soup.select_one("div.page_header div.text")
     chat_name = _plain(header) or title
     messages = soup.select("div.history div.message")
