@@ -113,7 +113,7 @@ def _forwarded_from(forwarded) -> str:
 
 
 def read_telegram_html(data: bytes, *, source: str, title: str, gap_hours: float) -> SourceDocument:
-    soup, _text, metadata = parse_html(data)
+    soup, _page, metadata = parse_html(data)
     header = soup.select_one("div.page_header div.text")
     chat_name = _plain(header) or title
     messages = soup.select("div.history div.message")
