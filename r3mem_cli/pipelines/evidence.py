@@ -35,6 +35,8 @@ BM25_WEIGHT = 0.3
 SPEAKER_BONUS = 0.15
 TIME_BONUS = 0.3
 NEIGHBOUR_WEIGHT = 0.1
+# Passages either side of a hit that go with it (see with_windows).
+WINDOW = 1
 # English function and question words: they say what kind of answer is wanted, not what it is about.
 FUNCTION_WORDS = frozenset("""
     a an the and or but nor if so as at by for from in into of off on onto out over to up with without
@@ -161,9 +163,10 @@ def find_evidence(archive, question: str, top_k: int = 5, *, engine=None, mode: 
     best_bm25 = max((r["scores"].get("keyword", 0.0) for r in found), default=0.0) or 1.0
     from r3mem_cli.segment.dates import passage_dates
 
-    covered = {}
+    covered, anyone = {}, {}
     for r in found:
         mine = stems[id(r)]
+        anyone[(r["doc"], r["passage"])] = sum(weight[s] for s in asked if s in mine) / total
         if speakers:  # what the named person says counts; their name in someone else's line does not
             said = {stem(w) for s in speakers for w in words(speaker_lines(r["text"] or "", s))}
             mine = said | ({stem(w) for s in speakers for w in words(s)} & mine)
@@ -179,6 +182,29 @@ def find_evidence(archive, question: str, top_k: int = 5, *, engine=None, mode: 
         near = max(covered.get((r["doc"], r["passage"] + step), 0.0) for step in (-1, 1))
         score += NEIGHBOUR_WEIGHT * near
         r["scores"]["evidence"] = round(here, 6)
+        r["scores"]["coverage"] = round(anyone[(r["doc"], r["passage"])], 6)
         r["scores"]["rescored"] = round(score, 6)
     found.sort(key=lambda r: -r["scores"]["rescored"])
-    return found[:top_k]
+    return with_windows(archive, found, top_k, WINDOW)
+
+
+def with_windows(archive, ranked: list[dict], top_k: int, reach: int) -> list[dict]:
+    """The best `top_k` hits, each given `window`: itself and the `reach` passages either side in
+    its document ({"passage", "text", "location"} in order). An answer is often the turn after
+    the one that matches the question (the question asked in the chat) or the turn before. A
+    hit already inside a better hit's window adds nothing new and is skipped."""
+    passages: dict[str, list] = {}
+    taken: set[tuple[str, int]] = set()
+    out = []
+    for r in ranked:
+        if (r["doc"], r["passage"]) in taken:
+            continue
+        infos = passages.get(r["doc"]) or passages.setdefault(r["doc"], archive.passages(r["doc"]))
+        lo, hi = max(0, r["passage"] - reach), min(len(infos) - 1, r["passage"] + reach)
+        r["window"] = [{"passage": i, "text": r["text"] if i == r["passage"] else archive.source_text(infos[i].id),
+                        "location": infos[i].location} for i in range(lo, hi + 1)]
+        taken |= {(r["doc"], i) for i in range(lo, hi + 1)}
+        out.append(r)
+        if len(out) == top_k:
+            break
+    return out
