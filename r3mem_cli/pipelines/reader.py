@@ -85,9 +85,15 @@ def coverage(text: str, asked: list[str]) -> float:
 def answer_line(question: str, results: list[dict]) -> tuple[Line, float] | None:
     """The line that answers, and how well (the question's share it covers, or its reply credit):
     best over the windows, the better-ranked window winning ties."""
+    ranked = answer_lines(question, results)
+    return ranked[0] if ranked else None
+
+
+def answer_lines(question: str, results: list[dict]) -> list[tuple[Line, float]]:
+    """Every line that covers some of the question, best first (see answer_line)."""
     asked = list(dict.fromkeys(stem(w) for w in content_words(question)))
     speakers = named_speakers(question, results)
-    best, best_score = None, 0.0
+    scored: dict[tuple[str, int, str], tuple[Line, float]] = {}
     for rank, lines in enumerate(lines_of(results)):
         for i, line in enumerate(lines):
             score = coverage(line.text, asked)
@@ -97,12 +103,14 @@ def answer_line(question: str, results: list[dict]) -> tuple[Line, float] | None
             if speakers and line.speaker in speakers:
                 score += SPEAKER_CREDIT
             score -= 0.01 * rank
-            if score > best_score:
-                after = lines[i + 1] if i + 1 < len(lines) else None
-                # A line that asks the question is answered by the reply to it.
-                asks = line.text.rstrip().endswith("?") and after is not None and after.speaker != line.speaker
-                best, best_score = (after if asks else line), score
-    return (best, best_score) if best else None
+            after = lines[i + 1] if i + 1 < len(lines) else None
+            # A line that asks the question is answered by the reply to it.
+            if line.text.rstrip().endswith("?") and after is not None and after.speaker != line.speaker:
+                line = after
+            key = (line.doc, line.passage, line.text)
+            if score > 0 and (key not in scored or scored[key][1] < score):
+                scored[key] = (line, score)
+    return sorted(scored.values(), key=lambda pair: -pair[1])
 
 
 def when_answer(line: Line, question: str) -> str:
@@ -122,13 +130,45 @@ def _long_date(when: datetime) -> str:
 
 
 def span_answer(line: Line, question: str) -> str:
-    """The sentence of the line that covers most of the question, without the question's words
-    and function words: what the line adds to the question."""
+    """What the line adds to the question: a title in quotes or a name for questions that ask
+    for one ("What book ...?", "Who ...?"), a number for "how many/long/old"; otherwise the
+    sentence of the line that covers most of the question, without the question's words and
+    function words."""
     asked = {stem(w) for w in words(question)}
     sentences = [s for s in _SENTENCE.split(line.text.strip()) if s] or [line.text]
     sentence = max(sentences, key=lambda s: (coverage(s, list(asked)), len(_new_words(s, asked))))
+    typed = _typed_span(line.text, sentence, question, asked)
+    if typed:
+        return typed
     kept = _new_words(sentence, asked)
     return " ".join(kept) if kept else sentence.strip()
+
+
+_QUOTED = re.compile(r"[\"“]([^\"”]{2,80})[\"”]")
+_NAME = re.compile(r"(?<![.!?] )(?<!^)\b([A-Z][\w'’-]+(?: (?:[A-Z][\w'’-]+|of|the|de)){0,4})")
+_AMOUNT = re.compile(r"\b(?:\d+(?:[.,]\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|a few|"
+                     r"several|a couple of)\b(?:\s+[a-z]+){0,2}", re.I)
+_ASKS_TITLE = re.compile(r"\b(?:book|song|movie|film|show|title|album|name|quote|say|said|sign|poster|motto|"
+                         r"saying)s?\b", re.I)
+_ASKS_NAME = re.compile(r"^\s*(?:who|whom|whose)\b|\b(?:where|which|what (?:country|city|state|place|band|artist|"
+                        r"brand|company|team|language|game|restaurant|name))\b", re.I)
+_ASKS_AMOUNT = re.compile(r"^\s*how (?:many|much|long|old|often|far)\b", re.I)
+
+
+def _typed_span(text: str, sentence: str, question: str, asked: set[str]) -> str | None:
+    if _ASKS_AMOUNT.search(question):
+        found = _AMOUNT.search(sentence) or _AMOUNT.search(text)
+        return found.group(0) if found else None
+    if _ASKS_TITLE.search(question) or _ASKS_NAME.search(question):
+        quoted = [q for q in _QUOTED.findall(text) if not {stem(w) for w in words(q)} <= asked]
+        if quoted:
+            return quoted[0]
+    if _ASKS_NAME.search(question):
+        names = [re.sub(r"(?: (?:of|the|de))+$", "", n) for n in _NAME.findall(sentence)]
+        names = [n for n in names if not {stem(w) for w in words(n)} <= asked and n not in ("I", "I'm")]
+        if names:
+            return names[0]
+    return None
 
 
 def _new_words(text: str, asked: set[str]) -> list[str]:
