@@ -31,7 +31,7 @@ WHEN = re.compile(r"^\s*(?:when\b|what (?:year|month|date|day)\b|which (?:year|m
 YES_NO = re.compile(r"^\s*(?:is|are|was|were|do|does|did|has|have|had|can|could|would|will|should|might)\b", re.I)
 HYPOTHETICAL = re.compile(r"^\s*(?:would|could|might|will|should)\b", re.I)
 # Credit for a line that replies to a line asking about the question (a chat question and its answer).
-REPLY_CREDIT = 0.6
+REPLY_CREDIT = 0.8
 SPEAKER_CREDIT = 0.2
 _CHAT_LINE = re.compile(r"^(?P<speaker>[^\s:][^:]{0,99}): (?P<text>.*)$")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -115,14 +115,20 @@ def answer_lines(question: str, results: list[dict]) -> list[tuple[Line, float]]
 
 def when_answer(line: Line, question: str) -> str:
     """A date for a "when" question: the time expression the line uses, resolved, or the day
-    the line was said."""
+    the line was said; in a document, the date the line writes."""
     mentions = [m for m in passage_dates(line.location, line.passage_text) if m["said"].lower() in line.text.lower()]
     if mentions:
         return mentions[0]["answer"]
     when = said_at(line.location)
-    if when is None:
-        return span_answer(line, question)
+    if when is None:  # a document: the date it writes, if any
+        written = _WRITTEN_DATE.search(line.text)
+        return written.group(0) if written else span_answer(line, question)
     return _long_date(when)
+
+
+_MONTH = r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
+_WRITTEN_DATE = re.compile(rf"\b(?:\d{{1,2}} {_MONTH}(?:,? \d{{4}})?|{_MONTH} \d{{1,2}}(?:st|nd|rd|th)?(?:,? \d{{4}})?|"
+                           rf"{_MONTH},? \d{{4}}|(?:19|20)\d\d)\b")
 
 
 def _long_date(when: datetime) -> str:
