@@ -158,6 +158,9 @@ _ASKS_TITLE = re.compile(r"\b(?:book|song|movie|film|show|title|album|name|quote
                          r"saying)s?\b", re.I)
 _ASKS_NAME = re.compile(r"^\s*(?:who|whom|whose)\b|\b(?:where|which|what (?:country|city|state|place|band|artist|"
                         r"brand|company|team|language|game|restaurant|name))\b", re.I)
+# Capitalised, but never the name asked for.
+_CALENDAR_WORDS = frozenset("""january february march april may june july august september october november december
+    monday tuesday wednesday thursday friday saturday sunday""".split())
 _ASKS_AMOUNT = re.compile(r"^\s*how (?:many|much|long|old|often|far)\b", re.I)
 
 
@@ -171,7 +174,8 @@ def _typed_span(text: str, sentence: str, question: str, asked: set[str]) -> str
             return quoted[0]
     if _ASKS_NAME.search(question):
         names = [re.sub(r"(?: (?:of|the|de))+$", "", n) for n in _NAME.findall(sentence)]
-        names = [n for n in names if not {stem(w) for w in words(n)} <= asked and n not in ("I", "I'm")]
+        names = [n for n in names if n.split()[0].casefold() not in _CALENDAR_WORDS and n not in ("I", "I'm")
+                 and not {stem(w) for w in words(n)} <= asked]
         if names:
             return names[0]
     return None
