@@ -26,6 +26,8 @@ import re
 from datetime import datetime
 from functools import lru_cache
 
+from r3mem_cli.segment.dates import passage_dates
+
 from .search import search
 
 CANDIDATES = 50
@@ -161,8 +163,6 @@ def find_evidence(archive, question: str, top_k: int = 5, *, engine=None, mode: 
     speakers = named_speakers(question, found)
     month, year = asked_period(question)
     best_bm25 = max((r["scores"].get("keyword", 0.0) for r in found), default=0.0) or 1.0
-    from r3mem_cli.segment.dates import passage_dates
-
     covered, anyone = {}, {}
     for r in found:
         mine = stems[id(r)]
