@@ -341,9 +341,17 @@ def search(
 def ask(
     question: str = typer.Argument(..., help="A question about what the archive holds; '-' reads one question "
                                               "per line from stdin and answers each with the model loaded once."),
-    top_k: TopKOption = 3,
-    model: Optional[str] = typer.Option(None, "--model", help="Answer with this causal LM instead of the "
-                                                               "archive's model (retrieval still uses the archive's)."),
+    top_k: TopKOption = 5,
+    model: Optional[str] = typer.Option(None, "--answer-model", "--model",
+                                        help="Answer with this causal LM (Hugging Face id or folder) instead of "
+                                             "the archive's model (retrieval still uses the archive's)."),
+    endpoint: Optional[str] = typer.Option(None, "--answer-endpoint",
+                                           help="Answer with an OpenAI-compatible chat endpoint (Ollama, llama.cpp "
+                                                "server, vLLM), e.g. http://localhost:11434/v1; needs "
+                                                "--endpoint-model."),
+    endpoint_model: Optional[str] = typer.Option(None, "--endpoint-model", help="The model name the endpoint serves."),
+    endpoint_key_env: Optional[str] = typer.Option(None, "--endpoint-key-env",
+                                                   help="Environment variable holding the endpoint's API key."),
     max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1),
     doc: DocFilter = None,
     kind: KindFilter = None,
@@ -358,7 +366,13 @@ def ask(
     """Answer a question from the archive, citing passages as [doc:passage]."""
     from ..model.loading import load_base_model
     from ..pipelines.ask import ask as run_ask
+    from ..pipelines.endpoint import ChatEndpoint
 
+    if endpoint and model:
+        raise R3memError("give --answer-model or --answer-endpoint, not both")
+    if endpoint and not endpoint_model:
+        raise R3memError("--answer-endpoint needs --endpoint-model (the model name the endpoint serves)")
+    chat = ChatEndpoint(endpoint, endpoint_model, endpoint_key_env) if endpoint else None
     stream = not json_out and sys.stdout.isatty()
     questions = (line.strip() for line in sys.stdin) if question == "-" else iter([question])
     with _open() as archive:
@@ -368,7 +382,7 @@ def ask(
             if question == "-" and not asked:
                 continue
             with _snapshot(archive):  # one per question: a long `ask -` never pins an old state
-                result = run_ask(archive, engine, asked, top_k, answer_model=answer_model,
+                result = run_ask(archive, engine, asked, top_k, answer_model=answer_model, endpoint=chat,
                                  max_new_tokens=max_new_tokens,
                                  on_text=(lambda piece: typer.echo(piece, nl=False)) if stream else None,
                                  mode=mode.value, doc=doc, kind=plain(kind), since=since, until=until,

@@ -29,7 +29,7 @@ def compress_for_archive(engine: MemoryEngine, settings: ArchiveSettings,
     """Token ids per passage per document -> what the archive stores for each passage."""
     codes = [{group.first: group.code for group in groups} for groups in engine.encode_exact(documents)] \
         if settings.code else [{} for _ in documents]
-    if settings.code and not settings.store_memory and settings.search_keys is False:
+    if not settings.store_memory and settings.search_keys is False:  # nothing the compress pass makes is kept
         out = [CompressedDocument([StoredMemory(memory=None) for _ in doc], None, [None] * len(doc))
                for doc in documents]
     else:

@@ -19,6 +19,7 @@ from typing import Callable
 from ..archive import Archive, NewDocument, NewPassage
 from ..durable import crashpoint
 from ..model.engine import MemoryEngine
+from ..segment.dates import dated
 from ..segment.segmenter import Segmenter
 from ..sources import (DEFAULT_MAX_FILE_BYTES, SUPPORTED_SUFFIXES, ReaderError, SourceDocument, iter_inputs,
                        read_path, supported)
@@ -128,7 +129,8 @@ def ingest(
                     report.refined[0] += refined
                     report.refined[1] += 1
             new_passages = [NewPassage(index=index, text=part.text, tokens=part.tokens,
-                                       location=document.locate(part.start, part.end), memory=memory)
+                                       location=dated(document.locate(part.start, part.end), part.text),
+                                       memory=memory)
                             for index, (part, memory) in enumerate(zip(parts, doc.passages))]
             metadata = {**document.metadata, **({"part": document.part} if document.part else {})}
             batch.append(NewDocument(source=document.source, kind=document.kind, title=document.title,
