@@ -176,7 +176,8 @@ def markdown(results: dict, command: str) -> str:
             b, n = r[kind]["bytes"], r[kind]["tokens"]
             lines.append(f"| {corpus} | {kind} | " + " | ".join(f"{b[p] / n:.2f}" for p in names) + " |")
     m = next(iter(results.values()))["machine"]
-    lines += ["", f"Machine: {m['processor']}, {m['cpus']} CPUs, torch {m['torch']}, device {m['device']}.",
+    lines += ["", f"Machine: {m.get('cpu_model') or m['processor']} (native bf16: {m.get('native_bf16')}), "
+              f"{m['cpus']} CPUs, torch {m['torch']}, device {m['device']}.",
               f"Command: `.venv/bin/python {command}`", ""]
     return "\n".join(lines)
 
