@@ -87,3 +87,15 @@ def test_question_kinds_and_query_expansion():
     assert {"painting", "painted", "paints"} <= set(inflections("paint"))
     query = expanded_query("What did Melanie paint recently?")
     assert query.split()[:3] == ["melanie", "paint", "recently"] and "painted" in query.split()
+
+
+def test_a_note_answers_who_and_when_from_its_own_lines(tmp_path, tiny_model_dir):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "garden.md").write_text("# Garden\n\n- 28 April: I planted runner beans in bed 3.\n"
+                                     "  My neighbour Tom gave me the seeds.\n- 20 April: six tomato plants in bed 2.\n")
+    root = tmp_path / "archive"
+    r3mem(root, "init", "--model", str(tiny_model_dir))
+    assert r3mem(root, "ingest", str(notes)).exit_code == 0
+    assert _ask(root, "Who gave me the runner bean seeds?")["answer"].startswith("Tom [")
+    assert _ask(root, "When did I plant the tomato plants?")["answer"].startswith("20 April [")

@@ -133,10 +133,10 @@ def declines(question: str, found: list[dict]) -> bool:
 
 def read_answer(engine, question: str, found: list[dict]) -> str:
     """The reader's answer with the archive's own model (module docstring), cited."""
-    got = reader.answer_line(question, found)
-    if got is None:
+    ranked = reader.answer_lines(question, found)
+    if not ranked:
         return NOT_IN_ARCHIVE
-    line = got[0]
+    line = ranked[0][0]
     kind = reader.question_kind(question)
     if kind == "when":
         answer = reader.when_answer(line, question)
@@ -146,7 +146,8 @@ def read_answer(engine, question: str, found: list[dict]) -> str:
         answer = reader.yes_no_prefix(question) + ("yes" if yes else "no")
         answer = answer[0].upper() + answer[1:]
     else:
-        answer = reader.span_answer(line, question)
+        typed = reader.typed_answer(question, ranked)
+        line, answer = typed if typed else (line, reader.span_answer(line, question))
     return f"{answer} [{line.doc}:{line.passage}]"
 
 

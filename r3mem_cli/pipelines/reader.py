@@ -33,13 +33,15 @@ HYPOTHETICAL = re.compile(r"^\s*(?:would|could|might|will|should)\b", re.I)
 # Credit for a line that replies to a line asking about the question (a chat question and its answer).
 REPLY_CREDIT = 0.8
 SPEAKER_CREDIT = 0.2
+# Lines this close to the best answer line may give a typed answer (a name, title, amount) instead.
+TYPED_MARGIN = 0.05
 _CHAT_LINE = re.compile(r"^(?P<speaker>[^\s:][^:]{0,99}): (?P<text>.*)$")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass
 class Line:
-    """One line of a retrieved window: a chat turn (speaker set) or a sentence of a document."""
+    """One line of a retrieved window: a chat turn (speaker set) or a line of a document."""
 
     text: str
     speaker: str | None
@@ -70,9 +72,9 @@ def lines_of(results: list[dict]) -> list[list[Line]]:
                 elif chat and (part.get("location") or {}).get("speakers"):
                     lines.append(Line(chat.group("text"), chat.group("speaker"), r["doc"], part["passage"],
                                       part.get("location") or {}, part["text"] or ""))
-                elif raw.strip():
-                    lines += [Line(s, None, r["doc"], part["passage"], part.get("location") or {}, part["text"] or "")
-                              for s in _SENTENCE.split(raw.strip()) if s]
+                elif raw.strip():  # a paragraph or list item of a document
+                    lines.append(Line(raw.strip(), None, r["doc"], part["passage"], part.get("location") or {},
+                                      part["text"] or ""))
         out.append(lines)
     return out
 
@@ -141,13 +143,34 @@ def span_answer(line: Line, question: str) -> str:
     sentence of the line that covers most of the question, without the question's words and
     function words."""
     asked = {stem(w) for w in words(question)}
-    sentences = [s for s in _SENTENCE.split(line.text.strip()) if s] or [line.text]
-    sentence = max(sentences, key=lambda s: (coverage(s, list(asked)), len(_new_words(s, asked))))
+    sentence = _best_sentence(line, asked)
     typed = _typed_span(line.text, sentence, question, asked)
     if typed:
         return typed
     kept = _new_words(sentence, asked)
     return " ".join(kept) if kept else sentence.strip()
+
+
+def typed_answer(question: str, ranked: list[tuple[Line, float]]) -> tuple[Line, str] | None:
+    """For a question that asks for a title, a name or an amount: the first of the lines nearly as
+    good as the best (TYPED_MARGIN) that holds one, and that span. A note that says "I planted
+    runner beans." then "Tom gave me the seeds." answers "Who gave me the bean seeds?" on its
+    second line."""
+    if not ranked:
+        return None
+    asked = {stem(w) for w in words(question)}
+    for line, score in ranked:
+        if score < ranked[0][1] - TYPED_MARGIN:
+            break
+        typed = _typed_span(line.text, _best_sentence(line, asked), question, asked)
+        if typed:
+            return line, typed
+    return None
+
+
+def _best_sentence(line: Line, asked: set[str]) -> str:
+    sentences = [s for s in _SENTENCE.split(line.text.strip()) if s] or [line.text]
+    return max(sentences, key=lambda s: (coverage(s, list(asked)), len(_new_words(s, asked))))
 
 
 _QUOTED = re.compile(r"[\"“]([^\"”]{2,80})[\"”]")
@@ -173,11 +196,12 @@ def _typed_span(text: str, sentence: str, question: str, asked: set[str]) -> str
         if quoted:
             return quoted[0]
     if _ASKS_NAME.search(question):
-        names = [re.sub(r"(?: (?:of|the|de))+$", "", n) for n in _NAME.findall(sentence)]
-        names = [n for n in names if n.split()[0].casefold() not in _CALENDAR_WORDS and n not in ("I", "I'm")
-                 and not {stem(w) for w in words(n)} <= asked]
-        if names:
-            return names[0]
+        for where in (sentence, text):  # the sentence that covers the question first, then its line
+            names = [re.sub(r"(?: (?:of|the|de))+$", "", n) for n in _NAME.findall(where)]
+            names = [n for n in names if n.split()[0].casefold() not in _CALENDAR_WORDS and n not in ("I", "I'm")
+                     and not {stem(w) for w in words(n)} <= asked]
+            if names:
+                return names[0]
     return None
 
 
