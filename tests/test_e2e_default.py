@@ -14,6 +14,7 @@ import pytest
 
 from r3mem_cli.model.engine import shipped_adapter
 from r3mem_cli.model.loading import DEFAULT_MODEL
+from r3mem_cli.pipelines.ask import NOT_IN_ARCHIVE
 
 pytestmark = pytest.mark.e2e
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "notes" / "garden-log.md"
@@ -83,6 +84,7 @@ def test_default_model_answers_the_demo_question_with_a_citation(tmp_path):
     assert out.returncode == 0, out.stderr
     seeds, absent = [json.loads(line) for line in out.stdout.splitlines()]
     assert "Tom" in seeds["answer"], seeds["answer"]
-    cited = [s for s in seeds["sources"] if f"[{s['doc']}:{s['passage']}]" in seeds["answer"]]
-    assert cited and "Tom gave me the seeds" in cited[0]["text"]
-    assert absent["answer"] == "The archive does not say."
+    shown = [(s["doc"], p) for s in seeds["sources"] for p in [s, *s.get("window", [])]]  # hits and their windows
+    cited = [p["text"] for doc, p in shown if f"[{doc}:{p['passage']}]" in seeds["answer"]]
+    assert cited and "Tom gave me the seeds" in cited[0]
+    assert absent["answer"] == NOT_IN_ARCHIVE and absent["sources"] == []

@@ -257,7 +257,8 @@ def _enough_evidence(text: str) -> bool:
 
 def _spaced(text: str) -> bool:
     """Text has spaces or line breaks (one in every `_WIDE_CHARS_PER_SPACE` characters at least);
-    ASCII with a stray NUL read as UTF-16 is a run of CJK ideographs with none."""
+    ASCII with a stray NUL read as UTF-16 is a run of CJK ideographs with none, and random bytes
+    read in a code page are a run of letters with none."""
     return sum(1 for c in text if c.isspace()) >= max(1, len(text) // _WIDE_CHARS_PER_SPACE)
 
 
@@ -337,7 +338,7 @@ def decode_bytes(data: bytes) -> Decoded:
     if fallback.replaced > valid_non_ascii:  # not UTF-8 with a few broken bytes
         codec = _detect(data, LEGACY_ENCODINGS)
         text = _strict(data, codec)
-        if text is not None and _clean(text) and _enough_evidence(text):
+        if text is not None and _clean(text) and _spaced(text) and _enough_evidence(text):
             return Decoded(text, codec)
     return fallback
 
