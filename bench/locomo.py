@@ -34,6 +34,7 @@ import json
 import re
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -142,6 +143,7 @@ def main() -> None:
                                 "model": archive.model, "settings": archive.settings.to_dict()}
             result["machine"] = machine(engine)
     result["conversations"] = names
+    result["command"] = " ".join([".venv/bin/python bench/locomo.py", *sys.argv[1:]])
     result["tuned_on"] = list(TUNED_ON)
     write_results("locomo", result, markdown(result))
     plot(result)
@@ -195,7 +197,11 @@ def evaluate(archive, engine, baseline, data, docs, covers, baseline_questions: 
             latency["bm25_turns+model"].append(time.perf_counter() - started)
     answers = {"ask": summary(rows["ask"]), "ask (baseline's questions)": summary([r for r in rows["ask"] if r["sampled"]]),
                "bm25_turns+model": summary(rows["bm25_turns+model"])}
+    if not rows["bm25_turns+model"]:  # --baseline-questions 0: the model baseline was not run
+        del answers["ask (baseline's questions)"], answers["bm25_turns+model"]
     for name, key in (("ask", "ask"), ("ask (baseline's questions)", "ask"), ("bm25_turns+model", "bm25_turns+model")):
+        if name not in answers:
+            continue
         answers[name]["latency_median_s"] = statistics.median(latency[key])
         answers[name]["latency_p95_s"] = percentile(latency[key], 0.95)
     return {"questions": len(questions), "questions_searched": len(answerable), "search": retrieval, "answers": answers}
@@ -270,7 +276,7 @@ def markdown(result: dict) -> str:
     took = "(archive reused)" if ingest_info["seconds"] is None else f"in {ingest_info['seconds']} s"
     lines += ["", f"Model {ingest_info['model']} on {m['device']}. Ingest: {ingest_info['turns']} turns -> "
               f"{ingest_info['passages']} passages {took}. Machine: {m['platform']}, {m['cpus']} CPUs.",
-              "Command: `.venv/bin/python bench/locomo.py`", ""]
+              f"Command: `{result.get('command', '.venv/bin/python bench/locomo.py')}`", ""]
     return "\n".join(lines)
 
 

@@ -66,7 +66,8 @@ def parts(root: Path) -> dict[str, int]:
         pages = dict(c.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall())
     part = {"kept sources": pages.pop("sources", 0),
             "keyword index": sum(pages.pop(n) for n in list(pages) if n.startswith("passages_fts")),
-            "exact code": pages.pop("residuals", 0),
+            "exact code": pages.pop("residuals", 0) + pages.pop("coders", 0) + pages.pop("sqlite_autoindex_coders_1", 0),
+            "passage rows": pages.pop("passages", 0) + pages.pop("sqlite_autoindex_passages_1", 0),
             "search keys": pages.pop("search_keys", 0) + pages.pop("document_keys", 0),
             "memory tensors": sum(f.stat().st_size for f in (root / "shards").glob("*") if f.is_file())}
     total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file() and "adapter" not in f.relative_to(root).parts)

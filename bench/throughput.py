@@ -123,7 +123,7 @@ def copy_documents(archive: Archive, copies: int) -> None:
     import hashlib
 
     originals = archive.documents()
-    dims = archive.search_key_dims
+    dims, precision = archive.search_key_dims, archive.settings.search_key_precision
     for copy in range(1, copies + 1):
         batch = []
         for d in originals:
@@ -138,12 +138,12 @@ def copy_documents(archive: Archive, copies: int) -> None:
                 passages.append(NewPassage(index=p.index, text=text, tokens=p.tokens, location=p.location,
                                            memory=StoredMemory(
                                                memory[p.id], sentence_rows=p.sentence_rows, state_rows=p.state_rows,
-                                               search_keys=key_from_blob(keys[p.id]).reshape(-1, dims)
+                                               search_keys=key_from_blob(keys[p.id], precision, dims).reshape(-1, dims)
                                                if p.id in keys else None)))
             sha = hashlib.sha256(f"{d.content_sha256}:{copy}".encode()).hexdigest()
             batch.append(NewDocument(source=f"{d.source}#copy{copy}", kind=d.kind, title=d.title, content_sha256=sha,
                                      tokens=d.tokens, metadata={}, passages=passages,
-                                     search_key=key_from_blob(doc_key[0]) if doc_key else None))
+                                     search_key=key_from_blob(doc_key[0], precision, dims) if doc_key else None))
         archive.add_documents(batch)
 
 

@@ -137,8 +137,30 @@ def _fts_with_text(c: sqlite3.Connection) -> None:
     mf._m0003_fts(c)
 
 
+def _loose_rows(c: sqlite3.Connection) -> None:
+    """Before 0007 a passage row held its sha256 as hex and its location as JSON text, and an
+    exact code its whole coder tag."""
+    from r3mem_cli.archive.packing import json_text, location_of
+
+    rows = [(sha.hex(), json_text(location_of(group, idx), "location"), pid) for pid, idx, sha, group in c.execute(
+        "SELECT p.id, p.idx, p.text_sha256, g.location FROM passages p JOIN passages g ON g.doc_id = p.doc_id "
+        "AND g.idx = p.idx - p.idx % 8").fetchall()]
+    c.executemany("UPDATE passages SET text_sha256 = ?, location = ? WHERE id = ?", rows)
+    c.execute("UPDATE residuals SET coder = (SELECT tag FROM coders WHERE id = residuals.coder)")
+    c.execute("DROP TABLE coders")
+
+
+def _fts_with_positions(c: sqlite3.Connection) -> None:
+    """Before 0008 the (contentless) keyword index kept every term's positions."""
+    from r3mem_cli.archive import manifest as mf
+
+    mf._m0006_fts_without_text(c)
+
+
 # Turning a current archive manifest back into an older schema, to test the upgrade path.
 _UNDO = {  # migration -> SQL (or a function of the connection) that undoes it
+    "0008_keyword_index_without_positions": [_fts_with_positions],
+    "0007_compact_rows": [_loose_rows],
     "0006_fts_without_text": [_fts_with_text],
     "0005_search_keys": ["DROP TABLE search_keys", "DROP TABLE document_keys"],
     # Before 0004 a passage's tensor held passage slots only: count every row as a slot.

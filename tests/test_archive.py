@@ -417,8 +417,9 @@ def test_manifest_keeps_no_copy_of_kept_text_outside_sources(tmp_path):
 
 def test_verify_checks_the_keyword_index_against_kept_sources(archive, tmp_path):
     """The index keeps no text to compare, yet verify names a passage missing from it, a row
-    without a kept source, an entry that does not match its source (other words, same words in
-    another order, one word more, a wrong token count), wrong totals, settings and structure."""
+    without a kept source, an entry that does not match its source (other words, one word more, a
+    wrong token count), wrong totals, settings and structure. The same words in another order are
+    the same entry: the index keeps which terms a passage holds, not where (detail=none)."""
     texts = ["Maya planted six tomato plants.", "Lentil soup with lemon.", "The tram climbs the hill."]
     d = archive.add_documents([text_doc("idx", *texts), make_doc("other", 2)])[0]
     pids = [p.id for p in archive.passages(d.id)]
@@ -443,9 +444,10 @@ def test_verify_checks_the_keyword_index_against_kept_sources(archive, tmp_path)
     assert fts_problems((FTS_INSERT, (10_000, "a stray row"))) == [
         "keyword index holds row 10000, which has no stored source"]
     differs = f"the entry of passage {pids[0]} differs from its stored source"
-    for other in (texts[0].replace("tomato", "potato"), "Six Maya planted tomato plants.", texts[0] + " plants"):
+    for other in (texts[0].replace("tomato", "potato"), texts[0] + " plants"):
         problems = fts_problems((FTS_DELETE, (pids[0], texts[0])), (FTS_INSERT, (pids[0], other)))
         assert len(problems) == 1 and differs in problems[0], (other, problems)
+    assert fts_problems((FTS_DELETE, (pids[0], texts[0])), (FTS_INSERT, (pids[0], "Six Maya planted tomato plants."))) == []
     problems = fts_problems(("UPDATE passages_fts_docsize SET sz = X'09' WHERE id = ?", (pids[0],)))
     assert len(problems) == 1 and differs in problems[0], problems
     # A 'delete' with other than the original text leaves the passage's terms behind.
@@ -886,3 +888,67 @@ def test_int8_rows_round_trip_idempotently(values, shift):
     assert torch.equal(dequantize_rows(quantize_rows(rounded)), rounded)
     scale = row.float().abs().max()
     assert (rounded.float() - row.float()).abs().max() <= scale / 127 + 2.0 ** -24
+
+
+_JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-2**53, 2**53), st.text(max_size=40))
+_LOCATIONS = st.dictionaries(st.text(max_size=12), st.recursive(
+    _JSON_LEAF, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12), max_size=8)
+
+
+@given(st.lists(_LOCATIONS, min_size=1, max_size=20))
+@settings(max_examples=200, deadline=None)
+def test_packed_locations_read_back_as_they_were(locations):
+    from r3mem_cli.archive.packing import location_of, packed_rows
+
+    rows = packed_rows(dict(enumerate(locations)))
+    assert [location_of(rows[i - i % 8], i) for i in range(len(locations))] == locations
+    assert all(rows[i] == b"" for i in range(len(locations)) if i % 8)
+
+
+def test_passage_rows_of_the_previous_schema_are_compacted_on_open(tmp_path):
+    """0007: hex sha256 -> 32 bytes, JSON locations -> packed by groups, coder tags -> one `coders` row each;
+    every passage reads back the same, verify is clean, and the rows take less room."""
+    root = tmp_path / "a"
+    docs = [make_doc(f"d{i}", n=6) for i in range(4)]
+    for d in docs:
+        for p in d.passages:
+            p.location = {"session": 2, "speakers": ["Ann", "Bob"], "turns": [p.index * 2, p.index * 2 + 1],
+                          "timestamps": ["2023-05-08T13:56:00", "2023-05-08T13:57:00"], "from": {"line": p.index}}
+            p.memory.residual, p.memory.coder = b"\x01\x02" * 9, json.dumps({"coder": "lm64-v2", "group": 8})
+    with Archive.create(root, model="m", memory_config={}) as a:
+        a.add_documents(docs)
+        before = [(p.id, p.text_sha256, p.location) for d in a.documents() for p in a.passages(d.id)]
+        codes = a.residuals([pid for pid, _, _ in before])
+
+    def row_bytes() -> int:
+        c = sqlite3.connect(root / "manifest.sqlite")
+        n = c.execute("SELECT SUM(length(text_sha256) + length(location)) FROM passages").fetchone()[0]
+        c.close()
+        return n
+
+    compact = row_bytes()
+    downgrade(root / "manifest.sqlite", to_version=6)
+    assert row_bytes() > 2 * compact
+    with Archive.open(root) as a:
+        assert a.schema_version == SCHEMA_VERSION
+        assert [(p.id, p.text_sha256, p.location) for d in a.documents() for p in a.passages(d.id)] == before
+        assert a.residuals([pid for pid, _, _ in before]) == codes
+        assert a.conn.execute("SELECT COUNT(*) FROM coders").fetchone()[0] == 1
+        assert a.verify() == []
+    assert row_bytes() == compact
+
+
+@given(st.integers(1, 9), st.integers(1, 300), st.floats(1e-3, 1e3), st.integers(0, 2**31))
+@settings(max_examples=60, deadline=None)
+def test_int8_search_keys_keep_their_direction(n, dims, scale, seed):
+    """An int8 key (its own float16 scale, then one byte a value) points where the float key did:
+    what memory search compares is the cosine."""
+    from r3mem_cli.archive.records import key_bytes, key_from_blob, key_to_blob
+
+    keys = torch.randn(n, dims, generator=torch.Generator().manual_seed(seed)) * scale
+    blob = key_to_blob(keys, "int8")
+    assert len(blob) == n * key_bytes(dims, "int8") == n * (dims + 2)
+    back = key_from_blob(blob, "int8", dims).reshape(n, dims)
+    assert torch.nn.functional.cosine_similarity(back, keys, dim=1).min() > 0.995
+    assert key_bytes(dims, "float16") == 2 * dims == len(key_to_blob(keys[0]))

@@ -23,7 +23,6 @@ next writer deletes on open; readers only ever see committed manifest states.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -46,6 +45,7 @@ from .keyspace import KeyIndex
 from .lock import ReaderLock, WriterLock, no_readers
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, SEALED_MANIFEST_NAME, transaction, utc_now
 from .memory_store import MemoryStore
+from .packing import packed_rows, text_digest
 from .records import (
     SHA256_HEX,
     DocumentInfo,
@@ -431,14 +431,16 @@ class Archive:
                       coarse_documents: int | None = None) -> list[tuple[PassageInfo, float]]:
         """Passages ranked by their sentence search keys, best first (search.memory_search)."""
         return search.memory_search(self.conn, self.key_index(), query_key, top_k=top_k, wanted=wanted,
-                                    coarse_documents=coarse_documents)
+                                    coarse_documents=coarse_documents,
+                                    key_precision=self.settings.search_key_precision)
 
     def key_index(self) -> KeyIndex:
         """Every search key in memory (keyspace.py), rebuilt when the stored keys change: the
         first search after an ingest pays for reading them, later ones only for the product."""
         token = self.conn.execute("SELECT count(*), max(passage_id) FROM search_keys").fetchone()
         if self._key_index is None or self._key_index[0] != token:
-            self._key_index = (token, search.load_key_index(self.conn, self.search_key_dims))
+            self._key_index = (token, search.load_key_index(self.conn, self.search_key_dims,
+                                                            self.settings.search_key_precision))
         return self._key_index[1]
 
     @property
@@ -458,10 +460,9 @@ class Archive:
         out = {}
         for chunk in mf.chunked(ids):
             for pid, code, coder in self.conn.execute(
-                f"SELECT passage_id, code, coder FROM residuals WHERE passage_id IN ({mf.placeholders(len(chunk))})",
-                chunk,
+                f"{mf.RESIDUAL_QUERY} WHERE r.passage_id IN ({mf.placeholders(len(chunk))})", chunk,
             ):
-                out[pid] = (bytes(code), coder)
+                out[pid] = (bytes(code), coder or "")
         return out
 
     def stats(self) -> dict:
@@ -548,19 +549,20 @@ class Archive:
                     )
                     if doc.search_key is not None:
                         c.execute("INSERT INTO document_keys (doc_id, key) VALUES (?,?)",
-                                  (doc_id, key_to_blob(doc.search_key)))
+                                  (doc_id, key_to_blob(doc.search_key, self.settings.search_key_precision)))
+                    locations = packed_rows({p.index: p.location for p in doc.passages})
                     for p, raw in zip(doc.passages, raws):
                         pid = c.execute(
                             "INSERT INTO passages (doc_id, idx, text_sha256, tokens, location) VALUES (?,?,?,?,?)",
-                            (doc_id, p.index, hashlib.sha256(raw).hexdigest(), int(p.tokens),
-                             json_text(p.location, "location")),
+                            (doc_id, p.index, text_digest(raw), int(p.tokens), locations[p.index]),
                         ).lastrowid
                         memories[pid] = p.memory
                         if cctx is not None:
                             source_rows.append((pid, cctx.compress(raw), len(raw)))
                             fts_rows.append((pid, p.text))
                 if memories:  # None when no passage has a memory tensor
-                    shard = self.memory.write(c, memories, now, int8=self.settings.int8, stage="add")
+                    shard = self.memory.write(c, memories, now, int8=self.settings.int8, stage="add",
+                                              key_precision=self.settings.search_key_precision)
                 c.executemany("INSERT INTO sources (passage_id, zstd, raw_bytes) VALUES (?,?,?)", source_rows)
                 c.executemany(f"INSERT INTO {mf.FTS_TABLE} (rowid, text) VALUES (?,?)", fts_rows)
         except BaseException:
@@ -580,11 +582,13 @@ class Archive:
         shard, removed = None, []
         try:
             with transaction(self.conn) as c:
-                shard = self.memory.write(c, memories, utc_now(), int8=self.settings.int8, stage="repair")
+                shard = self.memory.write(c, memories, utc_now(), int8=self.settings.int8, stage="repair",
+                                          key_precision=self.settings.search_key_precision)
                 for doc_id, key in document_keys.items():
                     c.execute("DELETE FROM document_keys WHERE doc_id = ?", (doc_id,))
                     if key is not None:
-                        c.execute("INSERT INTO document_keys (doc_id, key) VALUES (?,?)", (doc_id, key_to_blob(key)))
+                        c.execute("INSERT INTO document_keys (doc_id, key) VALUES (?,?)",
+                                  (doc_id, key_to_blob(key, self.settings.search_key_precision)))
                 for name in sorted(drop_shards):
                     if not c.execute("SELECT 1 FROM memory WHERE shard = ? LIMIT 1", (name,)).fetchone():
                         c.execute("DELETE FROM shards WHERE name = ?", (name,))
@@ -610,8 +614,9 @@ class Archive:
         self.require_write("upgrading the archive")
         with transaction(self.conn) as c:
             c.execute("DELETE FROM residuals")
+            ids = mf.coder_ids(c, (tag for _code, tag in codes.values()))
             c.executemany("INSERT INTO residuals (passage_id, code, coder) VALUES (?,?,?)",
-                          [(pid, bytes(code), tag) for pid, (code, tag) in sorted(codes.items())])
+                          [(pid, bytes(code), ids[tag]) for pid, (code, tag) in sorted(codes.items())])
             if not settings.store_memory:
                 c.execute("DELETE FROM memory")
             mf.write_info(c, {"settings": settings.to_dict(), PENDING_COMPACT: True})

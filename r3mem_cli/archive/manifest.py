@@ -19,6 +19,7 @@ from urllib.request import pathname2url
 
 from r3mem_cli.errors import ArchiveError, ManifestDamaged
 
+from .packing import LOCATION_GROUP, packed_rows
 from .texts import decompress
 
 MANIFEST_NAME = "manifest.sqlite"
@@ -108,6 +109,7 @@ def _m0002_files(conn: sqlite3.Connection) -> None:
 
 
 FTS_TABLE = "passages_fts"
+FTS_TOKENIZE = "unicode61 remove_diacritics 2"  # the keyword index's tokenizer, since 0003
 # FTS5's own tables of the (contentless, since 0006) keyword index: the index b-tree (data, idx),
 # one row per indexed passage with its token count (docsize, id = passage id) and settings.
 FTS_SHADOWS = ("data", "idx", "docsize", "config")
@@ -199,6 +201,65 @@ def _m0006_fts_without_text(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT INTO passages_fts (passages_fts) VALUES ('optimize')")
 
 
+def _m0007_compact_rows(conn: sqlite3.Connection) -> None:
+    """Smaller rows for the same facts (docs/decisions/0027): a passage's sha256 as 32 bytes and
+    the locations of each group of passages packed on the group's first row (packing.py), in the
+    columns they had; an exact code's coder tag, the same JSON for every group of an archive,
+    stored once in `coders` and referred to by id. A value that does not read as hex or JSON is
+    left as it is (a document with one keeps its locations as they were), for verify to report."""
+    conn.execute("CREATE TABLE coders (id INTEGER PRIMARY KEY, tag TEXT NOT NULL UNIQUE)")
+    conn.execute("INSERT INTO coders (tag) SELECT DISTINCT coder FROM residuals ORDER BY coder")
+    conn.execute("UPDATE residuals SET coder = (SELECT id FROM coders WHERE tag = residuals.coder)")
+    by_doc: dict[str, dict[int, tuple[int, object, object]]] = {}
+    for pid, doc_id, idx, sha, location in conn.execute("SELECT id, doc_id, idx, text_sha256, location FROM passages"):
+        by_doc.setdefault(doc_id, {})[idx] = (pid, sha, location)
+    rows = []
+    for passages in by_doc.values():
+        try:
+            packed = packed_rows({idx: json.loads(location) for idx, (_pid, _sha, location) in passages.items()})
+        except (TypeError, ValueError):
+            packed = {idx: location for idx, (_pid, _sha, location) in passages.items()}
+        for idx, (pid, sha, _location) in passages.items():
+            try:
+                digest = bytes.fromhex(sha) if isinstance(sha, str) and len(sha) == 64 else sha
+            except ValueError:
+                digest = sha
+            rows.append((digest, packed[idx], pid))
+    conn.executemany("UPDATE passages SET text_sha256 = ?, location = ? WHERE id = ?", rows)
+
+
+def _m0008_keyword_index_without_positions(conn: sqlite3.Connection) -> None:
+    """The keyword index keeps which passages hold a term, not where nor how often (FTS5
+    detail=none, docs/decisions/0027): about half its size. Keyword search scores BM25 with each
+    held term counted once (search.py); phrase and NEAR queries, which it never made, are gone.
+    Rebuilt from the kept sources as 0006 built it."""
+    import zstandard
+
+    conn.execute("DROP TABLE passages_fts")
+    conn.execute("CREATE VIRTUAL TABLE passages_fts USING fts5(text, content='', detail=none, "
+                 "tokenize='unicode61 remove_diacritics 2')")
+    for pid, blob in conn.execute("SELECT passage_id, zstd FROM sources ORDER BY passage_id"):
+        try:
+            text = decompress(blob).decode("utf-8")
+        except (zstandard.ZstdError, UnicodeDecodeError):
+            continue
+        conn.execute("INSERT INTO passages_fts (rowid, text) VALUES (?, ?)", (pid, text))
+    conn.execute("INSERT INTO passages_fts (passages_fts) VALUES ('optimize')")
+
+
+def coder_ids(conn: sqlite3.Connection, tags) -> dict[str, int]:
+    """The `coders` id of each coder tag, adding the tags not yet known (in the caller's transaction)."""
+    out = {}
+    for tag in set(tags):
+        conn.execute("INSERT OR IGNORE INTO coders (tag) VALUES (?)", (tag,))
+        out[tag] = conn.execute("SELECT id FROM coders WHERE tag = ?", (tag,)).fetchone()[0]
+    return out
+
+
+# An exact code with its coder tag; a code whose coder id names no tag reads with tag NULL.
+RESIDUAL_QUERY = "SELECT r.passage_id, r.code, c.tag FROM residuals r LEFT JOIN coders c ON c.id = r.coder"
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001_initial", _m0001_initial),
     ("0002_files", _m0002_files),
@@ -206,10 +267,13 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0004_levels", _m0004_levels),
     ("0005_search_keys", _m0005_search_keys),
     ("0006_fts_without_text", _m0006_fts_without_text),
+    ("0007_compact_rows", _m0007_compact_rows),
+    ("0008_keyword_index_without_positions", _m0008_keyword_index_without_positions),
 ]
 # Migrations that free a large part of the file: an archive upgraded past one is VACUUMed once
-# afterwards, so the space comes back (0006 drops the second copy of every kept text).
-_VACUUM_AFTER = frozenset({"0006_fts_without_text"})
+# afterwards, so the space comes back (0006 drops the second copy of every kept text, 0007 halves
+# the passage rows, 0008 the keyword index).
+_VACUUM_AFTER = frozenset({"0006_fts_without_text", "0007_compact_rows", "0008_keyword_index_without_positions"})
 SCHEMA_VERSION = len(MIGRATIONS)
 # Every table and index takes at least one page, so the page size sets what an archive costs
 # before it holds any text (docs/decisions/0026). Existing files keep the size they were made with.
@@ -468,7 +532,9 @@ def placeholders(n: int) -> str:
 
 
 DOCUMENT_COLUMNS = "id, source, kind, title, content_sha256, passage_count, tokens, ingested_at, metadata"
+# A passage's location is packed with its group's, on the group's first passage (packing.py).
+GROUP_JOIN = f"LEFT JOIN passages g ON g.doc_id = p.doc_id AND g.idx = p.idx - p.idx % {LOCATION_GROUP}"
 PASSAGE_QUERY = (
-    "SELECT p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, p.location, m.slots, m.sentence_rows, m.state_rows "
-    "FROM passages p LEFT JOIN memory m ON m.passage_id = p.id"
+    "SELECT p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, g.location, m.slots, m.sentence_rows, m.state_rows "
+    f"FROM passages p {GROUP_JOIN} LEFT JOIN memory m ON m.passage_id = p.id"
 )

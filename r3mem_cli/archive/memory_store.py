@@ -80,11 +80,12 @@ class MemoryStore:
         raise AssertionError("unreachable")
 
     def write(self, c: sqlite3.Connection, memories: dict[int, StoredMemory], now: str, *,
-              int8: bool, stage: str) -> str | None:
+              int8: bool, stage: str, key_precision: str = "float16") -> str | None:
         """The one path from memory to stored rows: write `memories` (by passage id) as one new
         shard (as int8 rows when `int8`; no shard when no passage has memory, as in an archive that
         stores none), then, inside the caller's transaction, record the
-        shard and (re)point each passage's memory, residual and search-key rows at it. Returns
+        shard and (re)point each passage's memory, residual and search-key rows (keys stored in
+        `key_precision`) at it. Returns
         the shard's name; if anything here fails the file is removed again."""
         tensors = {f"p{pid}": quantize_rows(m.memory) if int8 else m.memory
                    for pid, m in memories.items() if m.memory is not None}
@@ -102,12 +103,13 @@ class MemoryStore:
                 [(pid, written.name, f"p{pid}", m.slots, int(m.sentence_rows), int(m.state_rows))
                  for pid, m in memories.items() if m.memory is not None])
             c.executemany("DELETE FROM residuals WHERE passage_id = ?", ids)
+            coded = {pid: m for pid, m in memories.items() if m.residual is not None}
+            coders = mf.coder_ids(c, (str(m.coder or "") for m in coded.values()))
             c.executemany("INSERT INTO residuals (passage_id, code, coder) VALUES (?,?,?)",
-                          [(pid, bytes(m.residual), str(m.coder or "")) for pid, m in memories.items()
-                           if m.residual is not None])
+                          [(pid, bytes(m.residual), coders[str(m.coder or "")]) for pid, m in coded.items()])
             c.executemany("DELETE FROM search_keys WHERE passage_id = ?", ids)
             c.executemany("INSERT INTO search_keys (passage_id, keys) VALUES (?,?)",
-                          [(pid, key_to_blob(m.search_keys)) for pid, m in memories.items()
+                          [(pid, key_to_blob(m.search_keys, key_precision)) for pid, m in memories.items()
                            if m.search_keys is not None])
         except BaseException:
             if written is not None:

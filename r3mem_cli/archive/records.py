@@ -7,7 +7,10 @@ import json
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+
+from .packing import digest_hex, json_text, key_bytes, location_of  # noqa: F401  (json_text, key_bytes: re-exported)
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -114,32 +117,43 @@ def document_info(row) -> DocumentInfo:
 
 
 def passage_info(row) -> PassageInfo:
-    """A row of manifest.PASSAGE_QUERY (or its first nine columns)."""
+    """A row of manifest.PASSAGE_QUERY (or its first nine columns): the sixth column holds the
+    packed locations of the passage's group."""
     return PassageInfo(
         id=row[0],
         doc_id=row[1],
         index=row[2],
-        text_sha256=row[3],
+        text_sha256=digest_hex(row[3]),
         tokens=row[4],
-        location=json.loads(row[5]),
+        location=location_of(row[5], row[2]),
         slots=row[6],
         sentence_rows=row[7] or 0,
         state_rows=row[8] or 0,
     )
 
 
-def key_from_blob(blob: bytes) -> torch.Tensor:
-    """A stored search key (float16 bytes) as float32."""
-    return torch.frombuffer(bytearray(blob), dtype=torch.float16).float()
+# How a search key is stored (ArchiveSettings.search_key_precision, one of choices.KEY_PRECISIONS): float16 values, or int8
+# values after a float16 scale of the key's own (its largest value / 127), half the bytes for the
+# same recall (bench/results/search_keys.md, docs/decisions/0027).
+_INT8_SCALE_MIN = 6.2e-5  # float16's smallest normal number
 
 
-def key_to_blob(key: torch.Tensor) -> bytes:
-    return key.detach().to("cpu", torch.float16).contiguous().numpy().tobytes()
+def key_from_blob(blob: bytes, precision: str = "float16", dims: int | None = None) -> torch.Tensor:
+    """Stored search keys (one or more, back to back) as float32 values, flat; int8 keys need `dims`."""
+    if precision == "float16":
+        return torch.frombuffer(bytearray(blob), dtype=torch.float16).float()
+    rows = np.frombuffer(blob, dtype=np.uint8).reshape(-1, dims + 2)
+    scale = rows[:, :2].copy().view(np.float16).astype(np.float32)
+    values = rows[:, 2:].copy().view(np.int8).astype(np.float32)
+    return torch.from_numpy(values * scale).reshape(-1)
 
 
-def json_text(value, what: str) -> str:
-    """`value` as canonical JSON text; a ValueError naming `what` if it is not JSON."""
-    try:
-        return json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{what} is not JSON-serialisable: {e}") from None
+def key_to_blob(keys: torch.Tensor, precision: str = "float16") -> bytes:
+    """Search keys ([K] or [n, K]) as stored."""
+    keys = keys.detach().to("cpu", torch.float32)
+    if precision == "float16":
+        return keys.to(torch.float16).contiguous().numpy().tobytes()
+    rows = keys.reshape(-1, keys.shape[-1])
+    scale = (rows.abs().amax(dim=1, keepdim=True) / 127).clamp(min=_INT8_SCALE_MIN).to(torch.float16)
+    values = torch.round(rows / scale.float()).clamp(-127, 127).to(torch.int8)
+    return np.concatenate([scale.numpy().view(np.uint8), values.numpy().view(np.uint8)], axis=1).tobytes()

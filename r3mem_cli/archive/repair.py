@@ -16,6 +16,7 @@ from r3mem_cli.durable import sha256_file
 from . import manifest as mf
 from . import texts
 from .files import rmtree
+from .packing import key_bytes
 from .manifest import transaction
 
 
@@ -60,7 +61,7 @@ def damaged_memory(a) -> tuple[set[str], set[int]]:
 
 def damaged_keys(a) -> set[str]:
     """Documents whose search keys (passage or document level) have an impossible size."""
-    width = 2 * a.search_key_dims
+    width = key_bytes(a.search_key_dims, a.settings.search_key_precision)
     c = a.conn
     docs = {d for (d,) in c.execute(
         "SELECT p.doc_id FROM search_keys k JOIN passages p ON p.id = k.passage_id "

@@ -4,6 +4,7 @@ its manifest connection; pipelines/search.py decides how the two paths are combi
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 from collections.abc import Callable
@@ -20,19 +21,37 @@ from .keyspace import KeyIndex
 from .records import PassageInfo, key_from_blob, passage_info
 
 MAX_QUERY_TERMS = 64
-_WORD = re.compile(r"\w+")
+# BM25's constants, as FTS5's own bm25() has them; FTS5 also floors a term's weight at 1e-6.
+BM25_K1, BM25_B, BM25_MIN_IDF = 1.2, 0.75, 1e-6
 # The columns of mf.PASSAGE_QUERY plus the document's ingested_at, for passages joined with documents.
-_PASSAGE_COLUMNS = ("p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, p.location, m.slots, m.sentence_rows, "
+_PASSAGE_COLUMNS = ("p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, g.location, m.slots, m.sentence_rows, "
                     "m.state_rows, d.ingested_at")
 
 
+def query_terms(text: str) -> list[str]:
+    """Free text -> the keyword index's own tokens for it (the same tokenizer, so each is one
+    term of the index), in order, duplicates dropped, at most MAX_QUERY_TERMS."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        conn.execute(f"CREATE VIRTUAL TABLE q USING fts5(text, tokenize='{mf.FTS_TOKENIZE}')")
+        conn.execute("CREATE VIRTUAL TABLE temp.v USING fts5vocab(main, q, 'instance')")
+        conn.execute("INSERT INTO q (rowid, text) VALUES (1, ?)", (str(text or ""),))
+        terms = [term for (term,) in conn.execute("SELECT term FROM temp.v ORDER BY offset")]
+    finally:
+        conn.close()
+    return list(dict.fromkeys(terms))[:MAX_QUERY_TERMS]
+
+
+def quoted(term: str) -> str:
+    """One term as an FTS5 string, so AND/OR/NEAR/*/( in it are plain words."""
+    return '"' + term.replace('"', '""') + '"'
+
+
 def fts_query(text: str) -> str | None:
-    """Free text -> a safe FTS5 query: each word quoted (so AND/OR/NEAR/*/( are plain words),
-    OR-ed together, duplicates dropped; None when the text has no words."""
-    terms = list(dict.fromkeys(w.casefold() for w in _WORD.findall(str(text or ""))))[:MAX_QUERY_TERMS]
-    if not terms:
-        return None
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    """Free text -> a safe FTS5 query: its terms (query_terms), each quoted, OR-ed together;
+    None when the text has no words."""
+    terms = query_terms(text)
+    return " OR ".join(map(quoted, terms)) if terms else None
 
 
 def to_utc(value: str) -> datetime | None:
@@ -124,56 +143,96 @@ def passage_filter(*, doc_id: str | None = None, kind=None, since=None, until=No
 def passages_where(conn: sqlite3.Connection, where: str, args: list) -> list[tuple[PassageInfo, str]]:
     """(passage, its document's ingested_at) for passages matching SQL conditions on p and d."""
     rows = conn.execute(
-        f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d ON d.id = p.doc_id "
+        f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d ON d.id = p.doc_id {mf.GROUP_JOIN} "
         "LEFT JOIN memory m ON m.passage_id = p.id WHERE 1=1" + where, args).fetchall()
     return [(passage_info(row[:9]), row[9]) for row in rows]
 
 
 def keyword_search(conn: sqlite3.Connection, query: str, *, top_k: int, wanted: PassageFilter,
                    source_text: Callable[[int], str | None]) -> list[tuple[PassageInfo, float]]:
-    """Passages ranked by BM25 over their kept text (FTS5), best first; score = -bm25 > 0.
+    """Passages ranked by BM25 over their kept text, best first; score > 0.
 
-    `query` is free text: every word becomes a quoted FTS5 term and the terms are OR-ed, so
-    no FTS5 syntax in it can reach the parser. The index keeps no text (contentless,
-    docs/decisions/0016); `source_text` gives a passage's checked source, and a hit is only
-    returned when that source itself matches the query (tokenized as the index does), so an
-    index that points at the wrong passage is refused rather than answered from.
+    Every term of `query` (query_terms) is looked up on its own and a passage scores the BM25
+    weight of each term it holds, counted once: the index keeps which passages hold a term but
+    not where or how often (detail=none, docs/decisions/0027), and in passages of a few dozen
+    words a second occurrence is rare (the same recall@5 on LoCoMo dev). No FTS5 syntax in the
+    query can reach the parser. The index keeps no text either (contentless, decision 0016);
+    `source_text` gives a passage's checked source, and a hit is only returned when that
+    source itself matches the query (tokenized as the index does), so an index that points at
+    the wrong passage is refused rather than answered from.
     """
     if top_k < 1:
         raise BadParameter("top_k", f"must be at least 1 (got {top_k})")
-    match = fts_query(query)
-    if match is None:
+    terms = query_terms(query)
+    if not terms:
         return []
-    where, args = wanted.where()
-    sql = (
-        f"SELECT {_PASSAGE_COLUMNS}, bm25({mf.FTS_TABLE}) "
-        f"FROM {mf.FTS_TABLE} f JOIN passages p ON p.id = f.rowid JOIN documents d ON d.id = p.doc_id "
-        f"LEFT JOIN memory m ON m.passage_id = p.id WHERE {mf.FTS_TABLE} MATCH ?" + where
-        + f" ORDER BY bm25({mf.FTS_TABLE}), p.id"
-    )
-    out: list[tuple[PassageInfo, float]] = []
-    found: dict[int, str] = {}
     try:
-        rows = conn.execute(sql, [match, *args]).fetchall()
+        scores = _bm25_scores(conn, terms)
     except sqlite3.DatabaseError as e:
         raise ArchiveError(f"the keyword index is damaged ({e}); run `r3mem verify --repair`") from None
-    for row in rows:
-        info = passage_info(row[:9])
-        if wanted.accepts(info, row[9]):
+    ranked = sorted(scores, key=lambda pid: (-scores[pid], pid))
+    where, args = wanted.where()
+    out: list[tuple[PassageInfo, float]] = []
+    found: dict[int, str] = {}
+    for chunk in mf.chunked(ranked, 200):
+        rows = {row[0]: row for row in conn.execute(
+            f"SELECT {_PASSAGE_COLUMNS} FROM passages p JOIN documents d ON d.id = p.doc_id {mf.GROUP_JOIN} "
+            f"LEFT JOIN memory m ON m.passage_id = p.id WHERE p.id IN ({mf.placeholders(len(chunk))})" + where,
+            [*chunk, *args])}
+        for pid in chunk:
+            row = rows.get(pid)
+            if row is None:
+                continue
+            info = passage_info(row[:9])
+            if not wanted.accepts(info, row[9]):
+                continue
             text = source_text(info.id)  # raises when the source fails its checksum
             if text is None:
                 raise ArchiveError(f"the keyword index holds passage {info.id} (document {info.doc_id}), which has "
                                    "no stored source; run `r3mem verify --repair`")
             found[info.id] = text
-            out.append((info, -float(row[10])))
+            out.append((info, scores[pid]))
             if len(out) >= top_k:
                 break
-    wrong = sorted(set(found) - matching(match, found))
+        if len(out) >= top_k:
+            break
+    wrong = sorted(set(found) - matching(" OR ".join(map(quoted, terms)), found))
     if wrong:
         info = next(info for info, _ in out if info.id == wrong[0])
         raise ArchiveError(f"the keyword index entry of passage {info.id} (document {info.doc_id}) "
                            "differs from its stored source; run `r3mem verify --repair`")
     return out
+
+
+def _bm25_scores(conn: sqlite3.Connection, terms: list[str]) -> dict[int, float]:
+    """{passage id: BM25 with each held term counted once} over the passages holding any term."""
+    totals = conn.execute(f"SELECT block FROM {mf.FTS_TABLE}_data WHERE id = 1").fetchone()  # FTS5's averages
+    if not totals or not totals[0]:
+        return {}
+    rows, at = _varint(totals[0], 0)
+    average = max(_varint(totals[0], at)[0] / max(rows, 1), 1e-9)
+    scores: dict[int, float] = {}
+    for term in terms:
+        hits = conn.execute(f"SELECT f.rowid, x.sz FROM {mf.FTS_TABLE} f JOIN {mf.FTS_DOCSIZE} x ON x.id = f.rowid "
+                            f"WHERE {mf.FTS_TABLE} MATCH ?", (quoted(term),)).fetchall()
+        if not hits:
+            continue
+        idf = max(math.log((rows - len(hits) + 0.5) / (len(hits) + 0.5)), BM25_MIN_IDF)
+        for pid, size in hits:
+            norm = 1 - BM25_B + BM25_B * _varint(size, 0)[0] / average
+            scores[pid] = scores.get(pid, 0.0) + idf * (BM25_K1 + 1) / (1 + BM25_K1 * norm)
+    return scores
+
+
+def _varint(blob: bytes, at: int) -> tuple[int, int]:
+    """SQLite's variable-length integer (FTS5's record format) at `at` -> (value, next offset)."""
+    value = 0
+    for i in range(8):
+        byte = blob[at + i]
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            return value, at + i + 1
+    return (value << 8) | blob[at + 8], at + 9
 
 
 def matching(match: str, texts: dict[int, str]) -> set[int]:
@@ -190,16 +249,17 @@ def matching(match: str, texts: dict[int, str]) -> set[int]:
         conn.close()
 
 
-def load_key_index(conn: sqlite3.Connection, dims: int) -> KeyIndex:
-    """Every stored sentence search key, as one in-memory index (keyspace.py)."""
-    rows = [(pid, doc, key_from_blob(blob).reshape(-1, dims)) for pid, doc, blob in conn.execute(
+def load_key_index(conn: sqlite3.Connection, dims: int, precision: str) -> KeyIndex:
+    """Every stored sentence search key (stored in `precision`), as one in-memory index (keyspace.py)."""
+    rows = [(pid, doc, key_from_blob(blob, precision, dims).reshape(-1, dims)) for pid, doc, blob in conn.execute(
         "SELECT k.passage_id, p.doc_id, k.keys FROM search_keys k JOIN passages p ON p.id = k.passage_id "
         "ORDER BY k.passage_id")]
     return KeyIndex.build(rows)
 
 
 def memory_search(conn: sqlite3.Connection, index: KeyIndex, query_key: torch.Tensor, *, top_k: int,
-                  wanted: PassageFilter, coarse_documents: int | None = None) -> list[tuple[PassageInfo, float]]:
+                  wanted: PassageFilter, coarse_documents: int | None = None,
+                  key_precision: str = "float16") -> list[tuple[PassageInfo, float]]:
     """Passages ranked by the best cosine between the query's search key and their sentence
     keys (whitened by the archive's key statistics, keyspace.py), best first. With
     `coarse_documents`, documents are ranked by their document-state key first and only the
@@ -217,7 +277,8 @@ def memory_search(conn: sqlite3.Connection, index: KeyIndex, query_key: torch.Te
             "SELECT k.doc_id, k.key FROM document_keys k JOIN documents d ON d.id = k.doc_id "
             "JOIN passages p ON p.doc_id = d.id AND p.idx = 0 WHERE 1=1" + where, args).fetchall()
         if docs:
-            scores = torch.stack([key_from_blob(blob) for _, blob in docs]) @ query
+            dims = query.numel()
+            scores = torch.stack([key_from_blob(blob, key_precision, dims) for _, blob in docs]) @ query
             best = {docs[i][0] for i in scores.topk(min(coarse_documents, len(docs))).indices.tolist()}
             inside = {pid for pid, doc in zip(index.passage_ids.tolist(), index.doc_ids) if doc in best}
             allowed = inside if allowed is None else allowed & inside

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from r3mem_cli.choices import EXACT_METHODS, MEMORY_PRECISIONS
+from r3mem_cli.choices import EXACT_METHODS, KEY_PRECISIONS, MEMORY_PRECISIONS
 from r3mem_cli.errors import BadParameter
 
 
@@ -31,6 +31,9 @@ class ArchiveSettings:
                 "token); None = only in a pure-memory archive, whose only search they are: with kept sources "
                 "BM25 ranks better and the keys add nothing to the default search (bench/results/"
                 "search_keys.md, decision 0017)"})
+    search_key_precision: str = field(default="int8", metadata={
+        "help": "how search keys are stored: int8 (one byte a value plus a float16 scale per key) or float16; "
+                "int8 halves them for the same recall (bench/results/search_keys.md, decision 0027)"})
     refine_steps: int = field(default=200, metadata={"help": "at most this many optimiser steps per passage "
                                                              "with exact=refine"})
     refine_lr: float = field(default=0.03, metadata={"help": "learning rate of refinement"})
@@ -55,6 +58,9 @@ class ArchiveSettings:
         if self.memory_precision == "int8" and self.exact == "refine":
             raise BadParameter("exact", "refine tunes float16 memory: use it with memory_precision float16 "
                                         "(residual works with both)")
+        if self.search_key_precision not in KEY_PRECISIONS:
+            raise BadParameter("search_key_precision", f"must be one of {', '.join(KEY_PRECISIONS)}, "
+                                                       f"not {self.search_key_precision!r}")
         if self.compression_ratio is not None:
             if isinstance(self.compression_ratio, bool) or int(self.compression_ratio) != self.compression_ratio \
                     or self.compression_ratio < 1:
@@ -94,6 +100,7 @@ class ArchiveSettings:
         data.setdefault("exact", "none")  # before exact codes, "none" was the default
         data.setdefault("store_memory", True)  # and every passage stored its memory
         data.setdefault("search_keys", True)  # and its search keys
+        data.setdefault("search_key_precision", "float16")  # in float16
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -19,6 +19,8 @@ import zstandard
 
 from r3mem_cli.errors import ArchiveError, NotFound
 
+from .packing import digest_hex
+
 ZSTD_LEVEL = 19
 MAX_SOURCE_BYTES = 1 << 30  # refuse to inflate a stored passage past this (corrupt/hostile blob)
 TEXT_DICTIONARY_ID = 0x72336D01  # "r3m" + 1: outside zstd's reserved range of ids
@@ -63,7 +65,7 @@ def source_text(conn: sqlite3.Connection, passage_id: int) -> str | None:
                "is damaged ({}); run `r3mem verify --repair`")
     try:
         raw = decompress(row[1])
-        if hashlib.sha256(raw).hexdigest() != row[2]:
+        if hashlib.sha256(raw).hexdigest() != digest_hex(row[2]):
             raise ArchiveError(damaged.format("checksum mismatch"))
         return raw.decode("utf-8")
     except (zstandard.ZstdError, UnicodeDecodeError) as e:
@@ -89,7 +91,7 @@ def checked_sources(conn: sqlite3.Connection,
         except zstandard.ZstdError as e:
             yield pid, None, f"does not decompress {of}: {e}"
             continue
-        if hashlib.sha256(raw).hexdigest() != want or len(raw) != raw_bytes:
+        if hashlib.sha256(raw).hexdigest() != digest_hex(want) or len(raw) != raw_bytes:
             yield pid, None, f"does not match its recorded sha256 {of}"
             continue
         try:

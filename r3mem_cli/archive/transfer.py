@@ -122,7 +122,8 @@ def numeric_settings(archive) -> dict:
     import torch
 
     coders = [json.loads(t) if t.startswith("{") else t for (t,) in
-              archive.conn.execute("SELECT DISTINCT coder FROM residuals ORDER BY coder")]
+              archive.conn.execute("SELECT DISTINCT c.tag FROM residuals r JOIN coders c ON c.id = r.coder "
+                                   "ORDER BY c.tag")]
     return {"coders": coders, "torch": torch.__version__, "machine": platform.machine(),
             "processor": platform.processor(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "threads": torch.get_num_threads(), "settings": archive.settings.to_dict()}

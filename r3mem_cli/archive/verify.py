@@ -43,6 +43,7 @@ from .adapters import ADAPTER_DIR, adapter_name_ok
 from .files import list_files
 from .lock import active_writer_pid
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, transaction
+from .packing import LOCATION_GROUP, key_bytes, unpack_locations
 from .records import SHA256_HEX, Problem
 from .texts import checked_sources
 
@@ -103,11 +104,14 @@ def _check_codes(c, db, add) -> None:
     """Every group of passages has its exact code, stored on the group's first passage; the
     group size is in each code's coder tag (model/lmcode.py)."""
     groups = {}
-    for tag in (t for (t,) in c.execute("SELECT DISTINCT coder FROM residuals")):
+    for coder, tag in c.execute("SELECT DISTINCT r.coder, c.tag FROM residuals r LEFT JOIN coders c ON c.id = r.coder"):
+        if tag is None:
+            add("code", db, f"an exact code names coder {str(coder)[:60]!r}, which the archive does not record")
+            continue
         try:
             groups[tag] = int(json.loads(tag)["group"])
         except (ValueError, KeyError, TypeError):
-            add("code", db, f"an exact code has an unreadable coder tag {tag[:60]!r}")
+            add("code", db, f"an exact code has an unreadable coder tag {str(tag)[:60]!r}")
     size = min(groups.values(), default=0)
     for pid, idx in c.execute(
         "SELECT p.id, p.idx FROM passages p LEFT JOIN residuals r ON r.passage_id = p.id WHERE r.passage_id IS NULL"
@@ -162,13 +166,14 @@ def _check_rows(a, c, db, add) -> None:
             add("document", db, f"document {doc_id!r}: its id is not a prefix of its content hash (damaged row)")
         if not _json_ok(metadata):
             add("document", db, f"document {doc_id}: metadata is not valid JSON (damaged row)")
-    for pid, doc_id, sha, location, tokens in c.execute(
-        "SELECT id, doc_id, text_sha256, location, tokens FROM passages"
+    counts = dict(c.execute("SELECT doc_id, COUNT(*) FROM passages GROUP BY doc_id"))
+    for pid, doc_id, idx, sha, location, tokens in c.execute(
+        "SELECT id, doc_id, idx, text_sha256, location, tokens FROM passages"
     ):
-        if not (isinstance(sha, str) and SHA256_HEX.match(sha)):
+        if not (isinstance(sha, bytes) and len(sha) == 32):
             add("passage", db, f"passage {pid} (document {doc_id}): text_sha256 is not a sha256 (damaged row)")
-        if not _json_ok(location):
-            add("passage", db, f"passage {pid} (document {doc_id}): location is not valid JSON (damaged row)")
+        if not _locations_ok(location, idx, counts.get(doc_id, 0)):
+            add("passage", db, f"passage {pid} (document {doc_id}): its group's locations do not unpack (damaged row)")
         if not isinstance(tokens, int) or tokens < 0:
             add("passage", db, f"passage {pid} (document {doc_id}): token count {tokens!r} (damaged row)")
     # AUTOINCREMENT's counter: below the largest id, forgotten passage ids would be reused.
@@ -179,14 +184,23 @@ def _check_rows(a, c, db, add) -> None:
     seq = counters.get("passages", 0)
     if not isinstance(seq, int) or seq < top:
         add("passage", db, f"passage id counter {seq!r} is below the largest passage id {top} (damaged row)")
-    dims = a.search_key_dims
-    width = 2 * dims  # float16
+    width = key_bytes(a.search_key_dims, a.settings.search_key_precision)
     for pid, n in c.execute("SELECT passage_id, length(keys) FROM search_keys"):
         if not isinstance(n, int) or n == 0 or n % width:
             add("search_keys", db, f"search keys of passage {pid} are {n} bytes, not a multiple of {width}")
     for doc_id, n in c.execute("SELECT doc_id, length(key) FROM document_keys"):
         if n != width:
             add("search_keys", db, f"document key of document {doc_id} is {n} bytes, expected {width}")
+
+
+def _locations_ok(stored, idx, passages: int) -> bool:
+    """A group's first passage holds the packed locations of the group's passages; the others, nothing."""
+    if not isinstance(idx, int) or idx % LOCATION_GROUP:
+        return stored == b""
+    try:
+        return len(unpack_locations(stored)) == min(LOCATION_GROUP, passages - idx)
+    except (ValueError, TypeError):
+        return False
 
 
 def _json_ok(text) -> bool:

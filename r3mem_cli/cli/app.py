@@ -21,6 +21,7 @@ from .options import (
     DocFilter,
     ExactMethod,
     JsonOption,
+    KeyPrecision,
     KindFilter,
     MemoryPrecision,
     ModeOption,
@@ -126,6 +127,9 @@ def init(
     search_keys: Optional[bool] = typer.Option(None, "--search-keys/--no-search-keys",
                                                help="Store keys for the memory search path (default: only in a "
                                                     "pure-memory archive, where they are the only search)."),
+    search_key_precision: KeyPrecision = typer.Option("int8", "--search-key-precision",
+                                                      help="How search keys are stored: int8 (half the bytes) | "
+                                                           "float16."),
     refine_steps: int = typer.Option(200, "--refine-steps", min=1, help="Step budget per passage for --exact refine."),
     refine_lr: float = typer.Option(0.03, "--refine-lr", min=0.0, help="Adam learning rate for --exact refine."),
     memory_precision: Optional[MemoryPrecision] = typer.Option(None, "--memory-precision",
@@ -142,7 +146,8 @@ def init(
     if Archive.exists(root):
         raise ArchiveError(f"an archive already exists at {root}")
     settings = ArchiveSettings(compression_ratio=compression_ratio, exact=exact.value, store_memory=store_memory,
-                               search_keys=search_keys, refine_steps=refine_steps, refine_lr=refine_lr,
+                               search_keys=search_keys, search_key_precision=search_key_precision.value,
+                               refine_steps=refine_steps, refine_lr=refine_lr,
                                memory_precision=memory_precision.value if memory_precision is not None else None)
     archive, warnings = create_archive(root, model=model, keep_source=not no_keep_source, adapter=adapter,
                                        settings=settings, encrypt=encrypt)

@@ -12,7 +12,8 @@ from typing import Annotated
 
 import typer
 
-from ..choices import COMPUTE_PRECISIONS, DOCUMENT_KINDS, EXACT_METHODS, MEMORY_PRECISIONS, RECALL_LEVELS, SEARCH_MODES
+from ..choices import (COMPUTE_PRECISIONS, DOCUMENT_KINDS, EXACT_METHODS, KEY_PRECISIONS, MEMORY_PRECISIONS,
+                       RECALL_LEVELS, SEARCH_MODES)
 
 
 def _choice(name: str, values) -> type[Enum]:
@@ -24,6 +25,7 @@ RecallLevel = _choice("RecallLevel", RECALL_LEVELS)
 PassageKind = _choice("PassageKind", DOCUMENT_KINDS)
 ExactMethod = _choice("ExactMethod", EXACT_METHODS)
 MemoryPrecision = _choice("MemoryPrecision", MEMORY_PRECISIONS)
+KeyPrecision = _choice("KeyPrecision", KEY_PRECISIONS)
 ComputePrecision = _choice("ComputePrecision", COMPUTE_PRECISIONS)
 
 
