@@ -186,19 +186,8 @@ def _m0006_fts_without_text(conn: sqlite3.Connection) -> None:
     The index is rebuilt from the kept sources as 0003 filled it (a source that does not
     decompress is not indexed; verify reports it), then merged into one segment.
     """
-    import zstandard
-
-    conn.execute("DROP TABLE passages_fts")
-    conn.execute(
-        "CREATE VIRTUAL TABLE passages_fts USING fts5(text, content='', tokenize='unicode61 remove_diacritics 2')"
-    )
-    for pid, blob in conn.execute("SELECT passage_id, zstd FROM sources ORDER BY passage_id"):
-        try:
-            text = decompress(blob).decode("utf-8")
-        except (zstandard.ZstdError, UnicodeDecodeError):
-            continue
-        conn.execute("INSERT INTO passages_fts (rowid, text) VALUES (?, ?)", (pid, text))
-    conn.execute("INSERT INTO passages_fts (passages_fts) VALUES ('optimize')")
+    _index_kept_sources(conn, "CREATE VIRTUAL TABLE passages_fts USING fts5(text, content='', "
+                              "tokenize='unicode61 remove_diacritics 2')")
 
 
 def _m0007_compact_rows(conn: sqlite3.Connection) -> None:
@@ -233,11 +222,18 @@ def _m0008_keyword_index_without_positions(conn: sqlite3.Connection) -> None:
     detail=none, docs/decisions/0027): about half its size. Keyword search scores BM25 with each
     held term counted once (search.py); phrase and NEAR queries, which it never made, are gone.
     Rebuilt from the kept sources as 0006 built it."""
+    _index_kept_sources(conn, "CREATE VIRTUAL TABLE passages_fts USING fts5(text, content='', detail=none, "
+                              "tokenize='unicode61 remove_diacritics 2')")
+
+
+def _index_kept_sources(conn: sqlite3.Connection, create: str) -> None:
+    """Replace the keyword index by the table `create` makes, filled from every kept source that
+    decompresses, then merged into one segment. Released migrations (0006, 0008) call it: never
+    change what it does."""
     import zstandard
 
     conn.execute("DROP TABLE passages_fts")
-    conn.execute("CREATE VIRTUAL TABLE passages_fts USING fts5(text, content='', detail=none, "
-                 "tokenize='unicode61 remove_diacritics 2')")
+    conn.execute(create)
     for pid, blob in conn.execute("SELECT passage_id, zstd FROM sources ORDER BY passage_id"):
         try:
             text = decompress(blob).decode("utf-8")
