@@ -211,6 +211,8 @@ def spread(items: list, count: int) -> list:
     """`count` items picked evenly over the list (all of them when count >= len)."""
     if count >= len(items):
         return items
+    if count <= 0:
+        return []
     step = len(items) / count
     return [items[int(i * step)] for i in range(count)]
 
