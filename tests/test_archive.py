@@ -952,3 +952,21 @@ def test_int8_search_keys_keep_their_direction(n, dims, scale, seed):
     back = key_from_blob(blob, "int8", dims).reshape(n, dims)
     assert torch.nn.functional.cosine_similarity(back, keys, dim=1).min() > 0.995
     assert key_bytes(dims, "float16") == 2 * dims == len(key_to_blob(keys[0]))
+
+
+def test_search_over_a_damaged_keyword_index_says_so(tmp_path):
+    """A truncated FTS5 record (a passage's token count, the totals) is an error naming the repair,
+    never a traceback; BM25 over an intact index ranks the passage holding the rarer words first."""
+    root = tmp_path / "a"
+    with Archive.create(root, model="m", memory_config={}) as a:
+        d = a.add_documents([text_doc("idx", "Maya planted six tomato plants.", "Lentil soup with lemon.",
+                                      "The tram climbs the hill with lemon trees.")])[0]
+        pids = [p.id for p in a.passages(d.id)]
+        assert [info.id for info, _ in a.keyword_search("lentil lemon")] == [pids[1], pids[2]]
+    c = sqlite3.connect(root / "manifest.sqlite")
+    c.execute("UPDATE passages_fts_docsize SET sz = X'' WHERE id = ?", (pids[1],))
+    c.commit()
+    c.close()
+    with Archive.open(root) as a:
+        with pytest.raises(ArchiveError, match="keyword index is damaged.*verify --repair"):
+            a.keyword_search("lentil lemon")

@@ -168,7 +168,7 @@ def keyword_search(conn: sqlite3.Connection, query: str, *, top_k: int, wanted: 
         return []
     try:
         scores = _bm25_scores(conn, terms)
-    except sqlite3.DatabaseError as e:
+    except (sqlite3.DatabaseError, IndexError) as e:  # IndexError: a truncated FTS5 record
         raise ArchiveError(f"the keyword index is damaged ({e}); run `r3mem verify --repair`") from None
     ranked = sorted(scores, key=lambda pid: (-scores[pid], pid))
     where, args = wanted.where()
@@ -217,7 +217,7 @@ def _bm25_scores(conn: sqlite3.Connection, terms: list[str]) -> dict[int, float]
                             f"WHERE {mf.FTS_TABLE} MATCH ?", (quoted(term),)).fetchall()
         if not hits:
             continue
-        idf = max(math.log((rows - len(hits) + 0.5) / (len(hits) + 0.5)), BM25_MIN_IDF)
+        idf = max(math.log((max(rows, len(hits)) - len(hits) + 0.5) / (len(hits) + 0.5)), BM25_MIN_IDF)
         for pid, size in hits:
             norm = 1 - BM25_B + BM25_B * _varint(size, 0)[0] / average
             scores[pid] = scores.get(pid, 0.0) + idf * (BM25_K1 + 1) / (1 + BM25_K1 * norm)
