@@ -113,8 +113,9 @@ def main() -> None:
             data = {n: json.loads((args.data / f"{n}.json").read_text()) for n in names}
             root = base / f"{split}-archive"
             if not Archive.exists(root):
-                archive, _ = create_archive(root, settings=ArchiveSettings(exact="none", store_memory=False,
-                                                                         search_key_precision="float16"))
+                settings = ArchiveSettings(exact="none", store_memory=False, search_keys=True,
+                                           search_key_precision="float16")  # the ways below start from float16
+                archive, _ = create_archive(root, settings=settings)
                 with archive:
                     engine = engine_for(archive.model, archive.adapter_dir, args.device)
                     started = time.perf_counter()
