@@ -897,7 +897,7 @@ _LOCATIONS = st.dictionaries(st.text(max_size=12), st.recursive(
 
 
 @given(st.lists(_LOCATIONS, min_size=1, max_size=20))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 def test_packed_locations_read_back_as_they_were(locations):
     from r3mem_cli.archive.packing import location_of, packed_rows
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from r3mem_cli.pipelines.ask import NOT_IN_ARCHIVE, citations, finish_answer
@@ -46,6 +47,11 @@ def test_answer_cites_passages_that_exist(tmp_path, tiny_model_dir):
         assert passage < len(shown["passages"])
     human = r3mem(root, "ask", "Where is the xylophonequartz key?", "--max-new-tokens", "4", "--mode", "keyword")
     assert human.exit_code == 0 and "vault.txt" in human.output
+    listed = set()  # every passage the human output says was read: each hit and the passages around it
+    for doc, hit, low, high in re.findall(r"^\[(\w+):(\d+)\] .*?(?:\(read with passages (\d+)-(\d+)\))?$",
+                                          human.output, re.M):
+        listed |= {(doc, p) for p in (range(int(low), int(high) + 1) if low else [int(hit)])}
+    assert set(citations(human.output.splitlines()[0])) <= listed, human.output
 
 
 def test_finish_answer_normalises_and_keeps_only_real_citations():

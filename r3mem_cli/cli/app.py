@@ -404,8 +404,10 @@ def _show_answer(result: dict, json_out: bool, stream: bool, lines: bool) -> Non
         typer.echo(f"=> {result['answer']}")
     else:
         typer.echo(result["answer"])
-    for source in result["sources"]:
-        say(f"[{source['doc']}:{source['passage']}] {source['source']}")
+    for source in result["sources"]:  # with the passages read around it: the answer may cite one of those
+        read = [w["passage"] for w in source.get("window") or []]
+        around = f" (read with passages {min(read)}-{max(read)})" if len(read) > 1 else ""
+        say(f"[{source['doc']}:{source['passage']}] {source['source']}{around}")
 
 
 # ------------------------------------------------------------------- changing
