@@ -157,8 +157,18 @@ def _fts_with_positions(c: sqlite3.Connection) -> None:
     mf._m0006_fts_without_text(c)
 
 
+def _passage_frames(c: sqlite3.Connection) -> None:
+    """Before 0009 each kept passage was a zstd frame of its own."""
+    from r3mem_cli.archive import texts
+
+    cctx = texts.compressor()
+    rows = [(cctx.compress(text.encode("utf-8")), pid) for pid, text, _ in texts.checked_sources(c) if text is not None]
+    c.executemany("UPDATE sources SET zstd = ? WHERE passage_id = ?", rows)
+
+
 # Turning a current archive manifest back into an older schema, to test the upgrade path.
 _UNDO = {  # migration -> SQL (or a function of the connection) that undoes it
+    "0009_kept_text_in_frames": [_passage_frames],
     "0008_keyword_index_without_positions": [_fts_with_positions],
     "0007_compact_rows": [_loose_rows],
     "0006_fts_without_text": [_fts_with_text],

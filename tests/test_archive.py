@@ -628,15 +628,15 @@ def test_verify_detects_manifest_inconsistencies(archive):
     archive.close()
     with sqlite3.connect(archive.root / "manifest.sqlite") as c:
         c.execute("PRAGMA foreign_keys=OFF")
-        c.execute("DELETE FROM sources WHERE passage_id = ?", (pids[0],))
+        c.execute("DELETE FROM sources WHERE passage_id = ?", (pids[2],))
         c.execute("UPDATE passages SET text_sha256 = ? WHERE id = ?", ("0" * 64, pids[1]))
-        c.execute("DELETE FROM memory WHERE passage_id = ?", (pids[2],))
+        c.execute("DELETE FROM memory WHERE passage_id = ?", (pids[0],))
         c.execute("UPDATE documents SET passage_count = 9")
     with Archive.open(archive.root) as r:
         msgs = " | ".join(f"{p.kind}: {p.message}" for p in r.verify())
-    assert f"passage {pids[0]} has no stored source" in msgs
+    assert f"passage {pids[2]} has no stored source" in msgs
     assert f"stored source of passage {pids[1]} does not match" in msgs
-    assert f"passage {pids[2]} has no memory row" in msgs
+    assert f"passage {pids[0]} has no memory row" in msgs
     assert "records 9 passages but has 3" in msgs
 
 
@@ -937,6 +937,97 @@ def test_passage_rows_of_the_previous_schema_are_compacted_on_open(tmp_path):
         assert a.conn.execute("SELECT COUNT(*) FROM coders").fetchone()[0] == 1
         assert a.verify() == []
     assert row_bytes() == compact
+
+
+@given(st.lists(st.text(min_size=1, max_size=60), min_size=1, max_size=12), st.integers(1, 120))
+@settings(max_examples=40, deadline=None)
+def test_kept_text_frames_read_back_passage_by_passage(texts_, frame_bytes):
+    """A document's kept text is cut into frames of consecutive passages (a frame on the first
+    row of each run, empty values on the others): every passage reads back exactly, alone or in a
+    scan, whatever the frame size."""
+    from r3mem_cli.archive import texts
+    from r3mem_cli.archive.manifest import transaction
+    import sqlite3 as sq
+
+    raws = [t.encode("utf-8") for t in texts_]
+    saved, texts.FRAME_BYTES = texts.FRAME_BYTES, frame_bytes
+    try:
+        blobs = texts.frame_blobs(raws)
+    finally:
+        texts.FRAME_BYTES = saved
+    assert len(blobs) == len(raws) and len(blobs[0]) > 0
+    starts = [i for i, b in enumerate(blobs) if b]
+    for a, b in zip(starts, starts[1:] + [len(raws)]):
+        assert b - a == 1 or sum(map(len, raws[a:b])) <= frame_bytes  # a frame overflows only for one passage
+    conn = sq.connect(":memory:")
+    conn.executescript("CREATE TABLE documents (id TEXT PRIMARY KEY, source TEXT);"
+                       "CREATE TABLE passages (id INTEGER PRIMARY KEY, doc_id TEXT, idx INTEGER, text_sha256 BLOB);"
+                       "CREATE TABLE sources (passage_id INTEGER PRIMARY KEY, zstd BLOB, raw_bytes INTEGER);")
+    with transaction(conn) as c:
+        c.execute("INSERT INTO documents VALUES ('d', 'f.txt')")
+        for i, (raw, blob) in enumerate(zip(raws, blobs)):
+            c.execute("INSERT INTO passages VALUES (?, 'd', ?, ?)", (i + 1, i, hashlib.sha256(raw).digest()))
+            c.execute("INSERT INTO sources VALUES (?, ?, ?)", (i + 1, blob, len(raw)))
+    assert [texts.source_text(conn, i + 1) for i in range(len(raws))] == texts_
+    assert [(pid, text) for pid, text, _ in texts.checked_sources(conn)] == [(i + 1, t) for i, t in enumerate(texts_)]
+
+
+def test_a_damaged_frame_is_reported_alone_and_restored_as_frames(archive, monkeypatch):
+    """Damage to one frame makes its passages unreadable (reported by verify, refused by
+    source_text) and leaves the other frames readable; restoring the texts writes the frames anew."""
+    from r3mem_cli.archive import repair, texts
+
+    monkeypatch.setattr(texts, "FRAME_BYTES", 150)
+    d = archive.add_documents([make_doc("framed", 9)])[0]
+    pids = [p.id for p in archive.passages(d.id)]
+    want = [archive.source_text(pid) for pid in pids]
+    c = archive.conn
+    blobs = [c.execute("SELECT zstd FROM sources WHERE passage_id = ?", (pid,)).fetchone()[0] for pid in pids]
+    starts = [i for i, b in enumerate(blobs) if b]
+    assert len(starts) >= 3 and starts[0] == 0
+    first, second = starts[1], starts[2]
+    damaged = bytearray(blobs[first])
+    damaged[len(damaged) // 2] ^= 0x04
+    c.execute("UPDATE sources SET zstd = ? WHERE passage_id = ?", (bytes(damaged), pids[first]))
+    reported = [p.message for p in archive.verify() if p.kind == "source"]
+    assert [m.split(" does not ")[0] for m in reported] == [f"stored source of passage {pids[i]}"
+                                                            for i in range(first, second)]
+    for i, pid in enumerate(pids):
+        if first <= i < second:
+            with pytest.raises(ArchiveError, match="is damaged"):
+                archive.source_text(pid)
+        else:
+            assert archive.source_text(pid) == want[i]
+    repair.restore_sources(archive, {pids[i]: want[i] for i in range(first, second)})
+    assert [archive.source_text(pid) for pid in pids] == want and archive.verify() == []
+    assert [bool(c.execute("SELECT length(zstd) FROM sources WHERE passage_id = ?", (pid,)).fetchone()[0])
+            for pid in pids] == [bool(b) for b in blobs]
+
+
+def test_kept_text_of_the_previous_schema_is_put_in_frames_on_open(tmp_path):
+    """0009: an archive whose every passage is a zstd frame of its own gets one frame per run of
+    passages; every passage reads back the same, verify is clean, and the kept text takes less room."""
+    root = tmp_path / "a"
+    docs = [make_doc(f"d{i}", n=12) for i in range(3)]
+    with Archive.create(root, model="m", memory_config={}) as a:
+        a.add_documents(docs)
+        want = {p.id: a.source_text(p.id) for d in a.documents() for p in a.passages(d.id)}
+
+    def kept() -> tuple[int, int]:
+        c = sqlite3.connect(root / "manifest.sqlite")
+        n = c.execute("SELECT COUNT(*), SUM(length(zstd)) FROM sources WHERE length(zstd) > 0").fetchone()
+        c.close()
+        return n
+
+    framed = kept()
+    assert framed[0] == 3
+    downgrade(root / "manifest.sqlite", to_version=8)
+    assert kept()[0] == 36 and kept()[1] > 2 * framed[1]
+    with Archive.open(root) as a:
+        assert a.schema_version == SCHEMA_VERSION
+        assert {pid: a.source_text(pid) for pid in want} == want
+        assert a.verify() == []
+    assert kept() == framed
 
 
 @given(st.integers(1, 9), st.integers(1, 300), st.floats(1e-3, 1e3), st.integers(0, 2**31))

@@ -261,7 +261,7 @@ def _damage_first_source(root: Path, doc_id: str) -> int:
     """Flip one bit in the middle of the document's first kept source; returns its passage id."""
     with sqlite3.connect(root / "manifest.sqlite") as c:
         pid, blob = c.execute("SELECT s.passage_id, s.zstd FROM sources s JOIN passages p ON p.id = s.passage_id "
-                              "WHERE p.doc_id = ?", (doc_id,)).fetchone()
+                              "WHERE p.doc_id = ? ORDER BY p.idx", (doc_id,)).fetchone()
         damaged = bytearray(blob)
         damaged[len(damaged) // 2] ^= 0x04
         c.execute("UPDATE sources SET zstd = ? WHERE passage_id = ?", (bytes(damaged), pid))
@@ -423,7 +423,7 @@ def test_source_rewritten_from_memory_when_the_residual_proves_it_exact(tmp_path
     ids = _build(root, tiny_model_dir, notes, "--exact", "residual")
     with sqlite3.connect(root / "manifest.sqlite") as c:
         pid, blob = c.execute("SELECT s.passage_id, s.zstd FROM sources s JOIN passages p ON p.id = s.passage_id "
-                              "WHERE p.doc_id = ?", (ids["club.txt"],)).fetchone()
+                              "WHERE p.doc_id = ? ORDER BY p.idx", (ids["club.txt"],)).fetchone()
         c.execute("UPDATE sources SET zstd = ? WHERE passage_id = ?", (blob[:-3], pid))
     result = r3mem(root, "verify", "--repair", "--json")
     assert result.exit_code == 0, result.output

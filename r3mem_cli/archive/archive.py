@@ -551,14 +551,16 @@ class Archive:
                         c.execute("INSERT INTO document_keys (doc_id, key) VALUES (?,?)",
                                   (doc_id, key_to_blob(doc.search_key, self.settings.search_key_precision)))
                     locations = packed_rows({p.index: p.location for p in doc.passages})
-                    for p, raw in zip(doc.passages, raws):
+                    ordered = sorted(zip(doc.passages, raws), key=lambda pair: pair[0].index)
+                    frames = texts.frame_blobs([raw for _, raw in ordered], cctx) if cctx is not None else None
+                    for n, (p, raw) in enumerate(ordered):
                         pid = c.execute(
                             "INSERT INTO passages (doc_id, idx, text_sha256, tokens, location) VALUES (?,?,?,?,?)",
                             (doc_id, p.index, text_digest(raw), int(p.tokens), locations[p.index]),
                         ).lastrowid
                         memories[pid] = p.memory
-                        if cctx is not None:
-                            source_rows.append((pid, cctx.compress(raw), len(raw)))
+                        if frames is not None:
+                            source_rows.append((pid, frames[n], len(raw)))
                             fts_rows.append((pid, p.text))
                 if memories:  # None when no passage has a memory tensor
                     shard = self.memory.write(c, memories, now, int8=self.settings.int8, stage="add",

@@ -20,7 +20,7 @@ from urllib.request import pathname2url
 from r3mem_cli.errors import ArchiveError, ManifestDamaged
 
 from .packing import LOCATION_GROUP, packed_rows
-from .texts import decompress
+from .texts import checked_sources, compressor, decompress, frame_blobs
 
 MANIFEST_NAME = "manifest.sqlite"
 SEALED_MANIFEST_NAME = "manifest.sqlite.sealed"  # an encrypted archive's manifest (see crypto.py)
@@ -226,6 +226,21 @@ def _m0008_keyword_index_without_positions(conn: sqlite3.Connection) -> None:
                               "tokenize='unicode61 remove_diacritics 2')")
 
 
+def _m0009_kept_text_in_frames(conn: sqlite3.Connection) -> None:
+    """Kept text in frames of consecutive passages (texts.py, docs/decisions/0028): each
+    document's passages are compressed together, as ingest now stores them, instead of one zstd
+    frame per passage. A document with a passage whose kept text does not read back to its
+    sha256 stays as it is, for verify to report."""
+    cctx = compressor()
+    for (doc_id,) in conn.execute("SELECT id FROM documents ORDER BY id").fetchall():
+        pids = [pid for (pid,) in conn.execute("SELECT id FROM passages WHERE doc_id = ? ORDER BY idx", (doc_id,))]
+        kept = {pid: text for pid, text, _ in checked_sources(conn, [doc_id])}
+        if not pids or set(kept) != set(pids) or any(text is None for text in kept.values()):
+            continue
+        blobs = frame_blobs([kept[pid].encode("utf-8") for pid in pids], cctx)
+        conn.executemany("UPDATE sources SET zstd = ? WHERE passage_id = ?", zip(blobs, pids))
+
+
 def _index_kept_sources(conn: sqlite3.Connection, create: str) -> None:
     """Replace the keyword index by the table `create` makes, filled from every kept source that
     decompresses, then merged into one segment. Released migrations (0006, 0008) call it: never
@@ -265,11 +280,13 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0006_fts_without_text", _m0006_fts_without_text),
     ("0007_compact_rows", _m0007_compact_rows),
     ("0008_keyword_index_without_positions", _m0008_keyword_index_without_positions),
+    ("0009_kept_text_in_frames", _m0009_kept_text_in_frames),
 ]
 # Migrations that free a large part of the file: an archive upgraded past one is VACUUMed once
 # afterwards, so the space comes back (0006 drops the second copy of every kept text, 0007 halves
-# the passage rows, 0008 the keyword index).
-_VACUUM_AFTER = frozenset({"0006_fts_without_text", "0007_compact_rows", "0008_keyword_index_without_positions"})
+# the passage rows, 0008 the keyword index, 0009 the kept text).
+_VACUUM_AFTER = frozenset({"0006_fts_without_text", "0007_compact_rows", "0008_keyword_index_without_positions",
+                           "0009_kept_text_in_frames"})
 SCHEMA_VERSION = len(MIGRATIONS)
 # Every table and index takes at least one page, so the page size sets what an archive costs
 # before it holds any text (docs/decisions/0026). Existing files keep the size they were made with.

@@ -71,15 +71,40 @@ def damaged_keys(a) -> set[str]:
 
 
 def restore_sources(a, sources: dict[int, str]) -> None:
-    """Store `sources` (already checked against each passage's text_sha256) as the passages'
-    sources, in one transaction. The keyword index is rebuilt separately (rebuild_fts)."""
+    """Store `sources` (each already checked against its passage's text_sha256) as kept text, in
+    one transaction. The keyword index is rebuilt separately (rebuild_fts).
+
+    Kept text is stored in frames of consecutive passages (texts.py): a document whose every
+    passage's text is now known (restored or intact) gets its frames written anew; otherwise each
+    known passage gets a frame of its own, and a passage still unreadable keeps its damaged bytes
+    on its own row, so that it stays reported and no frame of its neighbours takes it in."""
     a.require_write("restoring sources")
     cctx = texts.compressor()
     with transaction(a.conn) as c:
-        for pid, text in sorted(sources.items()):
-            raw = text.encode("utf-8")
-            c.execute("INSERT OR REPLACE INTO sources (passage_id, zstd, raw_bytes) VALUES (?,?,?)",
-                      (pid, cctx.compress(raw), len(raw)))
+        ids = sorted(sources)
+        docs = set()
+        for chunk in mf.chunked(ids):
+            docs |= {d for (d,) in c.execute(
+                f"SELECT DISTINCT doc_id FROM passages WHERE id IN ({mf.placeholders(len(chunk))})", chunk)}
+        for doc_id in sorted(docs):
+            rows = c.execute("SELECT p.id, s.zstd, s.raw_bytes FROM passages p LEFT JOIN sources s "
+                             "ON s.passage_id = p.id WHERE p.doc_id = ? ORDER BY p.idx", (doc_id,)).fetchall()
+            known = {pid: text for pid, text, _ in texts.checked_sources(c, [doc_id]) if text is not None}
+            known.update((pid, sources[pid]) for pid, _, _ in rows if pid in sources)
+            if all(pid in known for pid, _, _ in rows):
+                raws = [known[pid].encode("utf-8") for pid, _, _ in rows]
+                stored = zip((pid for pid, _, _ in rows), texts.frame_blobs(raws, cctx), map(len, raws))
+            else:
+                stored, frame = [], b"\0"  # a frame that does not decompress, for a row with none before it
+                for pid, blob, raw_bytes in rows:
+                    if blob:
+                        frame = blob
+                    if pid in known:
+                        raw = known[pid].encode("utf-8")
+                        stored.append((pid, cctx.compress(raw), len(raw)))
+                    elif blob is not None and not blob:
+                        stored.append((pid, frame, raw_bytes))
+            c.executemany("INSERT OR REPLACE INTO sources (passage_id, zstd, raw_bytes) VALUES (?,?,?)", stored)
 
 
 def rebuild_fts(a, sources: dict[int, str]) -> int:

@@ -1,10 +1,16 @@
-"""Kept source text: each passage's UTF-8 bytes zstd-compressed in the `sources` table, and
-read back only after they match the passage's recorded sha256.
+"""Kept source text: each document's passages, UTF-8, zstd-compressed in frames of consecutive
+passages in the `sources` table, and read back only after they match the passage's recorded sha256.
 
-New passages are compressed with a dictionary shipped in the package (docs/decisions/0026): a
-passage is too short for its own frame to carry entropy tables cheaply. Each frame names its
-dictionary id in its header; frames written before the dictionary (id 0) still read without one.
-A shipped dictionary never changes: a better one gets a new id and the old file stays.
+A frame starts at a passage whose `sources.zstd` is not empty and holds, concatenated, the bytes of
+that passage and of every following passage of the same document whose `zstd` is empty, up to the
+next non-empty one; each row's `raw_bytes` is its own passage's length, which is how a frame is cut
+back into passages (docs/decisions/0028). Ingest cuts a frame every FRAME_BYTES of text: a frame
+of many passages compresses far better than one passage alone, and is still fast to inflate for one
+passage. Archives written before frames hold one frame per passage, which the same rule reads.
+
+New frames are compressed with a dictionary shipped in the package (docs/decisions/0026). Each frame
+names its dictionary id in its header; frames written before the dictionary (id 0) still read
+without one. A shipped dictionary never changes: a better one gets a new id and the old file stays.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from r3mem_cli.errors import ArchiveError, NotFound
 from .packing import digest_hex
 
 ZSTD_LEVEL = 19
-MAX_SOURCE_BYTES = 1 << 30  # refuse to inflate a stored passage past this (corrupt/hostile blob)
+MAX_SOURCE_BYTES = 1 << 30  # refuse to inflate a stored frame past this (corrupt/hostile blob)
+FRAME_BYTES = 1 << 16  # ingest starts a new frame before a passage that would take it past this
 TEXT_DICTIONARY_ID = 0x72336D01  # "r3m" + 1: outside zstd's reserved range of ids
 TEXT_DICTIONARY = Path(__file__).with_name("data") / f"text-{TEXT_DICTIONARY_ID:08x}.zstdict"
 
@@ -38,7 +45,7 @@ def compressor() -> zstandard.ZstdCompressor:
 
 
 def decompress(blob: bytes) -> bytes:
-    """A stored passage's bytes, with the dictionary its frame names (or none)."""
+    """A stored frame's bytes, with the dictionary its frame names (or none)."""
     dict_id = zstandard.get_frame_parameters(blob).dict_id
     if dict_id == 0:
         dctx = zstandard.ZstdDecompressor()
@@ -49,52 +56,114 @@ def decompress(blob: bytes) -> bytes:
     return dctx.decompress(blob, max_output_size=MAX_SOURCE_BYTES)
 
 
+def frame_blobs(raws: list[bytes], cctx: zstandard.ZstdCompressor | None = None) -> list[bytes]:
+    """What the `zstd` column stores for each of a document's passages, in passage order: the
+    frame of a run of passages on the run's first row, an empty value on the others."""
+    cctx = cctx or compressor()
+    blobs: list[bytes] = []
+    start, size = 0, 0
+    for i, raw in enumerate(raws + [None]):
+        if raw is None or (i > start and size + len(raw) > FRAME_BYTES):
+            blobs.append(cctx.compress(b"".join(raws[start:i])))
+            blobs.extend(b"" for _ in range(start + 1, i))
+            start, size = i, 0
+        if raw is not None:
+            size += len(raw)
+    return blobs
+
+
+def _rows(conn: sqlite3.Connection, where: str, args: list) -> Iterator[tuple]:
+    """(passage id, doc id, idx, zstd or None, raw_bytes or None, text_sha256, source file) of the
+    passages `where` selects, by document and index; zstd is None where the passage has no row."""
+    return conn.execute(
+        "SELECT p.id, p.doc_id, p.idx, s.zstd, s.raw_bytes, p.text_sha256, d.source FROM passages p "
+        "LEFT JOIN sources s ON s.passage_id = p.id LEFT JOIN documents d ON d.id = p.doc_id "
+        f"WHERE {where} ORDER BY p.doc_id, p.idx", args)
+
+
+def _frames(rows) -> Iterator[list[tuple]]:
+    """The frames of `rows` (in document and index order): each a list of the rows whose text it holds."""
+    frame: list[tuple] = []
+    for row in rows:
+        if frame and (row[1] != frame[0][1] or row[3] is None or len(row[3]) > 0):
+            yield frame
+            frame = []
+        if row[3] is None:  # no kept text: not part of any frame
+            continue
+        frame.append(row)
+    if frame:
+        yield frame
+
+
+def _check_frame(frame: list[tuple]) -> Iterator[tuple[int, str | None, str]]:
+    """(passage id, text or None, what is wrong + which document and file) for each row of a frame."""
+    def of(row):
+        return f"(document {row[1]} passage {row[2]}, from {row[6]})"
+
+    try:
+        raw = decompress(frame[0][3])
+    except zstandard.ZstdError as e:
+        for row in frame:
+            yield row[0], None, f"does not decompress {of(row)}: {e}"
+        return
+    if len(raw) != sum(row[4] for row in frame):
+        for row in frame:
+            yield row[0], None, f"does not match its recorded sha256 {of(row)}"
+        return
+    start = 0
+    for row in frame:
+        piece = raw[start:start + row[4]]
+        start += row[4]
+        if hashlib.sha256(piece).hexdigest() != digest_hex(row[5]):
+            yield row[0], None, f"does not match its recorded sha256 {of(row)}"
+            continue
+        try:
+            yield row[0], piece.decode("utf-8"), of(row)
+        except UnicodeDecodeError as e:
+            yield row[0], None, f"is not UTF-8 {of(row)}: {e}"
+
+
 def source_text(conn: sqlite3.Connection, passage_id: int) -> str | None:
     """The stored original text of a passage, or None when none is kept. The bytes are
     checked against the passage's recorded sha256: damaged text is never returned."""
+    passage_id = int(passage_id)
     row = conn.execute(
-        "SELECT p.id, s.zstd, p.text_sha256, p.doc_id, p.idx, d.source FROM passages p "
-        "LEFT JOIN sources s ON s.passage_id = p.id LEFT JOIN documents d ON d.id = p.doc_id WHERE p.id = ?",
-        (int(passage_id),),
+        "SELECT p.doc_id, p.idx, s.zstd FROM passages p LEFT JOIN sources s ON s.passage_id = p.id WHERE p.id = ?",
+        (passage_id,),
     ).fetchone()
     if not row:
         raise NotFound(f"no passage {passage_id} in the archive")
-    if row[1] is None:
+    doc_id, idx, blob = row
+    if blob is None:
         return None
-    damaged = (f"stored source of passage {passage_id} (document {row[3]} passage {row[4]}, from {row[5]}) "
-               "is damaged ({}); run `r3mem verify --repair`")
-    try:
-        raw = decompress(row[1])
-        if hashlib.sha256(raw).hexdigest() != digest_hex(row[2]):
-            raise ArchiveError(damaged.format("checksum mismatch"))
-        return raw.decode("utf-8")
-    except (zstandard.ZstdError, UnicodeDecodeError) as e:
-        raise ArchiveError(damaged.format(e)) from None
+    start = idx if len(blob) else conn.execute(
+        "SELECT max(p.idx) FROM passages p JOIN sources s ON s.passage_id = p.id "
+        "WHERE p.doc_id = ? AND p.idx < ? AND length(s.zstd) > 0", (doc_id, idx)).fetchone()[0]
+    frames = _frames(_rows(conn, "p.doc_id = ? AND p.idx >= ?", [doc_id, idx if start is None else start]))
+    frame = next((f for f in frames if any(r[0] == passage_id for r in f)), None)
+    if frame is None or not len(frame[0][3]):
+        raise ArchiveError(f"stored source of passage {passage_id} is damaged: it belongs to no frame of kept text "
+                           f"(document {doc_id} passage {idx}); run `r3mem verify --repair`")
+    for pid, text, where in _check_frame(frame):
+        if pid == passage_id and text is None:
+            raise ArchiveError(f"stored source of passage {passage_id} is damaged: it {where}; "
+                               "run `r3mem verify --repair`")
+        if pid == passage_id:
+            return text
+    raise AssertionError("unreachable: the frame holds the passage")
 
 
 def checked_sources(conn: sqlite3.Connection,
                     doc_ids: list[str] | None = None) -> Iterator[tuple[int, str | None, str]]:
     """(passage id, text or None, what is wrong + which document and file) for every stored
-    source (of the documents `doc_ids`, at most a few hundred, when given); text is None when the
-    blob does not decompress to the recorded sha256."""
-    where, args = "", []
+    source (of the documents `doc_ids`, at most a few hundred, when given); text is None when its
+    frame does not decompress or its bytes do not match the recorded sha256."""
+    where, args = "1", []
     if doc_ids is not None:
-        where, args = f"WHERE p.doc_id IN ({','.join('?' * len(doc_ids))}) ", list(doc_ids)
-    for pid, blob, raw_bytes, want, doc_id, idx, source in conn.execute(
-        "SELECT s.passage_id, s.zstd, s.raw_bytes, p.text_sha256, p.doc_id, p.idx, d.source FROM sources s "
-        "JOIN passages p ON p.id = s.passage_id LEFT JOIN documents d ON d.id = p.doc_id "
-        + where + "ORDER BY s.passage_id", args
-    ):
-        of = f"(document {doc_id} passage {idx}, from {source})"
-        try:
-            raw = decompress(blob)
-        except zstandard.ZstdError as e:
-            yield pid, None, f"does not decompress {of}: {e}"
+        where, args = f"p.doc_id IN ({','.join('?' * len(doc_ids))})", list(doc_ids)
+    for frame in _frames(_rows(conn, where, args)):
+        if not len(frame[0][3]):  # empty rows with no frame before them in their document
+            for row in frame:
+                yield row[0], None, f"belongs to no frame of kept text (document {row[1]} passage {row[2]}, from {row[6]})"
             continue
-        if hashlib.sha256(raw).hexdigest() != digest_hex(want) or len(raw) != raw_bytes:
-            yield pid, None, f"does not match its recorded sha256 {of}"
-            continue
-        try:
-            yield pid, raw.decode("utf-8"), of
-        except UnicodeDecodeError as e:
-            yield pid, None, f"is not UTF-8 {of}: {e}"
+        yield from _check_frame(frame)
