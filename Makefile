@@ -36,8 +36,10 @@ demo: install
 	$(R3MEM) ask "Who gave me the runner bean seeds?"
 	$(R3MEM) stats
 
+# One pytest worker per core (at most 4; pytest-xdist), each test file on one worker so that its
+# expensive module fixtures are built once.
 test: install-dev
-	$(BIN)/python -m pytest -q --durations=30
+	$(BIN)/python -m pytest -q --durations=30 -n auto --maxprocesses=4 --dist loadfile
 
 clean:
 	rm -rf $(VENV) $(DEMO_ARCHIVE) .pytest_cache .hypothesis

@@ -94,9 +94,17 @@ def default_model_dir() -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / ".complete").write_text(gguf.name + "\n")
+        if (target / ".complete").exists():  # another process converted it meanwhile: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+            return target
         if target.exists():  # a stale or incomplete copy from an older run
             shutil.rmtree(target)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process put its copy there between the check and the rename
+            if not (target / ".complete").exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except Exception:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
