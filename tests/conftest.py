@@ -9,6 +9,15 @@ import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Under pytest-xdist (`make test`) the cores are shared out among the workers: torch's OpenMP
+# threads of two workers on the same cores wait on each other, which made the model tests 2-3x
+# slower. Subprocesses that the tests start inherit the same count.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 from .helpers import TINY_CORPUS  # noqa: E402  (after the environment above)
 
@@ -53,3 +62,15 @@ def tiny_model(tiny_model_dir):
     from r3mem_cli.model.loading import load_base_model
 
     return load_base_model(str(tiny_model_dir), "cpu")
+
+
+# The test files that take longest (`--durations`), started first so that no worker is left with one
+# of them at the end while the others idle (each file runs on one worker: `--dist loadfile`).
+SLOW_FILES = ("test_e2e_default.py", "test_ingest_kill.py", "test_crash_harness.py", "test_training.py",
+              "test_cli.py", "test_mcp.py", "test_memory_network.py", "test_crash_encrypted.py",
+              "test_corruption.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))

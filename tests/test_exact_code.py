@@ -200,6 +200,8 @@ print(json.dumps(out))
 ])
 def test_codes_written_here_decode_under_other_numeric_settings(tiny_model, tiny_model_dir, tmp_path, env, threads):
     model, _ = tiny_model
+    if threads == 1 and torch.get_num_threads() == 1:  # encoded on one thread here (a test worker): decode on two
+        env, threads = {"OMP_NUM_THREADS": "2"}, 2
     documents = _documents(model.config.vocab_size, seed=2)
     codes = _coder(model).encode_documents(documents)
     job = [{"code": g.code.hex(), "lengths": [len(p) for p in doc[g.first:g.first + lmcode.GROUP_PASSAGES]],
