@@ -36,10 +36,10 @@ demo: install
 	$(R3MEM) ask "Who gave me the runner bean seeds?"
 	$(R3MEM) stats
 
-# One pytest worker per core (at most 4; pytest-xdist), each test file on one worker so that its
-# expensive module fixtures are built once.
+# One pytest worker per core (at most 4; pytest-xdist); an idle worker takes tests queued for a
+# busy one (docs/decisions/0029).
 test: install-dev
-	$(BIN)/python -m pytest -q --durations=30 -n auto --maxprocesses=4 --dist loadfile
+	$(BIN)/python -m pytest -q --durations=30 -n auto --maxprocesses=4 --dist worksteal
 
 clean:
 	rm -rf $(VENV) $(DEMO_ARCHIVE) .pytest_cache .hypothesis

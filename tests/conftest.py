@@ -64,8 +64,8 @@ def tiny_model(tiny_model_dir):
     return load_base_model(str(tiny_model_dir), "cpu")
 
 
-# The test files that take longest (`--durations`), started first so that no worker is left with one
-# of them at the end while the others idle (each file runs on one worker: `--dist loadfile`).
+# The test files that take longest (`--durations`), queued first so that no worker is left with one
+# of their tests at the end while the others idle.
 SLOW_FILES = ("test_e2e_default.py", "test_ingest_kill.py", "test_crash_harness.py", "test_training.py",
               "test_cli.py", "test_mcp.py", "test_memory_network.py", "test_crash_encrypted.py",
               "test_corruption.py")

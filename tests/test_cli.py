@@ -43,6 +43,39 @@ def verify_clean(root: Path) -> None:
     assert result.exit_code == 0 and as_json(result) == {"ok": True, "problems": [], "notes": []}, result.output
 
 
+_WITHOUT_A_MODEL = """
+import contextlib, io, json, runpy, sys
+archive, doc = sys.argv[1], sys.argv[2]
+out = {}
+for command in (["list", "--json"], ["show", doc, "--json"], ["stats", "--json"], ["verify", "--json"],
+                ["search", "lemon", "--mode", "keyword", "--json"]):
+    sys.argv = ["r3mem", "--archive", archive, *command]
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        try:
+            runpy.run_module("r3mem_cli", run_name="__main__")
+        except SystemExit as e:
+            out[command[0]] = e.code
+    out[command[0] + " printed"] = bool(printed.getvalue())
+out["imported"] = sorted(m for m in ("torch", "transformers", "peft") if m in sys.modules)
+print(json.dumps(out))
+"""
+
+
+def test_commands_that_need_no_model_never_import_torch(archive, notes):
+    """list, show, stats, verify and keyword search read the manifest only: a real process running
+    them never imports torch, transformers or peft (together about 3 seconds to import)."""
+    import subprocess
+    import sys
+
+    doc = as_json(r3mem(archive, "ingest", str(notes), "--json"))["added"][0]["id"]
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_A_MODEL, str(archive), doc], capture_output=True,
+                            text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["imported"] == [], out
+    assert all(out[c] in (0, None) and out[c + " printed"] for c in ("list", "show", "stats", "verify", "search")), out
+
+
 def test_version_and_help():
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and __version__ in result.stdout

@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 
 from r3mem_cli.durable import crashpoint, fsync_dir, sha256_file
 from r3mem_cli.errors import ArchiveError
-from r3mem_cli.model.memory import ADAPTER_CONFIG
+from r3mem_cli.model.config import ADAPTER_CONFIG
 
 from .crypto import Vault
 from .files import rmtree, scan_dir

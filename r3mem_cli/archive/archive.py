@@ -29,8 +29,7 @@ import re
 import secrets
 import sqlite3
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from r3mem_cli.durable import crashpoint, fsync_dir, fsync_file
 from r3mem_cli.errors import ArchiveError, ManifestDamaged, NotFound, R3memError
@@ -61,6 +60,9 @@ from .records import (
 from .settings import ArchiveSettings
 from .shards import ShardStore
 from .verify import verify_archive
+
+if TYPE_CHECKING:  # torch is imported where tensors are made or read, so commands that need none start fast
+    import torch
 
 ID_MIN_LEN = 8
 PREFIX_MIN_LEN = 4
@@ -628,6 +630,8 @@ class Archive:
     @staticmethod
     def _prepare(doc: NewDocument) -> tuple[NewDocument, str, list[bytes]]:
         """Validate one input document early, before any transaction or file is opened."""
+        import torch
+
         if not isinstance(doc, NewDocument):
             raise TypeError(f"expected NewDocument, got {type(doc).__name__}")
         for name in ("source", "kind", "title"):

@@ -11,9 +11,11 @@ direction dominates the cosine. Measured in docs/decisions/0009.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:  # torch is imported where tensors are made or read, so commands that need none start fast
+    import torch
+
 
 # Fewer keys than this and the principal directions are noise: keep the raw cosine.
 MIN_KEYS = 512
@@ -30,6 +32,8 @@ class KeyWhitening:
     @classmethod
     def fit(cls, keys: torch.Tensor, drop: int = DROP_DIRECTIONS, floor: float = FLOOR) -> "KeyWhitening | None":
         """From every stored key [n, K]; None when there are too few for stable statistics."""
+        import torch
+
         keys = keys.float()
         if keys.size(0) < max(MIN_KEYS, 2 * keys.size(1)):
             return None
@@ -40,6 +44,8 @@ class KeyWhitening:
 
     def __call__(self, keys: torch.Tensor) -> torch.Tensor:
         """Keys [..., K] -> whitened unit keys [..., K - drop], compared by dot product."""
+        import torch.nn.functional as F
+
         return F.normalize(((keys.float() - self.mean) @ self.basis.T) / self.scale, dim=-1)
 
 
@@ -57,6 +63,8 @@ class KeyIndex:
     @classmethod
     def build(cls, rows: list[tuple[int, str, torch.Tensor]]) -> "KeyIndex":
         """From (passage id, document id, keys [n, K]) per passage."""
+        import torch
+
         keys = torch.cat([k for _, _, k in rows]) if rows else torch.zeros(0, 1)
         whitening = KeyWhitening.fit(keys) if rows else None
         owner = torch.cat([torch.full((k.size(0),), i, dtype=torch.long) for i, (_, _, k) in enumerate(rows)]) \
@@ -67,6 +75,8 @@ class KeyIndex:
 
     def scores(self, query: torch.Tensor) -> torch.Tensor:
         """Best cosine per passage [P] between the query key [K] and the passage's sentence keys."""
+        import torch
+
         query = self.whitening(query) if self.whitening is not None else query.float()
         best = torch.full((self.passage_ids.numel(),), float("-inf"))
         return best.scatter_reduce(0, self.owner, self.keys @ query, reduce="amax")

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-
-import torch
+from typing import TYPE_CHECKING
 
 from r3mem_cli.durable import crashpoint, sha256_file
 from r3mem_cli.errors import ArchiveError, NotFound
@@ -17,6 +16,9 @@ from .manifest import transaction, utc_now
 from .precision import dequantize_rows, quantize_rows
 from .records import StoredMemory, key_to_blob
 from .shards import ShardStore
+
+if TYPE_CHECKING:  # torch is imported where tensors are made or read, so commands that need none start fast
+    import torch
 
 COMPACT_SHARD_BYTES = 256 << 20  # compaction output is split into shards of about this size
 SMALL_SHARD_BYTES = 4 << 20  # compaction merges shards smaller than this
@@ -37,6 +39,8 @@ class MemoryStore:
         Each shard's sha256 is checked against the manifest the first time this store
         reads it (a shard is immutable once written), so damaged memory is never returned.
         """
+        import torch
+
         ids = sorted({int(i) for i in passage_ids})
         verified = self.verified
         for attempt in range(3):
@@ -125,6 +129,8 @@ class MemoryStore:
         deleted only if `readers_gone()`: else a reader's snapshot may still name them, and
         the archive removes them later as unreferenced files.
         """
+        import torch
+
         shards = c.execute(
             "SELECT s.name, s.bytes, s.tensors, COUNT(m.passage_id) FROM shards s "
             "LEFT JOIN memory m ON m.shard = s.name GROUP BY s.name ORDER BY s.created_at, s.name"

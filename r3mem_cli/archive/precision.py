@@ -11,13 +11,18 @@ residual from it, and recall reads back exactly those values.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where tensors are made or read, so commands that need none start fast
+    import torch
 
 _MIN_EXPONENT, _MAX_EXPONENT = -24, 15  # float16's smallest subnormal step; far above any activation
 
 
 def quantize_rows(x: torch.Tensor) -> torch.Tensor:
     """[..., W] float -> [..., W + 1] int8: the quantised row, then its exponent."""
+    import torch
+
     x = x.float()
     amax = x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-30)
     exponent = torch.ceil(torch.log2(amax / 127)).clamp(_MIN_EXPONENT, _MAX_EXPONENT)
@@ -25,10 +30,12 @@ def quantize_rows(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([q, exponent], dim=-1).to(torch.int8)
 
 
-def dequantize_rows(packed: torch.Tensor, dtype: torch.dtype = torch.float16) -> torch.Tensor:
-    """The inverse of quantize_rows: [..., W + 1] int8 -> [..., W] in `dtype`."""
+def dequantize_rows(packed: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The inverse of quantize_rows: [..., W + 1] int8 -> [..., W] in `dtype` (float16 when None)."""
+    import torch
+
     q, exponent = packed[..., :-1].float(), packed[..., -1:].float()
-    return (q * torch.exp2(exponent)).to(dtype)
+    return (q * torch.exp2(exponent)).to(torch.float16 if dtype is None else dtype)
 
 
 def round_rows(x: torch.Tensor) -> torch.Tensor:

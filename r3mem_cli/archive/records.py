@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .packing import digest_hex, json_text, key_bytes, location_of  # noqa: F401  (json_text, key_bytes: re-exported)
+
+if TYPE_CHECKING:  # torch is imported where tensors are made or read, so commands that need none start fast
+    import torch
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -140,6 +143,8 @@ _INT8_SCALE_MIN = 6.2e-5  # float16's smallest normal number
 
 def key_from_blob(blob: bytes, precision: str = "float16", dims: int | None = None) -> torch.Tensor:
     """Stored search keys (one or more, back to back) as float32 values, flat; int8 keys need `dims`."""
+    import torch
+
     if precision == "float16":
         return torch.frombuffer(bytearray(blob), dtype=torch.float16).float()
     rows = np.frombuffer(blob, dtype=np.uint8).reshape(-1, dims + 2)
@@ -150,6 +155,8 @@ def key_from_blob(blob: bytes, precision: str = "float16", dims: int | None = No
 
 def key_to_blob(keys: torch.Tensor, precision: str = "float16") -> bytes:
     """Search keys ([K] or [n, K]) as stored."""
+    import torch
+
     keys = keys.detach().to("cpu", torch.float32)
     if precision == "float16":
         return keys.to(torch.float16).contiguous().numpy().tobytes()

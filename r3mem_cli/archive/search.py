@@ -10,8 +10,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-
-import torch
+from typing import TYPE_CHECKING
 
 from r3mem_cli.choices import DOCUMENT_KINDS
 from r3mem_cli.errors import ArchiveError, BadParameter
@@ -19,6 +18,9 @@ from r3mem_cli.errors import ArchiveError, BadParameter
 from . import manifest as mf
 from .keyspace import KeyIndex
 from .records import PassageInfo, key_from_blob, passage_info
+
+if TYPE_CHECKING:  # torch is imported where tensors are made or read, so commands that need none start fast
+    import torch
 
 MAX_QUERY_TERMS = 64
 # BM25's constants, as FTS5's own bm25() has them; FTS5 also floors a term's weight at 1e-6.
@@ -265,6 +267,8 @@ def memory_search(conn: sqlite3.Connection, index: KeyIndex, query_key: torch.Te
     `coarse_documents`, documents are ranked by their document-state key first and only the
     passages of the best ones are compared (coarse to fine: the work grows with the documents
     kept, not with the whole archive)."""
+    import torch
+
     if not index.passage_ids.numel():  # nothing ingested with search keys yet
         return []
     query = query_key.float().reshape(-1)

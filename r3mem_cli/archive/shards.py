@@ -12,20 +12,20 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from safetensors import safe_open
-from safetensors.torch import load as load_bytes
-from safetensors.torch import save as save_bytes
-from safetensors.torch import save_file
 
 from r3mem_cli.durable import TMP_PREFIX, fsync_dir, sha256_fileobj, tmp_path_for
+
+if TYPE_CHECKING:  # torch is imported where tensors are made or read, so commands that need none start fast
+    import torch
 
 SHARD_RE = re.compile(r"^mem-[0-9a-f]{12}\.safetensors$")
 SHARD_METADATA = {"format": "r3mem-memory-shard", "version": "1"}
 # safetensors' dtype names, as safe_open's get_dtype() reports them for unsealed shards
-_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int8: "I8",
-                       torch.uint8: "U8", torch.int32: "I32", torch.int64: "I64", torch.float64: "F64"}
+_SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int8": "I8",
+                       "uint8": "U8", "int32": "I32", "int64": "I64", "float64": "F64"}
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,10 @@ class ShardStore:
     def write(self, tensors: dict[str, torch.Tensor]) -> ShardRecord:
         """Write one new shard durably and return its record. The caller commits the manifest
         only after this returns; if it never does, the file is an unreferenced leftover."""
+
+        from safetensors.torch import save as save_bytes
+        from safetensors.torch import save_file
+
         self.dir.mkdir(parents=True, exist_ok=True)
         name = self.new_name()
         final = self.dir / name
@@ -95,6 +99,9 @@ class ShardStore:
 
     def read(self, name: str, keys: list[str]) -> dict[str, torch.Tensor]:
         """Tensors by key, through a memory map (only the requested tensors are read)."""
+
+        from safetensors.torch import load as load_bytes
+
         if self.vault is not None:
             everything = load_bytes(self._unsealed(name))
             return {k: everything[k] for k in keys}
@@ -106,8 +113,12 @@ class ShardStore:
 
     def header(self, name: str) -> dict[str, TensorHeader]:
         """Dtype and shape of every tensor in a shard, reading only the header."""
+
         if self.vault is not None:
-            return {k: TensorHeader(dtype=_SAFETENSORS_DTYPES.get(t.dtype, str(t.dtype)), shape=tuple(t.shape))
+            from safetensors.torch import load as load_bytes
+
+            return {k: TensorHeader(dtype=_SAFETENSORS_DTYPES.get(str(t.dtype).removeprefix("torch."), str(t.dtype)),
+                                    shape=tuple(t.shape))
                     for k, t in load_bytes(self._unsealed(name)).items()}
         out = {}
         with safe_open(str(self.path(name)), framework="pt", device="cpu") as f:

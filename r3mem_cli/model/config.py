@@ -7,6 +7,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
+# The files of a trained adapter folder (written by MemoryNetwork.save_adapter, recorded by the archive).
+ADAPTER_WEIGHTS = "adapter.safetensors"
+ADAPTER_CONFIG = "config.json"
 # The memory representations this version implements (memory.py maps each to its class).
 REPRESENTATIONS = ("kv",)
 

@@ -45,10 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..choices import COMPUTE_PRECISIONS
-from .config import MemoryConfig
-
-ADAPTER_WEIGHTS = "adapter.safetensors"
-ADAPTER_CONFIG = "config.json"
+from .config import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MemoryConfig  # noqa: F401  (re-exported)
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)  # v1 = passage level only; its missing embeddings start fresh (warm start)
 LEVELS = ("passage", "sentence", "document", "continue")

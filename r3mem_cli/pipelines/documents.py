@@ -3,12 +3,26 @@ and `forget` print with --json, built here so the command line and the MCP serve
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..archive import Archive
-from .recall import resolve_document
+from ..errors import NotFound
 
 ADAPTER_LEARNED_FORGOTTEN = ("the archive's adapter was trained on a forgotten document and may still hold what it "
                              "learned from it; train a new adapter without it (`r3mem train`) and rebuild the "
                              "archive with `r3mem init --adapter`")
+
+
+def resolve_document(archive: Archive, ref: str):
+    """A document by id (or unique prefix), or by the path of the file it was read from."""
+    try:
+        return archive.document(ref)
+    except NotFound:
+        path = Path(ref)
+        found = archive.find_by_source(str(path.resolve())) if path.exists() else None
+        if found is None:
+            raise
+        return found
 
 
 def list_documents(archive: Archive) -> list[dict]:

@@ -17,27 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 from ..archive import Archive
 from ..errors import ArchiveError, NotFound
 from ..evaluation.metrics import char_similarity
 from ..model.engine import DecodeJob, MemoryEngine, PassageMemory
+from .documents import resolve_document
 
 CODE = "code"
 NO_CODE_HERE = "the exact code did not decode on this machine"
-
-
-def resolve_document(archive: Archive, ref: str):
-    """A document by id (or unique prefix), or by the path of the file it was read from."""
-    try:
-        return archive.document(ref)
-    except NotFound:
-        path = Path(ref)
-        found = archive.find_by_source(str(path.resolve())) if path.exists() else None
-        if found is None:
-            raise
-        return found
 
 
 def _sha(text: str) -> str:

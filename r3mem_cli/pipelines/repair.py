@@ -33,7 +33,6 @@ from ..archive.crypto import is_encrypted
 from ..archive.files import scan_dir
 from ..archive.manifest import MANIFEST_NAME, SEALED_MANIFEST_NAME
 from ..errors import ManifestDamaged
-from .compress import compress_for_archive
 
 MEMORY_KINDS = ("shard_checksum", "shard_size", "shard_missing", "shard_format", "shard_tensors", "memory",
                 "search_keys")
@@ -228,6 +227,8 @@ def _shard_paths(a: Archive, bad_shards: set[str], passages) -> str | None:
 
 def _recompress(a: Archive, engine, documents, texts: dict[int, str], bad_shards: set[str]):
     """New memory for whole documents, exactly as ingest makes it (compress.py, same settings)."""
+    from .compress import compress_for_archive  # torch: only when memory is rebuilt
+
     tokens = [[engine.token_ids(texts[p.id]) for p in passages] for _, passages in documents]
     memories, keys = {}, {}
     for (doc, passages), compressed in zip(documents, compress_for_archive(engine, a.settings, tokens)):

@@ -21,7 +21,7 @@ from r3mem_cli.archive import Archive
 from r3mem_cli.choices import SEARCH_MODES
 from r3mem_cli.errors import BadParameter, R3memError
 
-from .recall import memory_levels, resolve_document
+from .documents import resolve_document
 
 RRF_K = 60
 # Fusion weights for `hybrid`: the memory path is the weaker ranker (bench/locomo.py), so its
@@ -112,6 +112,8 @@ def _fill(ranked: dict[str, list]) -> list[dict]:
 def _rerank(archive: Archive, engine, query: str, entries: list[dict]) -> list[dict]:
     """Order candidates by the backward model's likelihood of the query given each passage's
     memory (mean log-probability per query token)."""
+    from .recall import memory_levels  # torch: only when memory is read
+
     infos = [e["info"] for e in entries]
     levels = memory_levels(archive, engine, infos)
     memories = [levels[i.id].memory for i in infos]

@@ -12,10 +12,8 @@ import platformdirs
 
 from ..archive import Archive, ArchiveSettings
 from ..errors import ArchiveError, BadParameter
-from ..model.engine import fresh_adapter, shipped_adapter
 from ..model.loading import DEFAULT_MODEL
 from ..model.config import MemoryConfig
-from ..model.memory import read_adapter_config
 
 
 def default_archive_path() -> Path:
@@ -34,6 +32,8 @@ def create_archive(root: Path, *, model: str = DEFAULT_MODEL, keep_source: bool 
     `settings` say how ingest writes memory (default: ArchiveSettings()). `encrypt` seals every
     archive file (archive/crypto.py).
     """
+    from ..model.engine import fresh_adapter, shipped_adapter
+
     warnings: list[str] = []
     settings = settings or ArchiveSettings()
     if settings.search_keys is None:  # the memory path is a pure-memory archive's only search
@@ -54,6 +54,8 @@ def create_archive(root: Path, *, model: str = DEFAULT_MODEL, keep_source: bool 
 
 def _create(root: Path, model: str, keep_source: bool, adapter: Path, settings: ArchiveSettings, encrypt: bool,
             passphrase: str | None) -> Archive:
+    from ..model.memory import read_adapter_config
+
     try:
         info = read_adapter_config(adapter)
         memory = MemoryConfig.from_dict(info["memory"])
