@@ -101,12 +101,12 @@ def _check_frame(frame: list[tuple]) -> Iterator[tuple[int, str | None, str]]:
         return f"(document {row[1]} passage {row[2]}, from {row[6]})"
 
     try:
-        raw = decompress(frame[0][3])
-    except zstandard.ZstdError as e:
+        raw = decompress(bytes(frame[0][3]))
+    except (zstandard.ZstdError, TypeError, ValueError) as e:  # TypeError: a value that is not a blob
         for row in frame:
             yield row[0], None, f"does not decompress {of(row)}: {e}"
         return
-    if len(raw) != sum(row[4] for row in frame):
+    if any(type(row[4]) is not int or row[4] < 0 for row in frame) or len(raw) != sum(row[4] for row in frame):
         for row in frame:
             yield row[0], None, f"does not match its recorded sha256 {of(row)}"
         return
