@@ -157,6 +157,17 @@ def _fts_with_positions(c: sqlite3.Connection) -> None:
     mf._m0006_fts_without_text(c)
 
 
+def _fts_with_function_words(c: sqlite3.Connection) -> None:
+    """Before 0010 the keyword index was given each passage's whole text."""
+    from r3mem_cli.archive import texts
+
+    rows = [(pid, text) for pid, text, _ in texts.checked_sources(c) if text is not None]
+    c.execute("DROP TABLE passages_fts")
+    c.execute("CREATE VIRTUAL TABLE passages_fts USING fts5(text, content='', detail=none, "
+              "tokenize='unicode61 remove_diacritics 2')")
+    c.executemany("INSERT INTO passages_fts (rowid, text) VALUES (?, ?)", rows)
+
+
 def _passage_frames(c: sqlite3.Connection) -> None:
     """Before 0009 each kept passage was a zstd frame of its own."""
     from r3mem_cli.archive import texts
@@ -168,6 +179,7 @@ def _passage_frames(c: sqlite3.Connection) -> None:
 
 # Turning a current archive manifest back into an older schema, to test the upgrade path.
 _UNDO = {  # migration -> SQL (or a function of the connection) that undoes it
+    "0010_keyword_index_without_function_words": [_fts_with_function_words],
     "0009_kept_text_in_frames": [_passage_frames],
     "0008_keyword_index_without_positions": [_fts_with_positions],
     "0007_compact_rows": [_loose_rows],

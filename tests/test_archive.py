@@ -28,6 +28,7 @@ from r3mem_cli.archive import (
     export_archive,
     import_archive,
 )
+from r3mem_cli.archive.manifest import index_text
 from r3mem_cli.durable import atomic_write_bytes
 from r3mem_cli.archive.adapters import NEW_DIR as ADAPTER_NEW
 from r3mem_cli.archive.adapters import OLD_DIR as ADAPTER_OLD
@@ -415,6 +416,27 @@ def test_manifest_keeps_no_copy_of_kept_text_outside_sources(tmp_path):
         assert in_files == in_sources, (needle[:40], in_files, in_sources)
 
 
+def test_the_keyword_index_leaves_out_function_words(tmp_path):
+    """0010: the index is given each passage without English function words (and the tails of
+    contractions); a search for content words finds the passage, one of function words alone finds
+    nothing, and an archive whose index still holds them is rebuilt on open."""
+    root = tmp_path / "a"
+    text = "The tram climbs the hill and I'm late, as always."
+    with Archive.create(root, model="m", memory_config={}) as a:
+        d = a.add_documents([text_doc("tram", text), make_doc("other")])[0]
+        pid = a.passages(d.id)[0].id
+        assert [info.id for info, _ in a.keyword_search("the hill")] == [pid]
+        assert a.keyword_search("the and as") == []
+    held = vocabulary(root)
+    assert {"tram", "climbs", "hill", "late", "always"} <= held and not {"the", "and", "i", "m", "as"} & held
+    downgrade(root / "manifest.sqlite", to_version=9)
+    assert {"the", "and", "i", "m"} <= vocabulary(root)
+    with Archive.open(root) as a:
+        assert a.schema_version == SCHEMA_VERSION and a.verify() == []
+        assert [info.id for info, _ in a.keyword_search("climbs hill")] == [pid]
+    assert vocabulary(root) == held
+
+
 def test_verify_checks_the_keyword_index_against_kept_sources(archive, tmp_path):
     """The index keeps no text to compare, yet verify names a passage missing from it, a row
     without a kept source, an entry that does not match its source (other words, one word more, a
@@ -440,14 +462,15 @@ def test_verify_checks_the_keyword_index_against_kept_sources(archive, tmp_path)
         return [p.message for p in problems]
 
     assert fts_problems() == []
-    assert fts_problems((FTS_DELETE, (pids[1], texts[1]))) == [f"passage {pids[1]} is missing from the keyword index"]
+    indexed = [index_text(t) for t in texts]  # what the index was given (no function words)
+    assert fts_problems((FTS_DELETE, (pids[1], indexed[1]))) == [f"passage {pids[1]} is missing from the keyword index"]
     assert fts_problems((FTS_INSERT, (10_000, "a stray row"))) == [
         "keyword index holds row 10000, which has no stored source"]
     differs = f"the entry of passage {pids[0]} differs from its stored source"
     for other in (texts[0].replace("tomato", "potato"), texts[0] + " plants"):
-        problems = fts_problems((FTS_DELETE, (pids[0], texts[0])), (FTS_INSERT, (pids[0], other)))
+        problems = fts_problems((FTS_DELETE, (pids[0], indexed[0])), (FTS_INSERT, (pids[0], index_text(other))))
         assert len(problems) == 1 and differs in problems[0], (other, problems)
-    assert fts_problems((FTS_DELETE, (pids[0], texts[0])), (FTS_INSERT, (pids[0], "Six Maya planted tomato plants."))) == []
+    assert fts_problems((FTS_DELETE, (pids[0], indexed[0])), (FTS_INSERT, (pids[0], "Six Maya planted tomato plants."))) == []
     problems = fts_problems(("UPDATE passages_fts_docsize SET sz = X'09' WHERE id = ?", (pids[0],)))
     assert len(problems) == 1 and differs in problems[0], problems
     # A 'delete' with other than the original text leaves the passage's terms behind.

@@ -3,6 +3,7 @@ the memory path (compressed query vs sentence memory, coarse to fine) and their 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from pathlib import Path
@@ -217,7 +218,7 @@ def test_archive_from_previous_schema_gets_its_index_on_open(tmp_path, tiny_mode
     want = search(archive, "garden lemon")
     downgrade(archive / "manifest.sqlite", to_version=2)
     with Archive.open(archive) as a:  # a reader upgrades under a short writer lock
-        assert a.schema_version == SCHEMA_VERSION == 9
+        assert a.schema_version == SCHEMA_VERSION == 10
         n = a.conn.execute("SELECT COUNT(*) FROM passages_fts").fetchone()[0]
         assert n == a.conn.execute("SELECT COUNT(*) FROM sources").fetchone()[0] > 0
         assert a.verify() == []
@@ -267,8 +268,10 @@ def test_migration_function_directly():
     import zstandard
 
     conn.execute("INSERT INTO documents VALUES ('abcd1234', 's', 'document', 't', ?, 1, 1, '{}', 'x')", ("0" * 64,))
-    conn.execute("INSERT INTO passages (doc_id, idx, text_sha256, tokens, location) VALUES ('abcd1234', 0, 'h', 1, '{}')")
-    conn.execute("INSERT INTO sources VALUES (1, ?, 5)", (zstandard.ZstdCompressor().compress("Crème brûlée".encode()),))
+    raw = "Crème brûlée".encode()
+    conn.execute("INSERT INTO passages (doc_id, idx, text_sha256, tokens, location) VALUES ('abcd1234', 0, ?, 1, '{}')",
+                 (hashlib.sha256(raw).hexdigest(),))
+    conn.execute("INSERT INTO sources VALUES (1, ?, ?)", (zstandard.ZstdCompressor().compress(raw), len(raw)))
     assert mf.migrate(conn) == mf.SCHEMA_VERSION
     assert conn.execute("SELECT rowid FROM passages_fts WHERE passages_fts MATCH '\"creme\"'").fetchall() == [(1,)]
 

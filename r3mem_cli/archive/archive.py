@@ -563,7 +563,7 @@ class Archive:
                         memories[pid] = p.memory
                         if frames is not None:
                             source_rows.append((pid, frames[n], len(raw)))
-                            fts_rows.append((pid, p.text))
+                            fts_rows.append((pid, mf.index_text(p.text)))
                 if memories:  # None when no passage has a memory tensor
                     shard = self.memory.write(c, memories, now, int8=self.settings.int8, stage="add",
                                               key_precision=self.settings.search_key_precision)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -110,6 +111,28 @@ def _m0002_files(conn: sqlite3.Connection) -> None:
 
 FTS_TABLE = "passages_fts"
 FTS_TOKENIZE = "unicode61 remove_diacritics 2"  # the keyword index's tokenizer, since 0003
+# English function words: in nearly every passage, they say nothing about what it is about. The
+# keyword index leaves them out (since 0010, docs/decisions/0030), with the tails of contractions
+# that its tokenizer splits off ("I'm" -> i, m). Never change these: the index deletes a passage by
+# the words it was given, so another list needs a migration that rebuilds the index.
+STOP_WORDS = frozenset("""
+    a about above after again against all also am an and any anything are as at be because been before being below
+    between both but by can could did do does doing down during each ever few for from further get got had has
+    have having he her here hers herself him himself his how i if in into is it its itself just kind know known
+    many me more most much my myself never no nor not of off on once one ones only onto or other ought our ours
+    ourselves out over own said same say she should so some something sort such tell than that the their theirs
+    them themselves then there these they thing things this those through to told too type under until up very was
+    we were what when where which while who whom why will with without would you your yours yourself yourselves
+""".split())
+CONTRACTION_TAILS = frozenset("s t m d ll re ve".split())
+INDEX_STOP_WORDS = STOP_WORDS | CONTRACTION_TAILS
+_INDEX_WORD = re.compile(r"[^\W_]+")  # a run of letters and digits: what the tokenizer makes a term of
+
+
+def index_text(text: str) -> str:
+    """What the keyword index is given for a passage: its text without INDEX_STOP_WORDS. Every
+    insert into the index and every contentless 'delete' from it goes through here."""
+    return _INDEX_WORD.sub(lambda m: " " if m.group(0).casefold() in INDEX_STOP_WORDS else m.group(0), text)
 # FTS5's own tables of the (contentless, since 0006) keyword index: the index b-tree (data, idx),
 # one row per indexed passage with its token count (docsize, id = passage id) and settings.
 FTS_SHADOWS = ("data", "idx", "docsize", "config")
@@ -241,6 +264,18 @@ def _m0009_kept_text_in_frames(conn: sqlite3.Connection) -> None:
         conn.executemany("UPDATE sources SET zstd = ? WHERE passage_id = ?", zip(blobs, pids))
 
 
+def _m0010_keyword_index_without_function_words(conn: sqlite3.Connection) -> None:
+    """The keyword index leaves out English function words (index_text, docs/decisions/0030): a
+    third smaller, and better recall on the tuning conversations. Rebuilt from every kept source
+    that reads back to its sha256, as 0008 built it."""
+    rows = [(pid, index_text(text)) for pid, text, _ in checked_sources(conn) if text is not None]
+    conn.execute("DROP TABLE passages_fts")
+    conn.execute("CREATE VIRTUAL TABLE passages_fts USING fts5(text, content='', detail=none, "
+                 "tokenize='unicode61 remove_diacritics 2')")
+    conn.executemany("INSERT INTO passages_fts (rowid, text) VALUES (?, ?)", rows)
+    conn.execute("INSERT INTO passages_fts (passages_fts) VALUES ('optimize')")
+
+
 def _index_kept_sources(conn: sqlite3.Connection, create: str) -> None:
     """Replace the keyword index by the table `create` makes, filled from every kept source that
     decompresses, then merged into one segment. Released migrations (0006, 0008) call it: never
@@ -281,12 +316,13 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0007_compact_rows", _m0007_compact_rows),
     ("0008_keyword_index_without_positions", _m0008_keyword_index_without_positions),
     ("0009_kept_text_in_frames", _m0009_kept_text_in_frames),
+    ("0010_keyword_index_without_function_words", _m0010_keyword_index_without_function_words),
 ]
 # Migrations that free a large part of the file: an archive upgraded past one is VACUUMed once
 # afterwards, so the space comes back (0006 drops the second copy of every kept text, 0007 halves
-# the passage rows, 0008 the keyword index, 0009 the kept text).
+# the passage rows, 0008 and 0010 the keyword index, 0009 the kept text).
 _VACUUM_AFTER = frozenset({"0006_fts_without_text", "0007_compact_rows", "0008_keyword_index_without_positions",
-                           "0009_kept_text_in_frames"})
+                           "0009_kept_text_in_frames", "0010_keyword_index_without_function_words"})
 SCHEMA_VERSION = len(MIGRATIONS)
 # Every table and index takes at least one page, so the page size sets what an archive costs
 # before it holds any text (docs/decisions/0026). Existing files keep the size they were made with.
@@ -496,7 +532,7 @@ def recreate_fts(conn: sqlite3.Connection, texts: Iterable[tuple[int, str]]) -> 
     conn.execute(create)
     n = 0
     for pid, text in texts:
-        conn.execute(f"INSERT INTO {FTS_TABLE} (rowid, text) VALUES (?, ?)", (pid, text))
+        conn.execute(f"INSERT INTO {FTS_TABLE} (rowid, text) VALUES (?, ?)", (pid, index_text(text)))
         n += 1
     conn.execute(f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}) VALUES ('optimize')")
     return n
@@ -509,7 +545,8 @@ def unindex(conn: sqlite3.Connection, texts: Iterable[tuple[int, str]]) -> None:
     leave terms behind and damage the index. Passages that are not indexed are skipped."""
     for pid, text in texts:
         if conn.execute(f"SELECT 1 FROM {FTS_DOCSIZE} WHERE id = ?", (pid,)).fetchone():
-            conn.execute(f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, text) VALUES ('delete', ?, ?)", (pid, text))
+            conn.execute(f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, text) VALUES ('delete', ?, ?)",
+                         (pid, index_text(text)))
 
 
 # --- archive_info -------------------------------------------------------------------------

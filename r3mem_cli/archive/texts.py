@@ -29,7 +29,7 @@ from .packing import digest_hex
 
 ZSTD_LEVEL = 19
 MAX_SOURCE_BYTES = 1 << 30  # refuse to inflate a stored frame past this (corrupt/hostile blob)
-FRAME_BYTES = 1 << 16  # ingest starts a new frame before a passage that would take it past this
+FRAME_BYTES = 1 << 14  # ingest starts a new frame before a passage that would take it past this
 TEXT_DICTIONARY_ID = 0x72336D01  # "r3m" + 1: outside zstd's reserved range of ids
 TEXT_DICTIONARY = Path(__file__).with_name("data") / f"text-{TEXT_DICTIONARY_ID:08x}.zstdict"
 
@@ -123,34 +123,63 @@ def _check_frame(frame: list[tuple]) -> Iterator[tuple[int, str | None, str]]:
             yield row[0], None, f"is not UTF-8 {of(row)}: {e}"
 
 
+@functools.lru_cache(maxsize=8)
+def _inflated(frame: bytes) -> bytes:
+    """A frame's bytes; the last few kept, as a search or an ask reads several passages of a frame."""
+    return decompress(frame)
+
+
 def source_text(conn: sqlite3.Connection, passage_id: int) -> str | None:
     """The stored original text of a passage, or None when none is kept. The bytes are
-    checked against the passage's recorded sha256: damaged text is never returned."""
+    checked against the passage's recorded sha256: damaged text is never returned.
+
+    Reads of the passage's frame only what it needs, SQLite doing the counting: the frame's first
+    row and the lengths of the rows before the passage; one inflate (of the last few, cached) and
+    one hash, whatever the frame's size. (verify reads whole frames: checked_sources.)"""
     passage_id = int(passage_id)
     row = conn.execute(
-        "SELECT p.doc_id, p.idx, s.zstd FROM passages p LEFT JOIN sources s ON s.passage_id = p.id WHERE p.id = ?",
+        "SELECT p.doc_id, p.idx, s.zstd, s.raw_bytes, p.text_sha256, d.source FROM passages p "
+        "LEFT JOIN sources s ON s.passage_id = p.id LEFT JOIN documents d ON d.id = p.doc_id WHERE p.id = ?",
         (passage_id,),
     ).fetchone()
     if not row:
         raise NotFound(f"no passage {passage_id} in the archive")
-    doc_id, idx, blob = row
+    doc_id, idx, blob, size, digest, source = row
     if blob is None:
         return None
-    start = idx if len(blob) else conn.execute(
-        "SELECT max(p.idx) FROM passages p JOIN sources s ON s.passage_id = p.id "
-        "WHERE p.doc_id = ? AND p.idx < ? AND length(s.zstd) > 0", (doc_id, idx)).fetchone()[0]
-    frames = _frames(_rows(conn, "p.doc_id = ? AND p.idx >= ?", [doc_id, idx if start is None else start]))
-    frame = next((f for f in frames if any(r[0] == passage_id for r in f)), None)
-    if frame is None or not len(frame[0][3]):
-        raise ArchiveError(f"stored source of passage {passage_id} is damaged: it belongs to no frame of kept text "
-                           f"(document {doc_id} passage {idx}); run `r3mem verify --repair`")
-    for pid, text, where in _check_frame(frame):
-        if pid == passage_id and text is None:
-            raise ArchiveError(f"stored source of passage {passage_id} is damaged: it {where}; "
-                               "run `r3mem verify --repair`")
-        if pid == passage_id:
-            return text
-    raise AssertionError("unreachable: the frame holds the passage")
+
+    def damaged(what: str) -> ArchiveError:
+        return ArchiveError(f"stored source of passage {passage_id} is damaged: it {what} (document {doc_id} "
+                            f"passage {idx}, from {source}); run `r3mem verify --repair`")
+
+    # The frame starts at the last row at or before this one whose value is not empty.
+    start, first = (idx, blob) if len(blob) else conn.execute(
+        "SELECT p.idx, s.zstd FROM passages p JOIN sources s ON s.passage_id = p.id "
+        "WHERE p.doc_id = ? AND p.idx < ? AND length(s.zstd) > 0 ORDER BY p.idx DESC LIMIT 1",
+        (doc_id, idx)).fetchone() or (None, None)
+    if start is None:
+        raise damaged("belongs to no frame of kept text")
+    passages, kept, before, lengths_ok = conn.execute(
+        "SELECT count(*), count(s.passage_id), sum(CASE WHEN p.idx < ? THEN s.raw_bytes END), "
+        "min(typeof(s.raw_bytes) = 'integer' AND s.raw_bytes >= 0) FROM passages p "
+        "LEFT JOIN sources s ON s.passage_id = p.id WHERE p.doc_id = ? AND p.idx BETWEEN ? AND ?",
+        (idx, doc_id, start, idx)).fetchone()
+    if passages != idx - start + 1 or kept != passages:  # a row without a source ends the frame before it
+        raise damaged("belongs to no frame of kept text")
+    try:
+        raw = _inflated(bytes(first))
+    except (zstandard.ZstdError, TypeError, ValueError) as e:
+        raise damaged(f"does not decompress: {e}") from None
+    before = before or 0
+    if not lengths_ok or before + size > len(raw):
+        raise damaged("does not match its recorded sha256")
+    piece = raw[before:before + size]
+    if hashlib.sha256(piece).hexdigest() != digest_hex(digest):
+        raise damaged("does not match its recorded sha256")
+    try:
+        return piece.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise damaged(f"is not UTF-8: {e}") from None
 
 
 def checked_sources(conn: sqlite3.Connection,

@@ -259,7 +259,8 @@ def fts_problems(c: sqlite3.Connection, kept: dict[int, str | None]) -> list[str
         for pid in sorted(indexed - kept.keys()):
             out.append(f"keyword index holds row {pid}, which has no stored source")
         both = sorted(indexed & good.keys())
-        p.executemany(f"INSERT INTO {mf.FTS_TABLE}_content (id, c0) VALUES (?, ?)", ((pid, good[pid]) for pid in both))
+        p.executemany(f"INSERT INTO {mf.FTS_TABLE}_content (id, c0) VALUES (?, ?)",
+                      ((pid, mf.index_text(good[pid])) for pid in both))
         try:
             p.execute(f"INSERT INTO {mf.FTS_TABLE} ({mf.FTS_TABLE}) VALUES ('integrity-check')")
             return out
@@ -279,7 +280,8 @@ def fts_problems(c: sqlite3.Connection, kept: dict[int, str | None]) -> list[str
                        f"totals differ from theirs ({checksum})")
         try:
             p.execute(contentless.replace(mf.FTS_TABLE, "expected", 1))
-            p.executemany("INSERT INTO expected (rowid, text) VALUES (?, ?)", ((pid, good[pid]) for pid in both))
+            p.executemany("INSERT INTO expected (rowid, text) VALUES (?, ?)",
+                          ((pid, mf.index_text(good[pid])) for pid in both))
             have, want = _indexed_terms(p, "bare"), _indexed_terms(p, "expected")
             sizes = dict(p.execute("SELECT id, sz FROM bare_docsize"))
             want_sizes = dict(p.execute("SELECT id, sz FROM expected_docsize"))

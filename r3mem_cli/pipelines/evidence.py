@@ -26,6 +26,7 @@ import re
 from datetime import datetime
 from functools import lru_cache
 
+from r3mem_cli.archive.manifest import STOP_WORDS
 from r3mem_cli.segment.dates import passage_dates
 
 from .search import search
@@ -40,18 +41,10 @@ NEIGHBOUR_WEIGHT = 0.1
 # Passages either side of a hit that go with it (see with_windows).
 WINDOW = 1
 # English function and question words: they say what kind of answer is wanted, not what it is about.
-FUNCTION_WORDS = frozenset("""
-    a an the and or but nor if so as at by for from in into of off on onto out over to up with without
-    about above after again against all am any are aren't be because been before being below between both
-    can can't could couldn't did didn't do does doesn't doing don't down during each few further had hadn't
-    has hasn't have haven't having he he'd he'll he's her here here's hers herself him himself his how how's
-    i i'd i'll i'm i've is isn't it it's its itself let's me more most my myself no not once only other ought
-    our ours ourselves own same she she'd she'll she's should shouldn't some such than that that's their
-    theirs them themselves then there there's these they they'd they'll they're they've this those through
-    too under until very was wasn't we we'd we'll we're we've were weren't what what's when when's where
-    where's which while who who's whom why why's will would wouldn't you you'd you'll you're you've your yours
-    yourself yourselves also just ever never get got say said tell told know known kind type sort thing
-    things anything something many much one ones
+FUNCTION_WORDS = STOP_WORDS | frozenset("""
+    aren't can't couldn't didn't doesn't don't hadn't hasn't haven't he'd he'll he's here's how's i'd i'll i'm
+    i've isn't it's let's she'd she'll she's shouldn't that's there's they'd they'll they're they've wasn't we'd
+    we'll we're we've weren't what's when's where's who's why's wouldn't you'd you'll you're you've
 """.split())
 _WORD = re.compile(r"[\w']+")
 _MONTHS = {m.lower(): i for i, m in enumerate(
