@@ -133,6 +133,8 @@ def index_text(text: str) -> str:
     """What the keyword index is given for a passage: its text without INDEX_STOP_WORDS. Every
     insert into the index and every contentless 'delete' from it goes through here."""
     return _INDEX_WORD.sub(lambda m: " " if m.group(0).casefold() in INDEX_STOP_WORDS else m.group(0), text)
+
+
 # FTS5's own tables of the (contentless, since 0006) keyword index: the index b-tree (data, idx),
 # one row per indexed passage with its token count (docsize, id = passage id) and settings.
 FTS_SHADOWS = ("data", "idx", "docsize", "config")
@@ -245,8 +247,7 @@ def _m0008_keyword_index_without_positions(conn: sqlite3.Connection) -> None:
     detail=none, docs/decisions/0027): about half its size. Keyword search scores BM25 with each
     held term counted once (search.py); phrase and NEAR queries, which it never made, are gone.
     Rebuilt from the kept sources as 0006 built it."""
-    _index_kept_sources(conn, "CREATE VIRTUAL TABLE passages_fts USING fts5(text, content='', detail=none, "
-                              "tokenize='unicode61 remove_diacritics 2')")
+    _index_kept_sources(conn, _INDEX_WITHOUT_POSITIONS)
 
 
 def _m0009_kept_text_in_frames(conn: sqlite3.Connection) -> None:
@@ -268,12 +269,8 @@ def _m0010_keyword_index_without_function_words(conn: sqlite3.Connection) -> Non
     """The keyword index leaves out English function words (index_text, docs/decisions/0030): a
     third smaller, and better recall on the tuning conversations. Rebuilt from every kept source
     that reads back to its sha256, as 0008 built it."""
-    rows = [(pid, index_text(text)) for pid, text, _ in checked_sources(conn) if text is not None]
-    conn.execute("DROP TABLE passages_fts")
-    conn.execute("CREATE VIRTUAL TABLE passages_fts USING fts5(text, content='', detail=none, "
-                 "tokenize='unicode61 remove_diacritics 2')")
-    conn.executemany("INSERT INTO passages_fts (rowid, text) VALUES (?, ?)", rows)
-    conn.execute("INSERT INTO passages_fts (passages_fts) VALUES ('optimize')")
+    _replace_index(conn, _INDEX_WITHOUT_POSITIONS,
+                   [(pid, index_text(text)) for pid, text, _ in checked_sources(conn) if text is not None])
 
 
 def _index_kept_sources(conn: sqlite3.Connection, create: str) -> None:
@@ -282,14 +279,26 @@ def _index_kept_sources(conn: sqlite3.Connection, create: str) -> None:
     change what it does."""
     import zstandard
 
-    conn.execute("DROP TABLE passages_fts")
-    conn.execute(create)
+    rows = []
     for pid, blob in conn.execute("SELECT passage_id, zstd FROM sources ORDER BY passage_id"):
         try:
-            text = decompress(blob).decode("utf-8")
+            rows.append((pid, decompress(blob).decode("utf-8")))
         except (zstandard.ZstdError, UnicodeDecodeError):
             continue
-        conn.execute("INSERT INTO passages_fts (rowid, text) VALUES (?, ?)", (pid, text))
+    _replace_index(conn, create, rows)
+
+
+# The keyword index's table since 0008 (0010 keeps it and changes what it is given).
+_INDEX_WITHOUT_POSITIONS = ("CREATE VIRTUAL TABLE passages_fts USING fts5(text, content='', detail=none, "
+                            "tokenize='unicode61 remove_diacritics 2')")
+
+
+def _replace_index(conn: sqlite3.Connection, create: str, rows: list[tuple[int, str]]) -> None:
+    """Drop the keyword index, make it again with `create`, fill it with (passage id, text) rows and
+    merge it into one segment: what the migrations that rebuild it do."""
+    conn.execute("DROP TABLE passages_fts")
+    conn.execute(create)
+    conn.executemany("INSERT INTO passages_fts (rowid, text) VALUES (?, ?)", rows)
     conn.execute("INSERT INTO passages_fts (passages_fts) VALUES ('optimize')")
 
 
