@@ -192,8 +192,8 @@ class ArchiveTools:
             doc: DocFilter = None, kind: KindFilter = None, since: SinceFilter = None, until: UntilFilter = None,
             speaker: SpeakerFilter = None, mode: Mode = "auto") -> CallToolResult:
         """Answer a question from the user's archive with its small local model, citing the passages used
-        as [doc:passage]. When the archive holds nothing relevant the answer is exactly "The archive does
-        not say." The sources are returned too; read them (or `recall` them) before relying on the answer."""
+        as [doc:passage]. When the archive holds nothing relevant the answer is exactly "Not mentioned in
+        the archive." The sources are returned too; read them (or `recall` them) before relying on the answer."""
         from .pipelines.ask import ask
 
         with self.access.reading() as (archive, engine):
