@@ -34,7 +34,8 @@ from .options import (
     UntilFilter,
     plain,
 )
-from .output import State, error_line, fail, handles_errors, print_json, progress_bar, quiet_libraries, say
+from .output import (State, dry_run_table, error_line, fail, handles_errors, print_json, progress_bar, quiet_libraries,
+                     say)
 
 HELP = """r3mem keeps a personal memory archive: your notes and chats compressed into memory
 tokens by the R3Mem memory network, rebuilt on demand from memory alone.
@@ -170,9 +171,13 @@ def ingest(
     chat_gap_hours: float = typer.Option(6.0, "--chat-gap-hours", min=0.0, help="A pause this long starts a new chat session."),
     device: DeviceOption = "auto",
     precision: PrecisionOption = ComputePrecision.auto,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Read and segment only: print what would be ingested; "
+                                                          "no model, no archive created or changed."),
     json_out: JsonOption = False,
 ) -> None:
     """Add documents to the archive; unchanged content is skipped, changed files replaced."""
+    if dry_run:
+        return _dry_run(paths, max_file_size, chat_gap_hours, json_out)
     from ..pipelines.ingest import ingest as run_ingest
     from ..pipelines.setup import open_for_ingest
 
@@ -202,6 +207,27 @@ def ingest(
             say(f"skipped {len(report.skipped)} file(s) of unsupported types")
         say(f"{len(report.added)} added, {len(report.unchanged)} unchanged, {len(report.errors)} failed "
             f"in {report.seconds:.1f}s")
+    if report.errors:
+        raise typer.Exit(1)
+
+
+def _dry_run(paths: List[Path], max_file_size: int, chat_gap_hours: float, json_out: bool) -> None:
+    from ..pipelines.dry_run import dry_run
+
+    with progress_bar(not json_out, "reading") as update:
+        report = dry_run(paths, max_file_bytes=max_file_size, chat_gap_hours=chat_gap_hours, progress=update)
+    if json_out:
+        print_json(report.to_json())
+    else:
+        dry_run_table(report)
+        for item in report.errors:
+            say(f"error     {item['source']}: {item['error']}")
+        for item in report.warnings:
+            say(f"warning   {item['source']}: {item['warning']}")
+        if report.skipped:
+            say(f"skipped {len(report.skipped)} file(s) of unsupported types")
+        say(f"{len(report.documents)} document(s) would be ingested, {len(report.errors)} failed (dry run: "
+            f"nothing stored)")
     if report.errors:
         raise typer.Exit(1)
 

@@ -115,3 +115,32 @@ def progress_bar(enabled: bool, description: str):
             bar.update(task, completed=done, total=total, description=f"{description} {stage}")
 
         yield update
+
+
+def dry_run_table(report) -> None:
+    """`ingest --dry-run` for people: one row per document that would be ingested (stdout). The
+    chat columns only when there is a chat; 120 columns when stdout is not a terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    chats = any(d["kind"] == "chat" for d in report.documents)
+    columns = [("source", "left", False), ("format", "left", True), ("kind", "left", True), ("title", "left", False)]
+    if chats:
+        columns += [("turns", "right", True), ("sessions", "right", True), ("speakers", "left", False),
+                    ("first .. last message", "left", False)]
+    columns += [("units", "right", True), ("chars", "right", True)]
+    table = Table(title="ingest --dry-run (nothing stored)", title_justify="left")
+    for name, justify, no_wrap in columns:
+        table.add_column(name, justify=justify, no_wrap=no_wrap, overflow="fold")
+    for d in report.documents:
+        row = [os.path.basename(d["source"]) + (f" [{d['part']}]" if d["part"] else ""), d["format"], d["kind"],
+               d["title"]]
+        if chats:
+            speakers = ", ".join(d["speakers"][:3]) + (f" +{len(d['speakers']) - 3}" if len(d["speakers"]) > 3 else "")
+            span = f"{d['first_time']} .. {d['last_time']}" if d["first_time"] else ""
+            row += [str(d["turns"]), str(d["sessions"]), speakers, span]
+        table.add_row(*row, str(d["units"]), f"{d['chars']:,}")
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=120)
+    console.print(table)

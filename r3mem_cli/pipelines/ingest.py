@@ -8,7 +8,6 @@ most the batch in flight and running the same command again finishes the job.
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,9 +20,9 @@ from ..durable import crashpoint
 from ..model.engine import MemoryEngine
 from ..segment.dates import dated
 from ..segment.segmenter import Segmenter
-from ..sources import (DEFAULT_MAX_FILE_BYTES, SUPPORTED_SUFFIXES, ReaderError, SourceDocument, iter_inputs,
-                       read_path, supported)
+from ..sources import DEFAULT_MAX_FILE_BYTES, ReaderError, SourceDocument, read_path
 from .compress import compress_for_archive
+from .inputs import collect_inputs, turn_units
 
 # Commit when this many passages wait in memory: large shards, bounded loss on a crash.
 # R3MEM_FLUSH_PASSAGES overrides it (tests use tiny batches so that a kill lands between commits).
@@ -51,47 +50,8 @@ class IngestReport:
         return out
 
 
-def _symlink_loop(path: Path) -> bool:
-    try:
-        path.stat()
-    except OSError as exc:
-        return exc.errno == errno.ELOOP
-    return False
-
-
-def collect_inputs(paths: list[Path], report: IngestReport) -> list[Path]:
-    """Inputs to read: files, and Slack export folders as one input each. Unsupported files
-    named on the command line are errors; inside folders they are only listed as skipped.
-    A symlink loop is an error wherever it is, whatever its name."""
-    inputs: list[Path] = []
-    for path in paths:
-        path = Path(path)
-        if not path.exists():
-            reason = "symlink loop" if _symlink_loop(path) else "no such file or folder"
-            report.errors.append({"source": str(path), "error": reason})
-            continue
-        for found in iter_inputs([path]):
-            if supported(found):
-                inputs.append(found)
-            elif _symlink_loop(found):
-                report.errors.append({"source": str(found), "error": "symlink loop"})
-            elif found == path:
-                report.errors.append({"source": str(path), "error": f"unsupported file type {path.suffix or '(none)'}; "
-                                      f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"})
-            else:
-                report.skipped.append({"source": str(found), "reason": f"unsupported file type {found.suffix or '(none)'}"})
-    return inputs
-
-
 def _passages(report: IngestReport) -> int:
     return sum(item["passages"] for item in report.added)
-
-
-def _units(document: SourceDocument) -> list[tuple[int, int, int]] | None:
-    """Chat turns are kept whole and never joined across sessions; documents split by sentence."""
-    if not document.turns:
-        return None
-    return [(turn.start, turn.end, turn.session) for turn in document.turns]
 
 
 def ingest(
@@ -176,7 +136,7 @@ def ingest(
             seen_hashes.add(digest)
             if len(documents) == 1 and len(earlier) == 1:
                 replaces[digest] = earlier[0].id
-            pending.append((document, segmenter.split(document.text, _units(document))))
+            pending.append((document, segmenter.split(document.text, turn_units(document))))
             if sum(len(parts) for _, parts in pending) >= FLUSH_PASSAGES:
                 flush()
     flush()

@@ -63,6 +63,15 @@ def sentences(text: str, span: Span | None = None) -> list[Span]:
     return [s for s in (_strip(text, s) for s in out) if s.end > s.start]
 
 
+def units(text: str, spans: list[tuple[int, int, int]] | None = None) -> list[Span]:
+    """What `Segmenter.split` packs into passages, found without a tokenizer: the given spans (chat
+    turns) whitespace-trimmed, or else the sentences of every paragraph. A unit over the token
+    bound is cut further by `split`, and units are then joined up to the bound."""
+    if spans is not None:
+        return [u for u in (_strip(text, Span(start, end)) for start, end, _ in spans) if u.end > u.start]
+    return [s for paragraph in _paragraphs_in(text, Span(0, len(text))) for s in sentences(text, paragraph)]
+
+
 class Segmenter:
     """Packs sentences into passages bounded in tokens of `tokenizer`."""
 

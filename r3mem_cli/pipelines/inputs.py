@@ -1,0 +1,49 @@
+"""What ingest and its dry run share, and neither needs the model for: which paths are inputs,
+and the units a document is segmented by."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+from ..sources import SUPPORTED_SUFFIXES, SourceDocument, iter_inputs, supported
+
+
+def symlink_loop(path: Path) -> bool:
+    try:
+        path.stat()
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
+
+
+def collect_inputs(paths: list[Path], report) -> list[Path]:
+    """Inputs to read: files, and Slack export folders as one input each. Unsupported files
+    named on the command line are errors; inside folders they are only listed as skipped.
+    A symlink loop is an error wherever it is, whatever its name. `report` has `errors`
+    ({"source", "error"}) and `skipped` ({"source", "reason"}) lists to add to."""
+    inputs: list[Path] = []
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            reason = "symlink loop" if symlink_loop(path) else "no such file or folder"
+            report.errors.append({"source": str(path), "error": reason})
+            continue
+        for found in iter_inputs([path]):
+            if supported(found):
+                inputs.append(found)
+            elif symlink_loop(found):
+                report.errors.append({"source": str(found), "error": "symlink loop"})
+            elif found == path:
+                report.errors.append({"source": str(path), "error": f"unsupported file type {path.suffix or '(none)'}; "
+                                      f"supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"})
+            else:
+                report.skipped.append({"source": str(found), "reason": f"unsupported file type {found.suffix or '(none)'}"})
+    return inputs
+
+
+def turn_units(document: SourceDocument) -> list[tuple[int, int, int]] | None:
+    """Chat turns are kept whole and never joined across sessions; documents split by sentence."""
+    if not document.turns:
+        return None
+    return [(turn.start, turn.end, turn.session) for turn in document.turns]
