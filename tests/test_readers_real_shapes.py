@@ -1,0 +1,103 @@
+"""Failure classes found by auditing the readers against files from public parser projects' test
+data and exports people committed to public repositories (decision 0019, "Audit against real
+files"). Each fixture is written here, short, in the shape the real file has; none is copied.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from r3mem_cli.sources import read_path
+from r3mem_cli.sources.text import decode_bytes, undo_double_utf8
+
+from .helpers import FUZZ, check_document
+
+
+def read_all(path):
+    documents = read_path(path)
+    for doc in documents:
+        check_document(doc)
+    return documents
+
+
+def read_one(path):
+    (doc,) = read_all(path)
+    return doc
+
+
+def turns(doc) -> list[tuple[str, str, str | None]]:
+    return [(t.speaker, t.text, t.timestamp) for t in doc.turns]
+
+
+# ----------------------------------------------------- text saved twice: UTF-8 read as cp1252, re-saved
+
+def _as_cp1252(data: bytes) -> str:
+    """How a Windows tool reads UTF-8 bytes as cp1252: the five bytes cp1252 leaves undefined
+    become the characters of the same number."""
+    return "".join(chr(b) if b in (0x81, 0x8D, 0x8F, 0x90, 0x9D) else bytes([b]).decode("cp1252") for b in data)
+
+
+def test_whatsapp_chat_saved_twice_is_repaired_not_refused(tmp_path):
+    # An Android export with U+202F before "pm", Arabic text, a BOM, opened and re-saved on Windows.
+    chat = ("1/17/25, 1:23\u202fpm - Messages and calls are end-to-end encrypted.\n"
+            "1/17/25, 1:23\u202fpm - +20 10 0000000: السلام عليكم\n"
+            "1/17/25, 1:25\u202fpm - Optimixa: وعليكم السلام\n"
+            "1/24/25, 12:17\u202fam - Optimixa: ننقل الموقع\n")
+    raw = _as_cp1252(chat.encode("utf-8"))
+    assert "â€¯" in raw and "Ø§" in raw
+    (tmp_path / "chat.txt").write_bytes(b"\xef\xbb\xbf" + raw.encode("utf-8"))
+    doc = read_one(tmp_path / "chat.txt")
+    assert doc.kind == "chat" and doc.metadata["double_encoded_utf8_repaired"] is True
+    assert turns(doc)[1:] == [("+20 10 0000000", "السلام عليكم", "2025-01-17T13:23:00"),
+                              ("Optimixa", "وعليكم السلام", "2025-01-17T13:25:00"),
+                              ("Optimixa", "ننقل الموقع", "2025-01-24T00:17:00")]
+
+
+def test_bytes_cp1252_leaves_undefined_are_mapped_back():
+    # "Ё" is D0 81 in UTF-8; cp1252 has no 0x81, and Windows tools keep it as U+0081.
+    broken = "Ð\u0081Ð»ÐºÐ°, Ñ\u0081Ð¿Ð°Ñ\u0081Ð¸Ð±Ð¾"
+    assert undo_double_utf8(broken) == "Ёлка, спасибо"
+
+
+def test_real_latin1_letters_are_never_repaired():
+    for text in ("café crème", "Grüße aus Köln", "Ã  la carte (a real Ã)", "naïve résumé — “quoted”", "ÂÃ"):
+        assert undo_double_utf8(text) is None
+        assert decode_bytes(text.encode("utf-8")).text == text
+
+
+_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=120)
+
+
+@FUZZ
+@given(text=_TEXT)
+def test_text_saved_twice_comes_back_as_written(text):
+    decoded = decode_bytes(_as_cp1252(text.encode("utf-8")).encode("utf-8"))
+    assert decoded.text == text
+    assert decoded.repaired == (not text.isascii())
+
+
+@FUZZ
+@given(text=_TEXT.filter(lambda t: not any("\u00c2" <= c <= "\u00f4" for c in t)))
+def test_text_saved_once_is_never_changed(text):
+    """Only a character U+00C2-U+00F4 (a UTF-8 lead byte read as cp1252) can start a repair."""
+    decoded = decode_bytes(text.encode("utf-8"))
+    assert decoded.text == text and not decoded.repaired
+
+
+# ------------------------------------------------------------- WhatsApp: date ending with a dot, then a space
+
+def test_whatsapp_stamp_with_dotted_date_and_no_separator(tmp_path):
+    # The shape Pustur/whatsapp-chat-parser's tests list as "13. 6. 2018. 21:25:15 a: m".
+    (tmp_path / "chat.txt").write_text("13. 6. 2018. 21:25:15 Ana: szia\n13. 6. 2018. 21:26:00 Béla: hello\n"
+                                      "második sor\n14. 6. 2018. 08:00:00 Ana: jó reggelt\n", encoding="utf-8")
+    doc = read_one(tmp_path / "chat.txt")
+    assert doc.kind == "chat"
+    assert turns(doc) == [("Ana", "szia", "2018-06-13T21:25:15"), ("Béla", "hello\nmásodik sor", "2018-06-13T21:26:00"),
+                          ("Ana", "jó reggelt", "2018-06-14T08:00:00")]
+
+
+def test_a_dated_note_without_a_dot_is_still_a_document(tmp_path):
+    (tmp_path / "log.txt").write_text("2024-01-15 14:05:09 INFO: started\n2024-01-15 14:05:10 INFO: ready\n"
+                                     "2024-01-15 14:06:00 WARN: slow disk\n", encoding="utf-8")
+    assert read_one(tmp_path / "log.txt").kind == "document"
