@@ -101,3 +101,79 @@ def test_a_dated_note_without_a_dot_is_still_a_document(tmp_path):
     (tmp_path / "log.txt").write_text("2024-01-15 14:05:09 INFO: started\n2024-01-15 14:05:10 INFO: ready\n"
                                      "2024-01-15 14:06:00 WARN: slow disk\n", encoding="utf-8")
     assert read_one(tmp_path / "log.txt").kind == "document"
+
+
+# ------------------------------------------------------------------------------- email: what mailers send
+
+def _mail(headers: str, body: bytes) -> bytes:
+    return headers.replace("\n", "\r\n").encode("ascii") + b"\r\n" + body
+
+
+def test_mail_body_labelled_gb2312_but_written_in_utf8(tmp_path):
+    body = "你好！我公司可代开发票，电话：张经理".encode("utf-8")
+    (tmp_path / "m.eml").write_bytes(_mail(
+        "From: =?GB2312?B?1cXPyMn6?= <a@example.cn>\nSubject: =?GB2312?B?tPq/qrj3tdjU9ta1y7C3osax?=\n"
+        "Date: Sun, 13 May 2018 12:32:22 +0800\nMessage-ID: <1@example.cn>\n"
+        'Content-Type: text/plain;charset="GB2312"\nContent-Transfer-Encoding: 8bit\n', body))
+    doc = read_one(tmp_path / "m.eml")
+    assert doc.title == "代开各地增值税发票"
+    assert turns(doc) == [("张先生", "你好！我公司可代开发票，电话：张经理", "2018-05-13T12:32:22+08:00")]
+
+
+def test_mail_gb2312_label_reads_characters_only_gbk_has(tmp_path):
+    # "屄" and "，" are outside GB2312 proper; mailers label GBK text "gb2312" all the same.
+    subject = "这是什么屄，好"
+    import base64
+
+    word = base64.b64encode(subject.encode("gb18030")).decode("ascii")
+    (tmp_path / "m.eml").write_bytes(_mail(
+        f"From: x <x@example.cn>\nSubject: =?gb2312?B?{word}?=\nDate: Mon, 26 Dec 2016 13:33:31 +0800\n"
+        'Content-Type: text/plain; charset="gb2312"\nContent-Transfer-Encoding: base64\n',
+        base64.b64encode(subject.encode("gb18030"))))
+    doc = read_one(tmp_path / "m.eml")
+    assert doc.title == subject and doc.turns[0].text == subject and "\ufffd" not in doc.text
+
+
+def test_mail_latin1_label_means_cp1252(tmp_path):
+    (tmp_path / "m.eml").write_bytes(_mail(
+        "From: Ana <a@example.org>\nSubject: quote\nDate: Tue, 1 Mar 2022 10:00:00 +0100\n"
+        'Content-Type: text/plain; charset="iso-8859-1"\n', "“Caf\u00e9” \u2013 50\u20ac".encode("cp1252")))
+    assert read_one(tmp_path / "m.eml").turns[0].text == "“Café” – 50€"
+
+
+def test_mail_with_a_blank_plain_part_reads_the_html_alternative(tmp_path):
+    (tmp_path / "m.eml").write_bytes(_mail(
+        "From: bank <notify@example.mx>\nSubject: Transferencia\nDate: Mon, 10 Oct 2022 20:11:32 +0000\n"
+        'MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary="B_1"\n',
+        b"--B_1\r\nContent-Type: text/plain; charset=\"UTF-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b"\r\n\r\n--B_1\r\nContent-Type: text/html; charset=\"UTF-8\"\r\n\r\n<html><body>Transferencia recibida"
+        b"</body></html>\r\n\r\n--B_1--\r\n"))
+    assert read_one(tmp_path / "m.eml").turns[0].text == "Transferencia recibida"
+
+
+def test_mail_without_a_date_header_takes_the_first_received_time(tmp_path):
+    (tmp_path / "m.eml").write_bytes(_mail(
+        "Return-Path: <s@example.ru>\nReceived: from relay (relay [10.0.0.1])\n\tby mx.example.com with ESMTP id 2C;\n"
+        "\tMon, 22 Aug 2016 14:22:58 +0000 (UTC)\nReceived: from pc (unknown [10.0.0.2]) by relay with ESMTPA;"
+        " Mon, 22 Aug 2016 14:20:00 +0000\nFrom: s@example.ru\nSubject: notice\n"
+        "Content-Type: text/plain; charset=UTF-8\n", "Уведомление".encode("utf-8")))
+    assert turns(read_one(tmp_path / "m.eml")) == [("s@example.ru", "Уведомление", "2016-08-22T14:22:58+00:00")]
+
+
+def test_outlook_msg_saved_as_eml_gets_a_reason(tmp_path):
+    from .helpers import reason
+
+    (tmp_path / "m.eml").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600))
+    assert reason(tmp_path / "m.eml").startswith("Outlook .msg file")
+
+
+@FUZZ
+@given(text=st.text(min_size=1, max_size=80), label=st.sampled_from(
+    ["gb2312", "GB2312", "iso-8859-1", "us-ascii", "ks_c_5601-1987", "shift_jis", "big5", "utf-8", "x-unknown"]))
+def test_any_declared_charset_gives_text_never_an_exception(text, label):
+    from r3mem_cli.sources.mail import decode_payload
+
+    data = text.encode("utf-8")
+    decoded = decode_payload(data, label)
+    assert isinstance(decoded, str)
+    assert decoded == text  # valid UTF-8 is never made worse by a wrong or unknown label
