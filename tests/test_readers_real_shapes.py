@@ -177,3 +177,29 @@ def test_any_declared_charset_gives_text_never_an_exception(text, label):
     decoded = decode_payload(data, label)
     assert isinstance(decoded, str)
     assert decoded == text  # valid UTF-8 is never made worse by a wrong or unknown label
+
+
+# ----------------------------------------------------------------- Slack: old exports' integrations, comments
+
+def test_slack_old_integration_and_file_comment_get_their_names(tmp_path):
+    import json
+
+    root = tmp_path / "export"
+    (root / "dev").mkdir(parents=True)
+    (root / "channels.json").write_text(json.dumps([{"id": "C0J", "name": "dev", "created": 1452837318}]))
+    (root / "users.json").write_text(json.dumps([{"id": "U0B", "name": "hamza", "real_name": "Hamza F"}]))
+    day1 = [{"text": "added an integration to this channel: <https://x.slack.com/services/B0JL6|github>",
+             "bot_id": "B0JL6", "type": "message", "subtype": "bot_add", "user": "U0B", "ts": "1452988746.000017"}]
+    day2 = [{"text": "", "bot_id": "B0JL6", "type": "message", "subtype": "bot_message", "ts": "1454892394.000004",
+             "attachments": [{"fallback": "[dev:master] 1 new commit", "text": "e33cd45: Initial implementation - hamza",
+                              "pretext": "[dev:master] 1 new commit by hamza:"}]},
+            {"type": "message", "subtype": "file_comment", "ts": "1459106048.000018",
+             "text": "<@U0B> commented on <@U0B>\u2019s file <https://x.slack.com/files/U0B/F0V/10_cities.js|10 cities>: "
+                     "looks right",
+             "comment": {"id": "Fc0V", "created": 1459106048, "user": "U0B", "comment": "looks right"}}]
+    (root / "dev" / "2016-01-16.json").write_text(json.dumps(day1))
+    (root / "dev" / "2016-02-08.json").write_text(json.dumps(day2))
+    doc = read_one(root)
+    speakers = [t.speaker for t in doc.turns]
+    assert speakers == ["system", "github", "Hamza F"]
+    assert "e33cd45: Initial implementation" in doc.turns[1].text
