@@ -203,3 +203,49 @@ def test_slack_old_integration_and_file_comment_get_their_names(tmp_path):
     speakers = [t.speaker for t in doc.turns]
     assert speakers == ["system", "github", "Hamza F"]
     assert "e33cd45: Initial implementation" in doc.turns[1].text
+
+
+# --------------------------------------------------------- documents: reviewers' comments, ODT headers/footers
+
+def test_docx_comments_are_read_with_their_authors(tmp_path):
+    import docx
+
+    document = docx.Document()
+    paragraph = document.add_paragraph("Ouch.")
+    document.add_comment(paragraph.runs, text="A tachyon walks into a bar.", author="Michael", initials="MW")
+    document.add_comment(paragraph.runs, text="Fin.", author="Michael", initials="MW")
+    document.save(tmp_path / "comments.docx")
+    doc = read_one(tmp_path / "comments.docx")
+    assert doc.text == "Ouch.\n\nComments\n\nMichael: A tachyon walks into a bar.\nMichael: Fin."
+    assert [s.title for s in doc.sections] == ["Comments"]
+
+
+def test_odt_headers_footers_and_comments_are_read(tmp_path):
+    from odf import dc, office, style
+    from odf.opendocument import OpenDocumentText
+    from odf.text import H, P, PageNumber
+
+    doc = OpenDocumentText()
+    layout = style.PageLayout(name="pm1")
+    doc.automaticstyles.addElement(layout)
+    master = style.MasterPage(name="Standard", pagelayoutname=layout)
+    header, footer = style.Header(), style.Footer()
+    header.addElement(P(text="Header 1 Test"))
+    footer_line = P(text="Bottom, page ")
+    footer_line.addElement(PageNumber(text="104"))  # a field's cached value: not text anyone wrote
+    footer.addElement(footer_line)
+    master.addElement(header)
+    master.addElement(footer)
+    doc.masterstyles.addElement(master)
+    doc.text.addElement(H(outlinelevel=1, text="Lorem ipsum"))
+    paragraph = P(text="Body text.")
+    note = office.Annotation()
+    note.addElement(dc.Creator(text="Ana"))
+    note.addElement(P(text="Check this figure."))
+    paragraph.addElement(note)
+    doc.text.addElement(paragraph)
+    doc.save(str(tmp_path / "hf.odt"))
+    read = read_one(tmp_path / "hf.odt")
+    assert read.text == ("Lorem ipsum\n\nBody text.\n\nComments\n\nAna: Check this figure.\n\n"
+                         "Headers and footers\n\nHeader 1 Test\nBottom, page")
+    assert [s.title for s in read.sections] == ["Lorem ipsum", "Comments", "Headers and footers"]
