@@ -54,6 +54,11 @@ def test_whatsapp_chat_saved_twice_is_repaired_not_refused(tmp_path):
                               ("Optimixa", "ننقل الموقع", "2025-01-24T00:17:00")]
 
 
+def test_one_odd_pair_is_not_enough_evidence():
+    assert undo_double_utf8("cafÃ©") is None and undo_double_utf8("Ã\x80") is None
+    assert undo_double_utf8("cafÃ© crÃ¨me brÃ»lÃ©e") == "café crème brûlée"
+
+
 def test_bytes_cp1252_leaves_undefined_are_mapped_back():
     # "Ё" is D0 81 in UTF-8; cp1252 has no 0x81, and Windows tools keep it as U+0081.
     broken = "Ð\u0081Ð»ÐºÐ°, Ñ\u0081Ð¿Ð°Ñ\u0081Ð¸Ð±Ð¾"
@@ -73,8 +78,10 @@ _TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), m
 @given(text=_TEXT)
 def test_text_saved_twice_comes_back_as_written(text):
     decoded = decode_bytes(_as_cp1252(text.encode("utf-8")).encode("utf-8"))
-    assert decoded.text == text
-    assert decoded.repaired == (not text.isascii())
+    enough = sum(1 for c in text if not c.isascii()) >= 3  # fewer is no evidence: left as it is
+    assert decoded.repaired == enough
+    if enough:
+        assert decoded.text == text
 
 
 @FUZZ
@@ -249,3 +256,17 @@ def test_odt_headers_footers_and_comments_are_read(tmp_path):
     assert read.text == ("Lorem ipsum\n\nBody text.\n\nComments\n\nAna: Check this figure.\n\n"
                          "Headers and footers\n\nHeader 1 Test\nBottom, page")
     assert [s.title for s in read.sections] == ["Lorem ipsum", "Comments", "Headers and footers"]
+
+
+def test_telegram_poll_keeps_its_answers(tmp_path):
+    import json
+
+    export = {"name": "Trip", "type": "private_group", "id": 555, "messages": [
+        {"id": 6, "type": "message", "date": "2022-03-01T10:05:00", "date_unixtime": "1646129100", "from": "Anna",
+         "from_id": "user111", "poll": {"question": "When do we leave?", "closed": False, "total_voters": 2,
+                                        "answers": [{"text": "Friday", "voters": 1, "chosen": True},
+                                                    {"text": "Saturday", "voters": 1, "chosen": False}]},
+         "text": "", "text_entities": []}]}
+    (tmp_path / "result.json").write_text(json.dumps(export), encoding="utf-8")
+    assert turns(read_one(tmp_path / "result.json")) == [
+        ("Anna", "<poll: When do we leave? (Friday / Saturday)>", "2022-03-01T10:05:00+00:00")]

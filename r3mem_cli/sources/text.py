@@ -222,6 +222,9 @@ _WIDE_CHARS_PER_SPACE = 200
 _MIN_SINGLE_RUN = 8  # characters; a broken UTF-8 sequence is at most 4 bytes
 _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ufffd]")
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+_MIN_REPAIRS = 3
+# C1 controls a cp1252 reading never produces (it gives only the five bytes it leaves undefined).
+_OTHER_C1 = re.compile("[\u0080\u0082-\u008c\u008e\u0091-\u009c\u009e\u009f]")
 # A UTF-8 lead byte (0xC2-0xF4) read as cp1252/Latin-1, then a continuation byte (0x80-0xBF) read
 # the same way: what double-encoded UTF-8 always holds, and real text almost never does.
 _DOUBLE_UTF8_HINT = re.compile("[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e"
@@ -328,15 +331,18 @@ def undo_double_utf8(text: str) -> str | None:
     """UTF-8 text whose bytes were once read as cp1252 (or Latin-1) and saved as UTF-8 again
     ("café" as "cafÃ©", a narrow no-break space as "â€¯", Arabic as "Ø§Ù„"): the text it meant, or
     None when it is not that. Only a text whose every non-ASCII character maps back to one byte,
-    and whose bytes are then strict UTF-8, is repaired: real Latin-1 letters ("café" -> b"caf\xe9")
+    and whose bytes are then strict UTF-8 holding at least `_MIN_REPAIRS` non-ASCII characters,
+    is repaired: real Latin-1 letters ("café" -> b"caf\xe9")
     are never valid UTF-8, so a text that was not double-encoded is left alone."""
-    if text.isascii() or _DOUBLE_UTF8_HINT.search(text) is None:
+    if text.isascii() or _DOUBLE_UTF8_HINT.search(text) is None or _OTHER_C1.search(text):
         return None
     try:
         repaired = text.encode("cp1252", errors="r3mem-latin1-bytes").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
         return None
-    return repaired if repaired != text and _clean(repaired) else None
+    if sum(1 for c in repaired if not c.isascii()) < _MIN_REPAIRS or not _clean(repaired):
+        return None  # one or two odd pairs ("Ã©" in a note about mojibake) are no evidence
+    return repaired
 
 
 def _repaired(decoded: Decoded) -> Decoded:
