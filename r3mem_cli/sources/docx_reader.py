@@ -8,8 +8,8 @@ content controls (`w:sdt`, e.g. cover pages), tracked insertions and fields. Par
 blank line (list paragraphs by a newline); a table becomes one line per row, cells joined by
 " | " (a cell spanning columns once, one spanning rows in each of its rows). Footnote and endnote
 references become "[1]" and "[i]" in the text, and the notes follow the body under "Footnotes"
-and "Endnotes"; the sections' headers and footers (each distinct text once) come last under
-"Headers and footers". The title is the core property `title`, else the first Title/Heading 1
+and "Endnotes", then reviewers' comments ("Author: text") under "Comments"; the sections' headers
+and footers (each distinct text once) come last under "Headers and footers". The title is the core property `title`, else the first Title/Heading 1
 paragraph, else the file name.
 
 A Strict Open XML file (ISO 29500 Strict: the same markup under http://purl.oclc.org/ooxml/
@@ -299,6 +299,20 @@ def _notes(document, reader: _Reader, kind: str) -> list[str]:
     return [f"[{mark}] {text}" if mark else text for _, mark, text in found]
 
 
+def _comments(document, reader: _Reader) -> list[str]:
+    """Each reviewer comment as "Author: text" (or the text alone), in file order."""
+    found = []
+    for rel in document.part.rels.values():
+        if rel.is_external or rel.reltype != _RELS + "comments":
+            continue
+        for comment in _part_root(rel.target_part).iter(_W + "comment"):
+            text = "\n".join(t for t, _, _ in reader.blocks(comment) if t)
+            author = " ".join((_attr(comment, "author") or "").split())[:100]
+            if text:
+                found.append(f"{author}: {text}" if author else text)
+    return found
+
+
 def _headers_footers(document, reader: _Reader) -> list[str]:
     """The text of each header and footer the sections use, each distinct text once."""
     body = document.element.body
@@ -376,6 +390,7 @@ def read_docx(data: bytes, path: Path, max_bytes: int) -> SourceDocument:
     body_found = bool(pieces)
     try:
         extras = [(_NOTE_KINDS[kind][1], _notes(document, reader, kind)) for kind in ("footnotes", "endnotes")]
+        extras.append(("Comments", _comments(document, reader)))
         extras.append(("Headers and footers", _headers_footers(document, reader)))
     except RecursionError:
         raise ReaderError("malformed Word document (nested too deeply)") from None

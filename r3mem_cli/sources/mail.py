@@ -5,7 +5,10 @@ One chat document per thread. Threads follow Message-ID / References / In-Reply-
 shared id joins two messages; so does Gmail's X-GM-THRID); a message with no links whose subject
 starts with a reply prefix ("Re:", "AW:", "SV:", ...) joins the first thread with the same subject.
 Each message is a turn: speaker = the From display name (else the address), time = the Date header
-(time-zone aware), text = the text/plain body, else the HTML body converted like an .html page.
+(time-zone aware; without one, the topmost Received header's time), text = the text/plain body,
+else (none, or only blanks) the HTML body converted like an .html page. Charset labels are read as
+the supersets mail programs mean by them ("gb2312" as GB18030, "iso-8859-1" as cp1252, ...), and
+a body that is valid UTF-8 is read as UTF-8 whatever its label says.
 Attachments are named, never read ("<attachment: report.pdf>"). A body line an mbox escaped as
 ">From " is unescaped.
 
@@ -40,6 +43,7 @@ _ORIGINAL = re.compile(r"^\s*-{2,}\s*Original Message\s*-{2,}\s*$", re.IGNORECAS
 # Mailboxes escape a body line "From ..." as ">From ..." (and mboxrd ">From" as ">>From"): undone.
 _FROM_ESCAPE = re.compile(rb"^>(>*From )", re.MULTILINE)
 _HEADERS_SEEN = ("from", "date", "subject", "message-id")
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # a Compound File: what Outlook's .msg is
 
 
 @dataclass
@@ -95,26 +99,77 @@ def _html_text(html: str) -> str:
         return ""
 
 
+# A charset label as mail programs write it -> the codec that reads what they really send: the
+# superset each label is used for in practice (the WHATWG encoding standard's mapping).
+_SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "euc-cn": "gb18030",
+              "ks_c_5601-1987": "cp949", "euc-kr": "cp949", "big5": "big5hkscs", "shift_jis": "cp932",
+              "x-sjis": "cp932", "iso-8859-1": "cp1252", "latin1": "cp1252", "us-ascii": "cp1252",
+              "ascii": "cp1252", "iso-8859-9": "cp1254", "tis-620": "cp874", "iso-8859-11": "cp874"}
+
+
+def _codec(label: str | None) -> str:
+    label = (label or "").strip().strip('"').lower()
+    return _SUPERSETS.get(label, label or "utf-8")
+
+
+def decode_payload(payload: bytes, label: str | None) -> str:
+    """A text part's bytes -> text: UTF-8 when the bytes are valid UTF-8 (whatever the label says:
+    "us-ascii" or "GB2312" bodies that are UTF-8 are common, and text in a legacy charset is
+    almost never valid UTF-8); else the declared charset (as its superset), strictly; else that
+    charset with bad bytes replaced; else UTF-8 with bad bytes replaced."""
+    codec = _codec(label)
+    for attempt in ("utf-8", codec):
+        try:
+            return payload.decode(attempt)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    try:
+        return payload.decode(codec, "replace")
+    except LookupError:
+        return payload.decode("utf-8", "replace")
+
+
+def decode_words(value: str) -> str:
+    """A raw header with RFC 2047 encoded words -> text, charsets read as their supersets."""
+    from email.header import decode_header
+
+    try:
+        pieces = decode_header(value)
+    except Exception:  # a malformed encoded word: the header as it stands
+        return value
+    out = []
+    for piece, charset in pieces:
+        out.append(decode_payload(piece, charset or "utf-8") if isinstance(piece, bytes) else piece)
+    return "".join(out)
+
+
 def _part_text(part) -> str:
     try:
-        content = part.get_content()
-    except Exception:  # unknown charset, broken transfer encoding: decode the raw payload leniently
+        payload = part.get_payload(decode=True)
+    except Exception:
+        payload = None
+    if isinstance(payload, bytes):
+        content = decode_payload(payload, part.get_content_charset())
+    else:
         try:
-            payload = part.get_payload(decode=True)
+            content = part.get_content()
         except Exception:
             return ""
-        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
     if not isinstance(content, str):
         return ""
     return _html_text(content) if part.get_content_subtype() == "html" else content
 
 
 def _body(message: EmailMessage) -> tuple[str, list[str]]:
-    try:
-        part = message.get_body(preferencelist=("plain", "html"))
-    except Exception:
-        part = None
-    text = _part_text(part) if part is not None else ""
+    text = ""
+    for preference in (("plain", "html"), ("html",)):  # a blank text/plain beside the HTML: the HTML
+        try:
+            part = message.get_body(preferencelist=preference)
+        except Exception:
+            part = None
+        text = _part_text(part) if part is not None else ""
+        if text.strip():
+            break
     names = []
     try:
         for attachment in message.iter_attachments():
@@ -123,6 +178,24 @@ def _body(message: EmailMessage) -> tuple[str, list[str]]:
     except Exception:  # a malformed MIME tree: keep the body found so far
         pass
     return text, names
+
+
+def _received_date(message: EmailMessage) -> datetime | None:
+    """The time the first server stamped (the topmost Received header, after its ";"), for a
+    message with no usable Date header."""
+    for name, value in message.raw_items():
+        if isinstance(name, str) and name.lower() == "received" and isinstance(value, str) and ";" in value:
+            return _date(value.rsplit(";", 1)[1].strip())
+    return None
+
+
+def _text_header(message: EmailMessage, raw_headers: dict[str, str], name: str) -> str:
+    """A decoded header; re-read from its raw encoded words when the standard decoding left
+    U+FFFD (a charset label narrower than the text, like "gb2312")."""
+    value = _header(message, name)
+    if "\ufffd" in value and name in raw_headers:
+        value = decode_words(raw_headers[name])
+    return value
 
 
 def parse_mail(raw: bytes, index: int) -> Mail | None:
@@ -134,12 +207,13 @@ def parse_mail(raw: bytes, index: int) -> Mail | None:
     own = _ID.findall(raw_headers.get("message-id", ""))
     references = _ID.findall(raw_headers.get("references", ""))
     in_reply_to = _ID.findall(raw_headers.get("in-reply-to", ""))
-    name, address = parseaddr(_header(message, "from"))
+    name, address = parseaddr(_text_header(message, raw_headers, "from"))
     body, attachments = _body(message)
     return Mail(index=index, message_id=own[0] if own else None, links=references + in_reply_to,
                 replying_to=(in_reply_to or references or [None])[-1],
-                subject=" ".join(_header(message, "subject").split()), speaker=name or address or "unknown",
-                when=_date(raw_headers.get("date", "")), body=body, attachments=attachments,
+                subject=" ".join(_text_header(message, raw_headers, "subject").split()),
+                speaker=name or address or "unknown",
+                when=_date(raw_headers.get("date", "")) or _received_date(message), body=body, attachments=attachments,
                 gmail_thread=raw_headers.get("x-gm-thrid", "").strip() or None)
 
 
@@ -288,6 +362,8 @@ def read_mails(raws, *, source: str, gap_hours: float, metadata: dict, with_inde
 def read_eml(data: bytes, *, source: str, gap_hours: float) -> list[SourceDocument]:
     if not data.strip():
         raise ReaderError("empty file (no text)")
+    if data.startswith(_OLE_MAGIC):
+        raise ReaderError("Outlook .msg file (binary), not a MIME email: save it from Outlook as .eml")
     return read_mails([data], source=source, gap_hours=gap_hours, metadata={"bytes": len(data)},
                       with_index=False)
 

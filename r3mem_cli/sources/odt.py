@@ -4,9 +4,10 @@ The body in document order: headings (`text:h`, level from `text:outline-level`)
 styled "Title" become sections; paragraphs are separated by a blank line; a list gives one line
 per item ("- item", nested lists indented by two spaces per level), joined by newlines; a table
 gives one line per row, cells joined by " | " (a covered cell, under a merged one, is skipped).
-Dropped: tables of contents and other generated indexes (they repeat the headings), tracked
-deletions, comments (`office:annotation`), footnote numbers (the footnote's text is kept in
-place). The title is the meta.xml `dc:title`, else the first Title paragraph or level-1 heading,
+After the body, as a .docx gives them: comments (`office:annotation`, "Author: text") under
+"Comments", and the master pages' headers and footers (each distinct text once) under "Headers
+and footers". Dropped: tables of contents and other generated indexes (they repeat the
+headings), tracked deletions, footnote numbers (the footnote's text is kept in place). The title is the meta.xml `dc:title`, else the first Title paragraph or level-1 heading,
 else the file name; author, language and dates come from meta.xml too.
 
 Bounds: the .odt passes the zip checks of safezip first (member names, symlinks, ratio, bytes
@@ -44,7 +45,8 @@ META = "urn:oasis:names:tc:opendocument:xmlns:meta:1.0"
 
 _SKIP = {(TEXT, n) for n in ("table-of-content", "illustration-index", "table-index", "object-index",
                              "user-index", "alphabetical-index", "bibliography", "tracked-changes",
-                             "sequence-decls", "variable-decls", "user-field-decls", "note-citation")}
+                             "sequence-decls", "variable-decls", "user-field-decls", "note-citation",
+                             "page-number", "page-count")}
 _SKIP |= {(OFFICE, "annotation"), (OFFICE, "annotation-end"), (OFFICE, "forms")}
 
 
@@ -143,6 +145,57 @@ def _blocks(document):
             stack.extend((child, depth, False) for child in reversed(node.childNodes))
 
 
+_HEADER_FOOTER = {(STYLE, n) for n in ("header", "footer", "header-left", "footer-left", "header-first",
+                                       "footer-first")}
+
+
+def _paragraphs(element) -> str:
+    """The paragraphs and headings inside `element`, one per line."""
+    lines = []
+    stack = list(reversed(element.childNodes))
+    while stack:
+        node = stack.pop()
+        if node.nodeType != node.ELEMENT_NODE or node.qname in _SKIP - {(OFFICE, "annotation")}:
+            continue
+        if node.qname in ((TEXT, "p"), (TEXT, "h")):
+            text = _inline_text(node)
+            if text:
+                lines.append(text)
+        else:
+            stack.extend(reversed(node.childNodes))
+    return "\n".join(lines)
+
+
+def _extras(document) -> list[tuple[str, list[str]]]:
+    """Comments ("Author: text", in body order) and the master pages' headers and footers (each
+    distinct text once): the parts after the body, as a .docx gives them."""
+    comments, headers = [], []
+    stack = list(reversed(document.text.childNodes))
+    while stack:
+        node = stack.pop()
+        if node.nodeType != node.ELEMENT_NODE:
+            continue
+        if node.qname == (OFFICE, "annotation"):
+            creator = next((_inline_text(c) for c in node.childNodes if getattr(c, "qname", None) == (DC, "creator")), "")
+            text = _paragraphs(node)
+            if text:
+                comments.append(f"{creator[:100]}: {text}" if creator else text)
+        else:
+            stack.extend(reversed(node.childNodes))
+    stack = list(reversed(document.masterstyles.childNodes))
+    while stack:
+        node = stack.pop()
+        if node.nodeType != node.ELEMENT_NODE:
+            continue
+        if node.qname in _HEADER_FOOTER:
+            text = _paragraphs(node)
+            if text and text not in headers:
+                headers.append(text)
+        else:
+            stack.extend(reversed(node.childNodes))
+    return [("Comments", comments), ("Headers and footers", headers)]
+
+
 def _meta(document) -> dict[str, str]:
     found: dict[str, str] = {}
     names = {(DC, "title"): "title", (DC, "creator"): "author", (META, "initial-creator"): "created_by",
@@ -201,6 +254,16 @@ def read_odt(data: bytes, path: Path, max_bytes: int) -> SourceDocument:
             pieces.append(text)
             pos += len(text)
             previous_list = is_list
+        for heading, items in _extras(document):
+            if not items:
+                continue
+            if pieces:
+                pieces.append("\n\n")
+                pos += 2
+            found.append((heading, pos, 1))
+            block = heading + "\n\n" + "\n".join(items)
+            pieces.append(block)
+            pos += len(block)
         meta = _meta(document)
     except ReaderError:
         raise

@@ -7,7 +7,9 @@ One document per channel. Sessions follow the export's own structure: one per da
 are real names from `users.json`, then the message's `user_profile` (or the profile another
 message of the same user carries: people from other workspaces and deactivated accounts are often
 missing from `users.json`), then the bot's `username` or `bot_profile.name` (first, for a
-`bot_message`), then the raw id. Mentions `<@U123>` become `@Name`, `<#C1|general>` `#general`,
+`bot_message`), then the name a `bot_add` message's integration link gives that bot id (old
+exports' integrations post with `bot_id` alone), then the raw id. An old `file_comment` message
+has its author in `comment.user`. Mentions `<@U123>` become `@Name`, `<#C1|general>` `#general`,
 links their label or URL.
 
 A message's words: its `text`; where that is empty (apps and bots often post only Block Kit
@@ -50,6 +52,7 @@ _SYSTEM_SUBTYPES = {
 _DELETED_TEXT = "This message was deleted."  # what Slack itself shows for a tombstone
 _MARKUP = re.compile(r"<([^<>|\n]*)(?:\|([^<>\n]*))?>")
 _WORD = re.compile(r"\w+")
+_SERVICE_LINK = re.compile(r"/services/(B[A-Z0-9]+)\|([^<>|\n]{1,80})>")
 # Block Kit nests a few levels (rich_text > list > section > element); deeper is not a real message.
 _MAX_BLOCK_DEPTH = 12
 
@@ -90,6 +93,11 @@ def _json_file(tree: ExportTree, name: str):
     return load_json(text)
 
 
+def _author(message: dict) -> str | None:
+    """The user id of who wrote a message: `user`, or (old exports' `file_comment`) the comment's."""
+    return scalar_text(message.get("user")) or scalar_text(get_str(message.get("comment"), "user"))
+
+
 def _profile_name(profile) -> str | None:
     return get_str(profile, "real_name", "display_name", "name")
 
@@ -105,29 +113,42 @@ class _Names:
                 if name:
                     self.users[user["id"]] = name
         self.profiles: dict[str, str] = {}  # names learned from messages' user_profile
+        self.bots: dict[str, str] = {}  # bot id -> the name a bot_add message or bot_profile gives it
         self.channels = channels
 
     def learn(self, message) -> None:
-        """Remember the profile name a message carries, for users.json's missing people."""
+        """Remember the profile name a message carries, for users.json's missing people, and the
+        name a bot is given anywhere in the export, for its messages that carry only its id."""
         if not isinstance(message, dict):
             return
-        user = scalar_text(message.get("user"))
+        user = _author(message)
         name = _profile_name(message.get("user_profile"))
         if user and name and user not in self.users:
             self.profiles.setdefault(user, name)
+        bot = scalar_text(message.get("bot_id"))
+        if bot:
+            named = get_str(message.get("bot_profile"), "name") or (
+                get_str(message, "username") if message.get("subtype") == "bot_message" else None)
+            if named is None and message.get("subtype") in ("bot_add", "bot_remove"):
+                # "added an integration to this channel: <https://x.slack.com/services/B0JL6RASU|github>"
+                found = _SERVICE_LINK.search(scalar_text(message.get("text")) or "")
+                named = found.group(2).strip() if found and found.group(1) == bot else None
+            if named:
+                self.bots.setdefault(bot, named)
 
     def user(self, ident: str) -> str:
         return self.users.get(ident) or self.profiles.get(ident) or ident
 
     def speaker(self, message: dict) -> str:
-        user = scalar_text(message.get("user"))
+        user = _author(message)
         bot = get_str(message, "username") or get_str(message.get("bot_profile"), "name")
         if bot and message.get("subtype") == "bot_message":  # a bot may post under any name it likes
             return bot
         if user and user in self.users:
             return self.users[user]
         return (_profile_name(message.get("user_profile")) or (self.profiles.get(user) if user else None)
-                or bot or user or scalar_text(message.get("bot_id")) or "unknown")
+                or bot or user or self.bots.get(scalar_text(message.get("bot_id")) or "")
+                or scalar_text(message.get("bot_id")) or "unknown")
 
     def render(self, text: str) -> str:
         def replace(m: re.Match) -> str:

@@ -75,7 +75,10 @@ def _media(message: dict) -> str:
         markers.append(f"<file: {name}>" if name else "<file>")
     poll = message.get("poll")
     if isinstance(poll, dict) and get_str(poll, "question"):
-        markers.append(f"<poll: {poll['question']}>")
+        answers = [get_str(a, "text") for a in poll.get("answers", []) if isinstance(a, dict)] \
+            if isinstance(poll.get("answers"), list) else []
+        options = " / ".join(a for a in answers if a)
+        markers.append(f"<poll: {poll['question']}" + (f" ({options})>" if options else ">"))
     location = message.get("location_information")
     if isinstance(location, dict):
         markers.append("<location>")

@@ -16,6 +16,7 @@ See docs/decisions/0004-readers.md and 0019-chat-locales-and-encodings.md.
 from __future__ import annotations
 
 import bisect
+import codecs
 import errno
 import hashlib
 import re
@@ -221,6 +222,14 @@ _WIDE_CHARS_PER_SPACE = 200
 _MIN_SINGLE_RUN = 8  # characters; a broken UTF-8 sequence is at most 4 bytes
 _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ufffd]")
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+_MIN_REPAIRS = 3
+# C1 controls a cp1252 reading never produces (it gives only the five bytes it leaves undefined).
+_OTHER_C1 = re.compile("[\u0080\u0082-\u008c\u008e\u0091-\u009c\u009e\u009f]")
+# A UTF-8 lead byte (0xC2-0xF4) read as cp1252/Latin-1, then a continuation byte (0x80-0xBF) read
+# the same way: what double-encoded UTF-8 always holds, and real text almost never does.
+_DOUBLE_UTF8_HINT = re.compile("[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e"
+                               "\u0192\u02c6\u02dc\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030"
+                               "\u2039\u203a\u20ac\u2122]")
 
 
 @dataclass
@@ -228,6 +237,7 @@ class Decoded:
     text: str
     encoding: str  # Python codec name: "utf-8", "utf-16-le", "cp1251", ...
     replaced: int = 0  # invalid bytes replaced by U+FFFD (UTF-8 fallback only)
+    repaired: bool = False  # UTF-8 that had been read as cp1252 and saved again, undone
 
 
 def bom_encoding(data: bytes) -> tuple[str, int] | None:
@@ -305,6 +315,41 @@ def _detect(data: bytes, encodings: tuple[str, ...]) -> str | None:
     return min(near, key=score)
 
 
+def _byte_of_latin1(error: UnicodeEncodeError):
+    """Encoding error handler: a character cp1252 leaves undefined (U+0081, U+008D, U+008F,
+    U+0090, U+009D) is the byte of the same number, as Windows tools write it; any other fails."""
+    chunk = error.object[error.start:error.end]
+    if all(ord(c) < 0x100 for c in chunk):
+        return bytes(ord(c) for c in chunk), error.end
+    raise error
+
+
+codecs.register_error("r3mem-latin1-bytes", _byte_of_latin1)
+
+
+def undo_double_utf8(text: str) -> str | None:
+    """UTF-8 text whose bytes were once read as cp1252 (or Latin-1) and saved as UTF-8 again
+    ("café" as "cafÃ©", a narrow no-break space as "â€¯", Arabic as "Ø§Ù„"): the text it meant, or
+    None when it is not that. Only a text whose every non-ASCII character maps back to one byte,
+    and whose bytes are then strict UTF-8 holding at least `_MIN_REPAIRS` non-ASCII characters,
+    is repaired: real Latin-1 letters ("café" -> b"caf\xe9")
+    are never valid UTF-8, so a text that was not double-encoded is left alone."""
+    if text.isascii() or _DOUBLE_UTF8_HINT.search(text) is None or _OTHER_C1.search(text):
+        return None
+    try:
+        repaired = text.encode("cp1252", errors="r3mem-latin1-bytes").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return None
+    if sum(1 for c in repaired if not c.isascii()) < _MIN_REPAIRS or not _clean(repaired):
+        return None  # one or two odd pairs ("Ã©" in a note about mojibake) are no evidence
+    return repaired
+
+
+def _repaired(decoded: Decoded) -> Decoded:
+    fixed = undo_double_utf8(decoded.text) if not decoded.replaced else None
+    return decoded if fixed is None else Decoded(fixed, decoded.encoding, repaired=True)
+
+
 def _strict(data: bytes, codec: str | None) -> str | None:
     if codec is None:
         return None
@@ -321,7 +366,7 @@ def decode_bytes(data: bytes) -> Decoded:
         codec, skip = found
         body = data[skip:]
         if codec == "utf-8":
-            return _utf8_with_replacement(body) if _strict(body, codec) is None else Decoded(body.decode(codec), codec)
+            return _utf8_with_replacement(body) if _strict(body, codec) is None else _repaired(Decoded(body.decode(codec), codec))
         text = body.decode(codec, errors="replace")
         return Decoded(text, codec, text.count("\ufffd") - body.decode(codec, errors="ignore").count("\ufffd"))
     if b"\x00" in data:  # UTF-16 of Latin or Cyrillic text is valid UTF-8 too: try it first
@@ -332,7 +377,7 @@ def decode_bytes(data: bytes) -> Decoded:
         return _utf8_with_replacement(data)
     text = _strict(data, "utf-8")
     if text is not None:
-        return Decoded(text, "utf-8")
+        return _repaired(Decoded(text, "utf-8"))
     fallback = _utf8_with_replacement(data)
     valid_non_ascii = sum(1 for c in fallback.text if not c.isascii() and c != "\ufffd")
     if fallback.replaced > valid_non_ascii:  # not UTF-8 with a few broken bytes
@@ -369,6 +414,8 @@ def decode_document(data: bytes, what: str = "text") -> tuple[str, dict]:
         metadata["encoding"] = decoded.encoding
     if replaced:
         metadata["invalid_utf8_bytes_replaced"] = replaced
+    if decoded.repaired:
+        metadata["double_encoded_utf8_repaired"] = True
     return text, metadata
 
 

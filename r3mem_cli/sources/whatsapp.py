@@ -3,7 +3,8 @@ exported .zip.
 
 A message line is a stamp, then `Name: text`:
   Android `15/01/2024, 14:05 - Name: text`, iOS `[15/01/2024, 14:05:09] Name: text`,
-  old iOS `15.01.24 14:05:09: Name: text`.
+  old iOS `15.01.24 14:05:09: Name: text`, and `13. 6. 2018. 14:05:09 Name: text` (a date ending with
+  a dot, then only a space after the time).
 The date is three numbers separated by `/`, `.` or `-` (a space may follow, as in `2024. 1. 15.`)
 or written with 年月日 / 년월일. Which number is the year, the month and the day is decided once
 for the whole file (`_date_order`): the order under which the most stamps are real dates, then the
@@ -57,12 +58,14 @@ _AM_RE, _PM_RE = _markers(_AM), _markers(_PM)
 _STAMP = re.compile(
     f"^{_GAP}(?:(?P<open>\\[){_GAP})?"  # no two runs of marks and spaces side by side: linear time
     f"(?P<era>{'|'.join(sorted(_ERAS, key=len, reverse=True))})?"
-    f"(?P<a>\\d{{1,4}}){_DATE_SEP}(?P<b>\\d{{1,2}}){_DATE_SEP}(?P<c>\\d{{1,4}})(?:\\.|日|일)?"
+    f"(?P<a>\\d{{1,4}}){_DATE_SEP}(?P<b>\\d{{1,2}}){_DATE_SEP}(?P<c>\\d{{1,4}})(?:(?P<dot>\\.)|日|일)?"
     f"{_GAP}(?:[,،]{_GAP})?"
     f"(?:(?:(?P<am0>{_AM_RE})|(?P<pm0>{_PM_RE})){_GAP}|[^\\W\\d_]{{1,4}}\\.?{_SPACE}+)?"  # 午後3:45, klo 14.05
     f"(?P<h>\\d{{1,2}})[:.](?P<mi>\\d{{2}})(?:[:.](?P<s>\\d{{2}}))?"
     f"(?:{_GAP}(?:(?P<am1>{_AM_RE})|(?P<pm1>{_PM_RE})))?"
-    f"(?(open){_GAP}\\]{_GAP}|(?:{_GAP}[-\u2013]{_SPACE}+|:{_SPACE}+))"
+    # After the time: `]`, ` - ` or `: `; or only a space when the date ends with a dot
+    # (`13. 6. 2018. 21:25:15 Name: text`, as some Central European phones write it).
+    f"(?(open){_GAP}\\]{_GAP}|(?:{_GAP}[-\u2013]{_SPACE}+|:{_SPACE}+|(?(dot){_SPACE}+(?=[^\\d\\s])|(?!))))"
     "(?P<rest>.*)$", re.IGNORECASE)
 # Any line shaped like a message whatever its date style ("15 janv. 2024 à 14:07 - Bob: salut"): a
 # digit near the start, a time within 40 characters, then `]`, ` - ` or a colon right after the
