@@ -1,9 +1,9 @@
-"""Chats of local LLM front-ends: SillyTavern / TavernAI JSONL and text-generation-webui
-(oobabooga) history JSON.
+"""Chats of local LLM front-ends and legacy Google Hangouts: SillyTavern / TavernAI JSONL,
+text-generation-webui (oobabooga) history JSON, and Takeout's Hangouts.json.
 
 Fixtures are written in the shapes the programs write (field names, order, the header line,
-SillyTavern's date strings, the webui's HTML-escaped `visible` rows and greeting marker);
-hypothesis checks the date parsing and fuzzes each
+SillyTavern's date strings, the webui's HTML-escaped `visible` rows and greeting marker,
+Hangouts' nested ids and microsecond strings); hypothesis checks the date parsing and fuzzes each
 layout with odd but structurally valid files, where only ReaderError may come out.
 """
 
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from r3mem_cli.sources import SourceDocument, read_path_as
+from r3mem_cli.sources import SourceDocument, read_path, read_path_as
 from r3mem_cli.sources.ai_chats import character_of, read_send_date
 
 from .helpers import FUZZ, check_document, read_or_refuse, reason
@@ -204,6 +204,83 @@ def test_webui_empty_history_is_refused(tmp_path):
     assert reason(path) == "text-generation-webui history has no messages with text"
 
 
+# ---------------------------------------------------------------------------------------- Hangouts
+
+
+def hangouts_event(sender, micros, *segments, kind="REGULAR_CHAT_MESSAGE", attachment=None, conv="Ugx"):
+    event = {"conversation_id": {"id": conv}, "sender_id": {"gaia_id": sender, "chat_id": sender},
+             "timestamp": str(micros), "self_event_state": {"user_id": {"gaia_id": "111", "chat_id": "111"}},
+             "event_id": f"7-H0Z7{micros}", "advances_sort_timestamp": True, "event_otr_status": "ON_THE_RECORD",
+             "delivery_medium": {"medium_type": "BABEL_MEDIUM"}, "event_type": kind, "event_version": str(micros)}
+    if segments or attachment:
+        content = {"segment": [dict(zip(("type", "text"), s)) for s in segments]}
+        if attachment:
+            content["attachment"] = attachment
+        event["chat_message"] = {"message_content": content}
+    return event
+
+
+def hangouts_export() -> dict:
+    people = [{"id": {"gaia_id": "111", "chat_id": "111"}, "fallback_name": "Ana Silva",
+               "invitation_status": "ACCEPTED_INVITATION", "participant_type": "GAIA"},
+              {"id": {"gaia_id": "222", "chat_id": "222"}, "fallback_name": "Ben Okafor",
+               "invitation_status": "ACCEPTED_INVITATION", "participant_type": "GAIA"},
+              {"id": {"gaia_id": "333", "chat_id": "333"}, "participant_type": "GAIA"}]
+    photo = [{"embed_item": {"type": ["PLUS_PHOTO"], "plus_photo": {"url": "https://x/p.jpg"}}, "id": "a1"}]
+    t = 1457110526000000  # 2016-03-04T16:55:26Z
+    first = {"conversation": {"conversation_id": {"id": "Ugx"}, "conversation": {
+        "id": {"id": "Ugx"}, "type": "STICKY_ONE_TO_ONE", "participant_data": people[:2],
+        "self_conversation_state": {}, "read_state": []}}, "events": [
+        hangouts_event("222", t + 74_000_000, ("TEXT", "hi "), ("LINK", "http://x.org"), ("LINE_BREAK", "\n"),
+                       ("TEXT", "see you")),
+        hangouts_event("111", t, ("TEXT", "hello from hangouts")),  # written out of order
+        hangouts_event("111", t + 80_000_000, kind="HANGOUT_EVENT"),
+        hangouts_event("222", t + 90_000_000, attachment=photo),
+        hangouts_event("111", t + 86400_000_000, ("TEXT", "next day")),
+    ]}
+    second = {"conversation": {"conversation_id": {"id": "Ugy"}, "conversation": {
+        "id": {"id": "Ugy"}, "type": "GROUP", "name": "Garden club", "participant_data": people}}, "events": [
+        hangouts_event("333", t, ("TEXT", "from someone without a name"), conv="Ugy"),
+        hangouts_event("444", t + 1_000_000, ("TEXT", "from someone who left"), conv="Ugy")]}
+    empty = {"conversation": {"conversation_id": {"id": "Ugz"}, "conversation": {"participant_data": people}},
+             "events": [hangouts_event("111", t, kind="RENAME_CONVERSATION", conv="Ugz")]}
+    return {"conversations": [first, second, empty]}
+
+
+def test_hangouts_takeout(tmp_path):
+    path = tmp_path / "Takeout" / "Hangouts" / "Hangouts.json"
+    write_json(path, hangouts_export())
+    one, group = read_as(path, "hangouts")
+    assert one.title == "Hangouts: Ana Silva, Ben Okafor" and one.part == "Ugx"
+    assert said(one) == [("Ana Silva", "hello from hangouts"), ("Ben Okafor", "hi http://x.org\nsee you"),
+                         ("Ben Okafor", "<photo>"), ("Ana Silva", "next day")]
+    assert [t.timestamp for t in one.turns] == ["2016-03-04T16:55:26+00:00", "2016-03-04T16:56:40+00:00",
+                                                "2016-03-04T16:56:56+00:00", "2016-03-05T16:55:26+00:00"]
+    assert len(one.sessions) == 2 and one.metadata["events_skipped"] == 1
+    assert one.metadata["conversation_type"] == "STICKY_ONE_TO_ONE" and one.turns[0].location["event_id"]
+    assert group.title == "Garden club" and group.part == "Ugy"
+    assert [t.speaker for t in group.turns] == ["333", "444"]
+
+
+def test_hangouts_conversation_state_layout(tmp_path):
+    export = hangouts_export()
+    states = [{"conversation_id": c["conversation"]["conversation_id"], "conversation_state": {
+        "conversation_id": c["conversation"]["conversation_id"], "conversation": c["conversation"]["conversation"],
+        "event": c["events"]}} for c in export["conversations"]]
+    path = tmp_path / "Hangouts.json"
+    write_json(path, {"continuation_end_timestamp": "1457110526000000", "conversation_state": states})
+    old = read_as(path, "hangouts")
+    write_json(path, export)
+    assert [said(d) for d in old] == [said(d) for d in read_as(path, "hangouts")]
+
+
+def test_hangouts_without_messages_is_refused(tmp_path):
+    path = tmp_path / "Hangouts.json"
+    export = hangouts_export()
+    write_json(path, {"conversations": export["conversations"][2:]})
+    assert reason(path) == "Hangouts export has no messages with text"
+
+
 def test_near_misses_keep_their_readers(tmp_path):
     """Shapes close to the new layouts that were read before and are read as before."""
     rows = tmp_path / "chat.jsonl"  # a generic chat line that happens to carry `mes`
@@ -213,6 +290,9 @@ def test_near_misses_keep_their_readers(tmp_path):
     notes = tmp_path / "notes.json"  # `visible` that is not a history
     write_json(notes, {"visible": "yes", "items": [{"text": "a note"}]})
     assert read_path_as(notes)[0].name == "json-records"
+    claude = tmp_path / "conversations.json"  # Claude's wrapped conversations are not Hangouts
+    write_json(claude, {"conversations": [{"uuid": "u", "chat_messages": [{"sender": "human", "text": "q"}]}]})
+    assert read_path_as(claude)[0].name == "claude"
 
 
 # ------------------------------------------------------------------- fuzzing (odd but valid shape)
@@ -253,6 +333,30 @@ def webui_files():
         st.fixed_dictionaries({"data": maybe(rows), "data_visible": maybe(rows)}))
 
 
+def hangouts_files():
+    ident = st.fixed_dictionaries({}, optional={"gaia_id": maybe(st.sampled_from(["1", "2", "3"])),
+                                                "chat_id": maybe(st.sampled_from(["1", "2"]))})
+    person = st.fixed_dictionaries({"id": maybe(ident)}, optional={"fallback_name": maybe(words)})
+    segment = st.fixed_dictionaries({"type": maybe(st.sampled_from(["TEXT", "LINK", "LINE_BREAK"]))},
+                                    optional={"text": maybe(words)})
+    content = st.fixed_dictionaries({"segment": maybe(st.lists(st.one_of(segment, anything), max_size=3))},
+                                    optional={"attachment": anything})
+    event = st.fixed_dictionaries({"sender_id": maybe(ident), "timestamp": maybe(scalars)}, optional={
+        "chat_message": maybe(st.fixed_dictionaries({"message_content": maybe(content)})), "event_id": anything})
+    description = st.fixed_dictionaries({"participant_data": maybe(st.lists(person, max_size=3))},
+                                        optional={"name": anything, "type": anything})
+    conversation = st.fixed_dictionaries({
+        "conversation": st.fixed_dictionaries({"conversation": maybe(description)},
+                                              optional={"conversation_id": maybe(st.fixed_dictionaries(
+                                                  {"id": maybe(st.sampled_from(["a", "b"]))}))}),
+        "events": st.lists(st.one_of(event, event, anything), max_size=5)})
+    state = conversation.map(lambda c: {"conversation_id": c["conversation"].get("conversation_id"),
+                                        "conversation_state": {"conversation": c["conversation"]["conversation"],
+                                                               "event": c["events"]}})
+    return st.one_of(st.fixed_dictionaries({"conversations": st.lists(st.one_of(conversation, anything), max_size=3)}),
+                     st.fixed_dictionaries({"conversation_state": st.lists(st.one_of(state, anything), max_size=3)}))
+
+
 @FUZZ
 @given(rows=tavern_files(), gap=st.sampled_from([6.0, 0.0, float("inf")]))
 def test_fuzz_sillytavern(tmp_path, rows, gap):
@@ -261,9 +365,16 @@ def test_fuzz_sillytavern(tmp_path, rows, gap):
     read_or_refuse(path, chat_gap_hours=gap)
 
 
+@pytest.mark.parametrize("layout", ["webui", "hangouts"])
 @FUZZ
 @given(data=st.data(), gap=st.sampled_from([6.0, 0.0, float("inf")]))
-def test_fuzz_webui(tmp_path, data, gap):
+def test_fuzz_json_layouts(tmp_path, layout, data, gap):
     path = tmp_path / "logs" / "chat" / "Bot" / "export.json"
-    write_json(path, data.draw(webui_files()))
+    write_json(path, data.draw({"webui": webui_files(), "hangouts": hangouts_files()}[layout]))
     read_or_refuse(path, chat_gap_hours=gap)
+
+
+def test_read_path_gives_the_same_documents(tmp_path):
+    path = tmp_path / "Hangouts.json"
+    write_json(path, hangouts_export())
+    assert [d.text for d in read_path(path)] == [d.text for d in read_as(path, "hangouts")]

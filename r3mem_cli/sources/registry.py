@@ -528,6 +528,7 @@ FORMATS: tuple[Format, ...] = (
     Format("messenger", _JSON, *_json_format("is_messenger", "read_messenger", "messenger", titled=True)),
     Format("discord", _JSON, *_json_format("is_discord", "read_discord", "discord", titled=True)),
     Format("google-chat", _JSON, *_json_format("is_google_chat", "read_google_chat", "google_chat", titled=True)),
+    Format("hangouts", _JSON, *_json_format("is_hangouts", "read_hangouts", "hangouts", titled=True)),
     Format("oobabooga", _JSON, _is_oobabooga, _read_oobabooga),
     Format("telegram", _JSON, *_json_format("is_telegram", "read_telegram", "telegram", titled=False)),
     Format("slack-day", _JSON, _is_slack_day, _read_slack_day),
