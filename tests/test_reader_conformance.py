@@ -31,6 +31,7 @@ from r3mem_cli.sources.registry import Input, candidates
 
 from .helpers import (ANDROID, FUZZ, T0, chatgpt_export, check_document, make_docx, make_pdf, make_zip, slack_files,
                       telegram_chat)
+from .test_readers_ai_chats import hangouts_export, tavern_rows, webui_history
 from .test_readers_json_chats import claude_code_rows, claude_export, discord_export, messenger_thread
 from .test_readers_mail_messengers import EML, SIGNAL_MD, SIGTOP, TG_HISTORY, make_chat_db, mail, mbox, tg_page
 from .test_readers_more_documents import EXPORT, ORG, make_epub, make_odt, notion_zip
@@ -89,12 +90,15 @@ SAMPLES = {
     "messenger": lambda: json.dumps(messenger_thread()).encode(),
     "discord": lambda: json.dumps(discord_export()).encode(),
     "google-chat": lambda: json.dumps(_GOOGLE_CHAT).encode(),
+    "hangouts": lambda: json.dumps(hangouts_export()).encode(),
+    "oobabooga": lambda: json.dumps(webui_history()).encode(),
     "telegram": lambda: json.dumps(telegram_chat()).encode(),
     "slack-day": lambda: json.dumps([{"type": "message", "user": "U1", "text": "hello", "ts": f"{T0}.000100"},
                                      {"type": "message", "user": "U2", "text": "hi", "ts": f"{T0 + 60}.000200"}]).encode(),
     "json-chat": lambda: json.dumps(_CHAT_ROWS).encode(),
     "jsonl-chat": lambda: _jsonl(_CHAT_ROWS),
     "agent-log": lambda: _jsonl(claude_code_rows()),
+    "sillytavern": lambda: _jsonl(tavern_rows()),
     "json-records": lambda: json.dumps([{"title": "Soup", "text": "Lentil soup simmers for 25 minutes."}]).encode(),
 }
 

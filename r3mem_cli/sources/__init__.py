@@ -9,8 +9,8 @@ records; a Notion export .zip gives one document per page or database.
 Chats (kind "chat", one document per conversation): ChatGPT and Claude.ai conversations.json,
 WhatsApp .txt (Android and iOS) and its .zip, Telegram Desktop result.json and its HTML export
 (messages*.html), Slack exports (folder or .zip), Messenger/Instagram, Discord
-(DiscordChatExporter) and Google Chat JSON, coding-agent JSONL logs (Claude Code), generic chat
-JSONL, email (.eml, .mbox; one document per thread), Signal exports (sigtop .txt, signal-export
+(DiscordChatExporter), Google Chat and Hangouts JSON, SillyTavern JSONL and text-generation-webui
+histories, coding-agent JSONL logs (Claude Code), generic chat JSONL, email (.eml, .mbox; one document per thread), Signal exports (sigtop .txt, signal-export
 chat.md), iMessage chat.db. Bad input of any kind raises ReaderError with a one-line reason, never
 anything else. The formats, their suffixes and the order in which content is tried are one table,
 `registry.FORMATS`. See docs/decisions/0004-readers.md, 0022-mail-and-messenger-readers.md,

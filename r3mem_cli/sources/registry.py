@@ -447,6 +447,36 @@ def _read_agent_log(item: Input) -> list[SourceDocument]:
                           metadata=item.parsed[2], **extra)
 
 
+def _is_oobabooga(item: Input) -> bool:
+    from .ai_chats import is_oobabooga
+
+    mode, value, _ = item.parsed
+    return mode == "json" and is_oobabooga(value)
+
+
+def _read_oobabooga(item: Input) -> list[SourceDocument]:
+    from .ai_chats import read_oobabooga
+
+    _, value, metadata = item.parsed
+    return read_oobabooga(value, path=item.path, source=item.source, title=item.title, gap_hours=item.gap_hours,
+                          metadata=metadata)
+
+
+def _is_sillytavern(item: Input) -> bool:
+    from .ai_chats import is_sillytavern
+
+    rows = _rows(item, 50)
+    return rows is not None and is_sillytavern(rows)
+
+
+def _read_sillytavern(item: Input) -> list[SourceDocument]:
+    from .ai_chats import read_sillytavern
+
+    extra = {"where": "index"} if item.parsed[0] == "json" else {}
+    return read_sillytavern(_rows(item), source=item.source, title=item.title, gap_hours=item.gap_hours,
+                            metadata=item.parsed[2], **extra)
+
+
 def _read_records(item: Input) -> list[SourceDocument]:
     from .records import find_records, read_records
 
@@ -498,11 +528,14 @@ FORMATS: tuple[Format, ...] = (
     Format("messenger", _JSON, *_json_format("is_messenger", "read_messenger", "messenger", titled=True)),
     Format("discord", _JSON, *_json_format("is_discord", "read_discord", "discord", titled=True)),
     Format("google-chat", _JSON, *_json_format("is_google_chat", "read_google_chat", "google_chat", titled=True)),
+    Format("hangouts", _JSON, *_json_format("is_hangouts", "read_hangouts", "hangouts", titled=True)),
+    Format("oobabooga", _JSON, _is_oobabooga, _read_oobabooga),
     Format("telegram", _JSON, *_json_format("is_telegram", "read_telegram", "telegram", titled=False)),
     Format("slack-day", _JSON, _is_slack_day, _read_slack_day),
     Format("json-chat", _JSON, *_row_chat("index")),
     Format("jsonl-chat", _JSONS, *_row_chat("line")),
     Format("agent-log", _JSONS, _is_agent_log, _read_agent_log),
+    Format("sillytavern", _JSONS, _is_sillytavern, _read_sillytavern),
     Format("json-records", _JSONS, _always, _read_records),
 )
 
