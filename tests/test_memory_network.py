@@ -300,3 +300,29 @@ def test_memory_representation_is_chosen_by_the_config(tiny_model, tmp_path):
         past_key_values = network.representation.as_cache(memory)
 
     assert torch.equal(network.representation.write(Output, 0, memory.size(1)), memory)
+
+
+def test_document_state_is_folded_over_the_last_state_window_passages(tiny_model_dir, tmp_path, monkeypatch):
+    """A conversation of any length costs at most `state_window` sequential recurrence steps at
+    ingest, and its state is the one its last `state_window` passages give (docs/decisions/0018);
+    0 folds every passage."""
+    from r3mem_cli.model.engine import engine_for
+    from r3mem_cli.pipelines.setup import create_archive
+
+    archive, _ = create_archive(tmp_path / "archive", model=str(tiny_model_dir))
+    with archive:
+        engine = engine_for(archive.model, archive.adapter_dir, "cpu")
+    window = engine.config.state_window
+    assert window > 0
+    memories = engine.compress([engine.token_ids(f"Passage {i} of a long chat about seeds.") for i in range(window + 5)])
+    steps: list[int] = []
+    fold = engine.network.update_state
+    monkeypatch.setattr(engine.network, "update_state", lambda *args: steps.append(1) or fold(*args))
+    (long_state,) = engine.document_states([memories])
+    assert len(steps) == window
+    (tail_state,) = engine.document_states([memories[-window:]])
+    assert torch.equal(long_state, tail_state)
+    monkeypatch.setattr(engine.config, "state_window", 0)
+    steps.clear()
+    engine.document_states([memories])
+    assert len(steps) == len(memories)

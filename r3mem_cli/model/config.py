@@ -31,6 +31,11 @@ class MemoryConfig:
     document_slots: int = field(
         default=8, metadata={"help": "memory tokens of the document state carried from passage to passage"}
     )
+    state_window: int = field(
+        default=16, metadata={"help": "passages the stored document state is folded over: the last N of a "
+                                      "document (0 = all). The recurrence forgets: over the last 8 the state "
+                                      "already matches the whole document's to float16 rounding "
+                                      "(docs/decisions/0018), and a long chat then costs N sequential steps"})
     search_key_dims: int = field(
         default=256, metadata={"help": "size of the search keys: a fixed random projection of unit-normalised "
                                        "sentence memory (cosine is preserved to about 1/sqrt(dims))"})

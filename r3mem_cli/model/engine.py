@@ -260,7 +260,10 @@ class MemoryEngine:
 
     @torch.inference_mode()
     def document_states(self, documents: list[list[torch.Tensor]]) -> list[torch.Tensor]:
-        """Fold each document's passage memories into its state S_T, documents batched by step."""
+        """Fold each document's passage memories into its state S_T, documents batched by step,
+        over the last `config.state_window` passages of each (what the state keeps anyway)."""
+        if self.config.state_window:
+            documents = [doc[-self.config.state_window:] for doc in documents]
         states: list[torch.Tensor | None] = [None] * len(documents)
         carry: list[torch.Tensor | None] = [None] * len(documents)
         for t in range(max((len(doc) for doc in documents), default=0)):
