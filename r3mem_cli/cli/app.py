@@ -199,16 +199,21 @@ def ingest(
             say(f"added     {item['id']}  {item['passages']:>4} passages  {item['source']}")
         for item in report.unchanged:
             say(f"unchanged {item['id']}  {item['source']}")
-        for item in report.errors:
-            say(f"error     {item['source']}: {item['error']}")
-        for item in report.warnings:
-            say(f"warning   {item['source']}: {item['warning']}")
-        if report.skipped:
-            say(f"skipped {len(report.skipped)} file(s) of unsupported types")
+        _say_problems(report)
         say(f"{len(report.added)} added, {len(report.unchanged)} unchanged, {len(report.errors)} failed "
             f"in {report.seconds:.1f}s")
     if report.errors:
         raise typer.Exit(1)
+
+
+def _say_problems(report) -> None:
+    """The inputs that failed, reader warnings and skipped files of an ingest or dry-run report."""
+    for item in report.errors:
+        say(f"error     {item['source']}: {item['error']}")
+    for item in report.warnings:
+        say(f"warning   {item['source']}: {item['warning']}")
+    if report.skipped:
+        say(f"skipped {len(report.skipped)} file(s) of unsupported types")
 
 
 def _dry_run(paths: List[Path], max_file_size: int, chat_gap_hours: float, json_out: bool) -> None:
@@ -220,12 +225,7 @@ def _dry_run(paths: List[Path], max_file_size: int, chat_gap_hours: float, json_
         print_json(report.to_json())
     else:
         dry_run_table(report)
-        for item in report.errors:
-            say(f"error     {item['source']}: {item['error']}")
-        for item in report.warnings:
-            say(f"warning   {item['source']}: {item['warning']}")
-        if report.skipped:
-            say(f"skipped {len(report.skipped)} file(s) of unsupported types")
+        _say_problems(report)
         say(f"{len(report.documents)} document(s) would be ingested, {len(report.errors)} failed (dry run: "
             f"nothing stored)")
     if report.errors:

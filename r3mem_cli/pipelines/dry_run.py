@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Callable
 
 from ..segment.segmenter import units
-from ..sources import DEFAULT_MAX_FILE_BYTES, ReaderError, SourceDocument, read_path_as
+from ..sources import DEFAULT_MAX_FILE_BYTES, SourceDocument
 from ..sources.chat import from_iso
 from ..sources.text import instant
-from .inputs import collect_inputs, turn_units
+from .inputs import collect_inputs, read_input, turn_units
 
 
 @dataclass
@@ -69,14 +69,10 @@ def dry_run(paths: list[Path], *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, 
     for done, path in enumerate(inputs):
         if progress:
             progress("files", done, len(inputs))
-        try:
-            fmt, documents = read_path_as(path, max_file_bytes=max_file_bytes, chat_gap_hours=chat_gap_hours)
-        except ReaderError as exc:
-            report.errors.append({"source": str(path), "error": str(exc)})
+        read = read_input(path, report, max_file_bytes=max_file_bytes, chat_gap_hours=chat_gap_hours)
+        if read is None:
             continue
-        if not documents:
-            report.errors.append({"source": str(path), "error": "no text found"})
-            continue
+        fmt, documents = read
         for document in documents:
             report.warnings.extend({"source": str(path), "warning": w} for w in document.metadata.get("warnings", []))
             report.documents.append(describe(document, fmt.name))

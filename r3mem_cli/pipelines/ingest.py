@@ -20,9 +20,9 @@ from ..durable import crashpoint
 from ..model.engine import MemoryEngine
 from ..segment.dates import dated
 from ..segment.segmenter import Segmenter
-from ..sources import DEFAULT_MAX_FILE_BYTES, ReaderError, SourceDocument, read_path
+from ..sources import DEFAULT_MAX_FILE_BYTES, SourceDocument
 from .compress import compress_for_archive
-from .inputs import collect_inputs, turn_units
+from .inputs import collect_inputs, read_input, turn_units
 
 # Commit when this many passages wait in memory: large shards, bounded loss on a crash.
 # R3MEM_FLUSH_PASSAGES overrides it (tests use tiny batches so that a kill lands between commits).
@@ -110,14 +110,10 @@ def ingest(
     for done, path in enumerate(inputs):
         if progress:
             progress(f"files ({_passages(report)} passages stored)", done, len(inputs))
-        try:
-            documents = read_path(path, max_file_bytes=max_file_bytes, chat_gap_hours=chat_gap_hours)
-        except ReaderError as exc:
-            report.errors.append({"source": str(path), "error": str(exc)})
+        read = read_input(path, report, max_file_bytes=max_file_bytes, chat_gap_hours=chat_gap_hours)
+        if read is None:
             continue
-        if not documents:
-            report.errors.append({"source": str(path), "error": "no text found"})
-            continue
+        documents = read[1]
         # A changed file replaces its earlier version(s): whatever this file gave before that it
         # does not give now is forgotten after the new content is committed.
         new_hashes = {d.content_sha256 for d in documents}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
-from ..sources import SUPPORTED_SUFFIXES, SourceDocument, iter_inputs, supported
+from ..sources import SUPPORTED_SUFFIXES, Format, ReaderError, SourceDocument, iter_inputs, read_path_as, supported
 
 
 def symlink_loop(path: Path) -> bool:
@@ -40,6 +40,21 @@ def collect_inputs(paths: list[Path], report) -> list[Path]:
             else:
                 report.skipped.append({"source": str(found), "reason": f"unsupported file type {found.suffix or '(none)'}"})
     return inputs
+
+
+def read_input(path: Path, report, *, max_file_bytes: int, chat_gap_hours: float
+               ) -> tuple[Format, list[SourceDocument]] | None:
+    """One input's format and documents; None after adding its one-line reason to `report.errors`
+    (a ReaderError, or a file that gave no text)."""
+    try:
+        fmt, documents = read_path_as(path, max_file_bytes=max_file_bytes, chat_gap_hours=chat_gap_hours)
+    except ReaderError as exc:
+        report.errors.append({"source": str(path), "error": str(exc)})
+        return None
+    if not documents:
+        report.errors.append({"source": str(path), "error": "no text found"})
+        return None
+    return fmt, documents
 
 
 def turn_units(document: SourceDocument) -> list[tuple[int, int, int]] | None:
