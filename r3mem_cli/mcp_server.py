@@ -27,7 +27,7 @@ import threading
 import traceback
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Callable, Literal
 
 import anyio
 import anyio.from_thread
@@ -158,12 +158,15 @@ class ArchiveAccess:
         return engine
 
     @contextmanager
-    def reading(self, *, model: bool = True):
-        """(archive, engine or None), read from one committed state of the archive."""
-        with self.model_turn if model else nullcontext(), self.open() as archive:
-            engine = self.engine(archive) if model else None
-            with transaction(archive.conn, write=False):
-                yield archive, engine
+    def reading(self, *, model: bool | Callable[[Archive], bool] = True):
+        """(archive, engine or None), read from one committed state of the archive. `model` may
+        ask the open archive whether this call needs the model (search over kept text does not)."""
+        with self.open() as archive:
+            wanted = model(archive) if callable(model) else model
+            with self.model_turn if wanted else nullcontext():
+                engine = self.engine(archive) if wanted else None
+                with transaction(archive.conn, write=False):
+                    yield archive, engine
 
 
 class ArchiveTools:
@@ -179,9 +182,9 @@ class ArchiveTools:
         """Find passages in the user's archive (notes, documents, chats) that match a query, best first.
         Each result gives the passage text, its document id and passage number ([doc:passage]), the file
         it came from, and where in it (lines, or chat session, speakers and time). No answer is generated."""
-        from .pipelines.search import search
+        from .pipelines.search import needs_engine, search
 
-        with self.access.reading(model=mode != "keyword") as (archive, engine):
+        with self.access.reading(model=lambda archive: needs_engine(archive, mode)) as (archive, engine):
             result = search(archive, query, top_k, engine=engine, mode=mode, doc=doc, kind=kind, since=since,
                             until=until, speaker=speaker)
         return _answer(result, _search_text(result))

@@ -47,23 +47,28 @@ _WITHOUT_A_MODEL = """
 import contextlib, io, json, runpy, sys
 archive, doc = sys.argv[1], sys.argv[2]
 out = {}
-for command in (["list", "--json"], ["show", doc, "--json"], ["stats", "--json"], ["verify", "--json"],
-                ["search", "lemon", "--mode", "keyword", "--json"]):
+for name, command in (("list", ["list", "--json"]), ("show", ["show", doc, "--json"]), ("stats", ["stats", "--json"]),
+                      ("verify", ["verify", "--json"]), ("search", ["search", "lemon", "--mode", "keyword", "--json"]),
+                      ("search auto", ["search", "lemon", "--json"])):
     sys.argv = ["r3mem", "--archive", archive, *command]
+    out[name] = None
     with contextlib.redirect_stdout(io.StringIO()) as printed:
         try:
             runpy.run_module("r3mem_cli", run_name="__main__")
         except SystemExit as e:
-            out[command[0]] = e.code
-    out[command[0] + " printed"] = bool(printed.getvalue())
+            out[name] = e.code
+    out[name + " printed"] = bool(printed.getvalue())
+    if name == "search auto":
+        out["found"] = [r["source"] for r in json.loads(printed.getvalue())["results"]]
 out["imported"] = sorted(m for m in ("torch", "transformers", "peft") if m in sys.modules)
 print(json.dumps(out))
 """
 
 
 def test_commands_that_need_no_model_never_import_torch(archive, notes):
-    """list, show, stats, verify and keyword search read the manifest only: a real process running
-    them never imports torch, transformers or peft (together about 3 seconds to import)."""
+    """list, show, stats, verify and search over kept text (keyword mode, and the default mode where
+    the archive stores no search keys: a default archive) read the manifest only: a real process
+    running them never imports torch, transformers or peft (together about 3 seconds to import)."""
     import subprocess
     import sys
 
@@ -73,7 +78,9 @@ def test_commands_that_need_no_model_never_import_torch(archive, notes):
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["imported"] == [], out
-    assert all(out[c] in (0, None) and out[c + " printed"] for c in ("list", "show", "stats", "verify", "search")), out
+    assert all(out[c] in (0, None) and out[c + " printed"]
+               for c in ("list", "show", "stats", "verify", "search", "search auto")), out
+    assert out["found"] and all(source.endswith("soup.md") for source in out["found"][:1]), out
 
 
 def test_version_and_help():

@@ -60,6 +60,26 @@ def test_a_default_archive_stores_no_search_keys_and_says_so(tmp_path, tiny_mode
     assert search(root, "garden lemon", "--mode", "auto")["mode"] == "keyword"
     refused = r3mem(root, "search", "garden", "--mode", "memory")
     assert refused.exit_code == 2 and "init --search-keys" in refused.stderr
+    from r3mem_cli.archive import Archive
+    from r3mem_cli.pipelines.search import needs_engine
+
+    with Archive.open(root) as reader:  # so `search` starts without loading the model here ...
+        assert not needs_engine(reader, "auto") and not needs_engine(reader, "keyword")
+        assert needs_engine(reader, "auto", rerank=5)
+
+
+def test_search_loads_the_model_where_the_memory_path_or_the_text_needs_it(archive, tmp_path, tiny_model_dir):
+    from r3mem_cli.archive import Archive
+    from r3mem_cli.pipelines.search import needs_engine
+
+    with Archive.open(archive) as reader:  # ... and here, where search keys are stored, it does
+        assert needs_engine(reader, "auto") and needs_engine(reader, "memory") and needs_engine(reader, "hybrid")
+        assert not needs_engine(reader, "keyword")
+    assert "memory" in search(archive, "garden lemon", "--mode", "auto")["mode"]
+    pure = tmp_path / "pure"  # a pure-memory archive decodes its result text from the code
+    assert r3mem(pure, "init", "--model", str(tiny_model_dir), "--no-keep-source", "--no-search-keys").exit_code == 0
+    with Archive.open(pure) as reader:
+        assert needs_engine(reader, "keyword")
 
 
 def search(root: Path, *args: str) -> dict:

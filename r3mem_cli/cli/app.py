@@ -348,10 +348,10 @@ def search(
     json_out: JsonOption = False,
 ) -> None:
     """Ranked passages for a query: keyword BM25 and memory similarity, rank-fused; no generation."""
-    from ..pipelines.search import search as run_search
+    from ..pipelines.search import needs_engine, search as run_search
 
     with _open() as archive:
-        engine = None if mode is SearchMode.keyword else _engine(archive, device, precision)
+        engine = _engine(archive, device, precision) if needs_engine(archive, mode.value, rerank) else None
         with _snapshot(archive):
             result = run_search(archive, query, top_k, engine=engine, mode=mode.value, coarse=coarse, rerank=rerank,
                                 doc=doc, kind=plain(kind), since=since, until=until, speaker=speaker)

@@ -29,6 +29,14 @@ RRF_K = 60
 WEIGHTS = {"keyword": 1.0, "memory": 0.5}
 
 
+def needs_engine(archive: Archive, mode: str = "auto", rerank: int = 0) -> bool:
+    """Whether `search` with these settings uses the model: the memory path (only where the
+    archive stores search keys), reranking, or a pure-memory archive's text (decoded from its
+    code). Keyword search over kept text needs none, so it starts without loading it."""
+    uses_memory = mode in ("auto", "hybrid", "memory") and archive.has_search_keys()
+    return uses_memory or rerank > 0 or not archive.keep_source
+
+
 def search(
     archive: Archive,
     query: str,
