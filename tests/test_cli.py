@@ -49,7 +49,8 @@ archive, doc = sys.argv[1], sys.argv[2]
 out = {}
 for name, command in (("list", ["list", "--json"]), ("show", ["show", doc, "--json"]), ("stats", ["stats", "--json"]),
                       ("verify", ["verify", "--json"]), ("search", ["search", "lemon", "--mode", "keyword", "--json"]),
-                      ("search auto", ["search", "lemon", "--json"])):
+                      ("search auto", ["search", "lemon", "--json"]),
+                      ("ask", ["ask", "How long does the lentil soup simmer?", "--json"])):
     sys.argv = ["r3mem", "--archive", archive, *command]
     out[name] = None
     with contextlib.redirect_stdout(io.StringIO()) as printed:
@@ -60,15 +61,18 @@ for name, command in (("list", ["list", "--json"]), ("show", ["show", doc, "--js
     out[name + " printed"] = bool(printed.getvalue())
     if name == "search auto":
         out["found"] = [r["source"] for r in json.loads(printed.getvalue())["results"]]
+    if name == "ask":
+        out["answer"] = json.loads(printed.getvalue())["answer"]
 out["imported"] = sorted(m for m in ("torch", "transformers", "peft") if m in sys.modules)
 print(json.dumps(out))
 """
 
 
 def test_commands_that_need_no_model_never_import_torch(archive, notes):
-    """list, show, stats, verify and search over kept text (keyword mode, and the default mode where
-    the archive stores no search keys: a default archive) read the manifest only: a real process
-    running them never imports torch, transformers or peft (together about 3 seconds to import)."""
+    """list, show, stats, verify, search over kept text (keyword mode, and the default mode where
+    the archive stores no search keys: a default archive) and `ask` of a question the reader answers
+    from the text read the manifest only: a real process running them never imports torch,
+    transformers or peft (together about 3 seconds to import)."""
     import subprocess
     import sys
 
@@ -79,8 +83,9 @@ def test_commands_that_need_no_model_never_import_torch(archive, notes):
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["imported"] == [], out
     assert all(out[c] in (0, None) and out[c + " printed"]
-               for c in ("list", "show", "stats", "verify", "search", "search auto")), out
+               for c in ("list", "show", "stats", "verify", "search", "search auto", "ask")), out
     assert out["found"] and all(source.endswith("soup.md") for source in out["found"][:1]), out
+    assert "25 minutes" in out["answer"], out
 
 
 def test_version_and_help():

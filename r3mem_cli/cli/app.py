@@ -395,7 +395,7 @@ def ask(
     json_out: JsonOption = False,
 ) -> None:
     """Answer a question from the archive, citing passages as [doc:passage]."""
-    from ..model.loading import load_base_model
+    from ..model.loading import load_base_model, resolve_device
     from ..pipelines.ask import ask as run_ask
     from ..pipelines.endpoint import ChatEndpoint
 
@@ -407,8 +407,10 @@ def ask(
     stream = not json_out and sys.stdout.isatty()
     questions = (line.strip() for line in sys.stdin) if question == "-" else iter([question])
     with _open() as archive:
-        engine = _engine(archive, device, precision)
-        answer_model = load_base_model(model, engine.device) if model else None
+        # loaded on first need (engine_for keeps it for the next question): most answers over kept
+        # text are read without the model, so `ask` starts in a fraction of a second
+        engine = lambda: _engine(archive, device, precision)  # noqa: E731
+        answer_model = load_base_model(model, resolve_device(device)) if model else None
         for asked in questions:
             if question == "-" and not asked:
                 continue

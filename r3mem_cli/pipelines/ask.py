@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Callable
-
-import torch
+from typing import TYPE_CHECKING, Callable
 
 from r3mem_cli.errors import R3memError
 
 from . import reader
 from .evidence import find_evidence
+from .search import needs_engine
+
+if TYPE_CHECKING:  # torch only where the model runs: most answers are read without it
+    import torch
 
 # What every "the archive does not say" answer reads: plain, and what LoCoMo's scoring looks for.
 NOT_IN_ARCHIVE = "Not mentioned in the archive."
@@ -97,11 +99,16 @@ def ask(archive, engine, question: str, top_k: int = 5, *, answer_model=None, en
         max_new_tokens: int = 96, on_text: Callable[[str], None] | None = None, mode: str = "auto",
         **filters) -> dict:
     """`{"question", "answer", "sources"}`; `on_text` receives the answer as it is written.
+    `engine` is the archive's MemoryEngine, or a function that loads it: then it is loaded only
+    when a step uses it (the memory path, a pure-memory archive's text, a yes/no question), and
+    most questions over kept text are answered without loading the model at all.
     `answer_model` is a (model, tokenizer) pair and `endpoint` an endpoint.ChatEndpoint: either
     writes the answer instead of the reader."""
     if not question.strip():
         raise R3memError("the question is empty")
-    found = find_evidence(archive, question, top_k, engine=engine, mode=mode, **filters)
+    load = engine if callable(engine) else (lambda: engine)
+    found = find_evidence(archive, question, top_k, engine=load() if needs_engine(archive, mode) else None,
+                          mode=mode, **filters)
     if declines(question, found):
         return {"question": question, "answer": NOT_IN_ARCHIVE, "sources": []}
     if endpoint is not None or answer_model is not None:
@@ -115,7 +122,7 @@ def ask(archive, engine, question: str, top_k: int = 5, *, answer_model=None, en
             model, tokenizer = answer_model
             text = _generate(model, tokenizer, messages, max_new_tokens, on_text, disable_adapter=False)
         return {"question": question, "answer": finish_answer(text, shown), "sources": found}
-    answer = read_answer(engine, question, found)
+    answer = read_answer(load, question, found)
     if on_text:
         on_text(answer)
     return {"question": question, "answer": answer, "sources": found}
@@ -132,7 +139,9 @@ def declines(question: str, found: list[dict]) -> bool:
 
 
 def read_answer(engine, question: str, found: list[dict]) -> str:
-    """The reader's answer with the archive's own model (module docstring), cited."""
+    """The reader's answer with the archive's own model (module docstring), cited. `engine` as
+    for `ask`: only a yes/no question needs it."""
+    load = engine if callable(engine) else (lambda: engine)
     ranked = reader.answer_lines(question, found)
     if not ranked:
         return NOT_IN_ARCHIVE
@@ -142,7 +151,8 @@ def read_answer(engine, question: str, found: list[dict]) -> str:
         answer = reader.when_answer(line, question)
     elif kind == "yes/no":
         context = [{"doc": line.doc, "passage": line.passage, "text": line.passage_text, "location": line.location}]
-        yes = _prefers_yes(engine.network.lm, engine.tokenizer, prompt_messages(question, context))
+        model = load()
+        yes = _prefers_yes(model.network.lm, model.tokenizer, prompt_messages(question, context))
         answer = reader.yes_no_prefix(question) + ("yes" if yes else "no")
         answer = answer[0].upper() + answer[1:]
     else:
@@ -191,20 +201,23 @@ def citations(answer: str) -> list[tuple[str, int]]:
     return [(m.group(1), int(m.group(2))) for m in _CITATION.finditer(answer)]
 
 
-@torch.inference_mode()
 def _prefers_yes(model, tokenizer, messages) -> bool:
     """Whether the model, answering, starts with "Yes" rather than "No" (one forward pass)."""
     import contextlib
 
+    import torch
+
     ids = _prompt_ids(tokenizer, messages).to(next(model.parameters()).device)
     context = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
-    with context:
+    with context, torch.inference_mode():
         logits = model(input_ids=ids).logits[0, -1]
     yes, no = (tokenizer(word, add_special_tokens=False)["input_ids"][0] for word in ("Yes", "No"))
     return bool(logits[yes] >= logits[no])
 
 
 def _prompt_ids(tokenizer, messages) -> torch.Tensor:
+    import torch
+
     if getattr(tokenizer, "chat_template", None):
         ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
         return ids if isinstance(ids, torch.Tensor) else ids["input_ids"]  # newer transformers: a BatchEncoding
@@ -212,10 +225,11 @@ def _prompt_ids(tokenizer, messages) -> torch.Tensor:
     return tokenizer(plain, return_tensors="pt")["input_ids"]
 
 
-@torch.inference_mode()
 def _generate(model, tokenizer, messages, max_new_tokens, on_text, *, disable_adapter: bool) -> str:
     """Greedy generation with the KV cache, token by token so a terminal sees it appear."""
     import contextlib
+
+    import torch
 
     ids = _prompt_ids(tokenizer, messages)
     device = next(model.parameters()).device
@@ -226,7 +240,7 @@ def _generate(model, tokenizer, messages, max_new_tokens, on_text, *, disable_ad
     context = model.disable_adapter() if disable_adapter and hasattr(model, "disable_adapter") else contextlib.nullcontext()
     out: list[int] = []
     shown = ""
-    with context:
+    with context, torch.inference_mode():
         cache, inputs = None, ids
         for _ in range(max_new_tokens):
             step = model(input_ids=inputs, past_key_values=cache, use_cache=True)
