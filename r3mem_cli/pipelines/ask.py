@@ -138,10 +138,9 @@ def declines(question: str, found: list[dict]) -> bool:
     return reader.attribution(question, found) < ATTRIBUTION_FLOOR
 
 
-def read_answer(engine, question: str, found: list[dict]) -> str:
-    """The reader's answer with the archive's own model (module docstring), cited. `engine` as
-    for `ask`: only a yes/no question needs it."""
-    load = engine if callable(engine) else (lambda: engine)
+def read_answer(load_engine: Callable, question: str, found: list[dict]) -> str:
+    """The reader's answer with the archive's own model (module docstring), cited. `load_engine()`
+    gives the model; only a yes/no question calls it."""
     ranked = reader.answer_lines(question, found)
     if not ranked:
         return NOT_IN_ARCHIVE
@@ -151,8 +150,8 @@ def read_answer(engine, question: str, found: list[dict]) -> str:
         answer = reader.when_answer(line, question)
     elif kind == "yes/no":
         context = [{"doc": line.doc, "passage": line.passage, "text": line.passage_text, "location": line.location}]
-        model = load()
-        yes = _prefers_yes(model.network.lm, model.tokenizer, prompt_messages(question, context))
+        engine = load_engine()
+        yes = _prefers_yes(engine.network.lm, engine.tokenizer, prompt_messages(question, context))
         answer = reader.yes_no_prefix(question) + ("yes" if yes else "no")
         answer = answer[0].upper() + answer[1:]
     else:
