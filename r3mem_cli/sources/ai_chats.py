@@ -29,13 +29,9 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from .chat import ChatBuilder, from_iso, get_str
+from .chat import ChatBuilder, from_iso, get_str, written_moment
 from .text import ReaderError, SourceDocument
 
-_MONTHS = {name: number for number, names in enumerate(
-    [("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"), ("may",), ("june", "jun"),
-     ("july", "jul"), ("august", "aug"), ("september", "sep", "sept"), ("october", "oct"),
-     ("november", "nov"), ("december", "dec")], start=1) for name in names}
 # "December 1, 2023 12:54pm" (SillyTavern), "Jun 12, 2025 10:30" (text-generation-webui)
 _WRITTEN = re.compile(r"(?P<month>[A-Za-z]+)\.?\s+(?P<day>\d{1,2}),?\s+(?P<year>\d{4}),?\s+"
                       r"(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?\s*(?P<ampm>[AaPp]\.?[Mm]\.?)?",
@@ -67,14 +63,8 @@ def read_send_date(value) -> datetime | None:
         return found
     written = _WRITTEN.fullmatch(text)
     if written:
-        month = _MONTHS.get(written["month"].lower())
-        hour = int(written["hour"])
-        ampm = (written["ampm"] or "").replace(".", "").lower()
-        if month is None or hour > 23 or (ampm and not 1 <= hour <= 12):
-            return None
-        if ampm:
-            hour = hour % 12 + (12 if ampm == "pm" else 0)
-        return _moment(written["year"], month, written["day"], hour, written["minute"], written["second"])
+        return written_moment(written["year"], written["month"], written["day"], written["hour"], written["minute"],
+                              written["second"], written["ampm"])
     human = _HUMANIZED.fullmatch(text)
     if human:
         return _moment(human["year"], human["month"], human["day"], human["hour"], human["minute"], human["second"])

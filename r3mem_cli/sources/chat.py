@@ -72,6 +72,29 @@ def from_epoch(value) -> datetime | None:
         return None
 
 
+ENGLISH_MONTHS = {name: number for number, names in enumerate(
+    [("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"), ("may",), ("june", "jun"),
+     ("july", "jul"), ("august", "aug"), ("september", "sep", "sept"), ("october", "oct"),
+     ("november", "nov"), ("december", "dec")], start=1) for name in names}
+
+
+def written_moment(year, month_name: str, day, hour, minute, second=None, ampm: str | None = None,
+                   tz=None) -> datetime | None:
+    """A date and time as exports write it in English ("December 1, 2023 12:54pm", "2 March 2020
+    at 1:05:00 PM"), its parts as matched -> datetime, or None when the parts are no real time."""
+    month = ENGLISH_MONTHS.get(month_name.lower())
+    hour = int(hour)
+    ampm = (ampm or "").replace(".", "").lower()
+    if month is None or hour > 23 or (ampm and not 1 <= hour <= 12):
+        return None
+    if ampm:
+        hour = hour % 12 + (12 if ampm == "pm" else 0)
+    try:
+        return datetime(int(year), month, int(day), hour, int(minute), int(second or 0), tzinfo=tz)
+    except (ValueError, OverflowError):
+        return None
+
+
 def from_iso(value) -> datetime | None:
     """An ISO-8601 string (naive stays naive), a trailing Z accepted; numbers are epoch seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -18,13 +18,9 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from .chat import ChatBuilder, get_str, scalar_text
+from .chat import ChatBuilder, get_str, scalar_text, written_moment
 from .text import ReaderError, SourceDocument
 
-_MONTHS = {name: number for number, names in enumerate(
-    [("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"), ("may",), ("june", "jun"),
-     ("july", "jul"), ("august", "aug"), ("september", "sep", "sept"), ("october", "oct"),
-     ("november", "nov"), ("december", "dec")], start=1) for name in names}
 _ENGLISH = re.compile(
     r"(?:[A-Za-z]+,\s*)?(?:(?P<month>[A-Za-z]+)\.?\s+(?P<day>\d{1,2}),?|(?P<day2>\d{1,2})\s+(?P<month2>[A-Za-z]+)\.?,?)"
     r"\s+(?P<year>\d{4}),?\s+(?:at\s+)?(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?"
@@ -47,18 +43,9 @@ def is_google_chat(value) -> bool:
 
 
 def _english(match: re.Match) -> datetime | None:
-    month = _MONTHS.get((match["month"] or match["month2"]).lower())
-    hour = int(match["hour"])
-    ampm = (match["ampm"] or "").replace(".", "").lower()
-    if month is None or hour > 23 or (ampm and not 1 <= hour <= 12):
-        return None
-    if ampm:
-        hour = hour % 12 + (12 if ampm == "pm" else 0)
-    try:
-        return datetime(int(match["year"]), month, int(match["day"] or match["day2"]), hour, int(match["minute"]),
-                        int(match["second"] or 0), tzinfo=timezone.utc if match["zone"] else None)
-    except ValueError:
-        return None
+    return written_moment(match["year"], match["month"] or match["month2"], match["day"] or match["day2"],
+                          match["hour"], match["minute"], match["second"], match["ampm"],
+                          timezone.utc if match["zone"] else None)
 
 
 class DateReader:
