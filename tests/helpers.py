@@ -16,7 +16,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -230,13 +229,20 @@ def harness_env(**extra) -> dict:
     return env
 
 
-def r3mem_argv(archive: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "r3mem_cli", "--archive", str(archive), *args]
-
-
 def run(archive: Path, *args: str, crash: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`r3mem --archive ARCHIVE ARGS` in a process of its own (forked, tests/forkserver.py)."""
+    from tests import forkserver
+
     env = harness_env(**({"R3MEM_CRASHPOINT": crash} if crash else {}))
-    return subprocess.run(r3mem_argv(archive, *args), env=env, capture_output=True, text=True, timeout=timeout)
+    return forkserver.run(["--archive", str(archive), *args], env, timeout=timeout)
+
+
+def start(archive: Path, *args: str, env: dict | None = None):
+    """`r3mem --archive ARCHIVE ARGS` started in a process of its own (a forkserver.Process, like
+    Popen), output discarded: for the tests that kill it."""
+    from tests import forkserver
+
+    return forkserver.Process(["--archive", str(archive), *args], env or harness_env(), capture=False)
 
 
 def _tensor_sha(t) -> str:

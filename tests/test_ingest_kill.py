@@ -1,7 +1,7 @@
 """SIGKILL safety of `r3mem ingest` (issue 4, DESIGN.md §3).
 
-A folder of small documents and chats in several formats is ingested by a real subprocess
-(`python -m r3mem_cli ingest`) that is killed with SIGKILL at a seeded random moment. After each
+A folder of small documents and chats in several formats is ingested by a process of its own
+(`r3mem ingest`, forked from tests/forkserver.py's server) that is killed with SIGKILL at a seeded random moment. After each
 kill `verify` is clean (a shard or temp file left by the killed writer is only a note: nothing refers
 to it and the next write-open removes it), and re-running the same command must exit 0 and give exactly the archive of
 an uninterrupted run: the same document ids, passage counts and per-passage text hashes, no
@@ -19,13 +19,12 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from . import forkserver
 from .helpers import build_corpus, prose, r3mem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,9 +37,8 @@ def _env() -> dict:
     return env
 
 
-def _ingest_cmd(archive: Path, folder: Path) -> list[str]:
-    return [sys.executable, "-m", "r3mem_cli", "--archive", str(archive), "ingest", str(folder), "--json",
-            "--device", "cpu"]
+def _ingest_args(archive: Path, folder: Path) -> list[str]:
+    return ["--archive", str(archive), "ingest", str(folder), "--json", "--device", "cpu"]
 
 
 def init_archive(root: Path, model_dir: Path) -> Path:
@@ -79,7 +77,7 @@ def snapshot(root: Path, *, one_version: bool = True) -> dict:
 
 
 def run_ingest(archive: Path, folder: Path) -> tuple[int, dict, str]:
-    proc = subprocess.run(_ingest_cmd(archive, folder), env=_env(), capture_output=True, text=True, timeout=300)
+    proc = forkserver.run(_ingest_args(archive, folder), _env(), timeout=300)
     report = json.loads(proc.stdout) if proc.stdout.strip() else {}
     return proc.returncode, report, proc.stderr
 
@@ -98,6 +96,7 @@ def corpus(tmp_path_factory) -> Path:
 def baseline(tmp_path_factory, tiny_model_dir, corpus) -> dict:
     """An uninterrupted run on a fresh archive: its snapshot and the number of commits it made."""
     root = init_archive(tmp_path_factory.mktemp("kill-baseline") / "archive", tiny_model_dir)
+    forkserver.warm()  # `seconds` times the ingest, not the server's start
     started = time.monotonic()
     code, report, stderr = run_ingest(root, corpus)
     seconds = time.monotonic() - started
@@ -122,8 +121,7 @@ def _kill_at_random(archive: Path, folder: Path, rng: random.Random, commits: in
     before = _shards(archive)
     target = rng.randint(at_least, commits)  # 0: during start-up / the first batch; commits: after the last one
     extra = rng.uniform(0.0, 0.05)
-    proc = subprocess.Popen(_ingest_cmd(archive, folder), env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = forkserver.Process(_ingest_args(archive, folder), _env(), capture=False)
     try:
         if target == 0:
             time.sleep(rng.uniform(0.2, 0.9) * seconds)
