@@ -31,6 +31,7 @@ PRELOAD = ["torch", "transformers", "peft", "safetensors.torch", "transformers.m
            "transformers.models.auto", "tokenizers", "numpy", "zstandard", "typer", "rich"]
 # Read by torch (libgomp), huggingface_hub and transformers when they are imported: the values every
 # test process of r3mem uses (the harness environment; what cli/output.py sets before the import).
+# OMP_NUM_THREADS: the worker's own where conftest.py set it (cores / workers), else 1.
 SERVER_ENV = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
               "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
               "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
@@ -44,7 +45,7 @@ def _server():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
         saved = {name: os.environ.get(name) for name in SERVER_ENV}
-        os.environ.update(SERVER_ENV)
+        os.environ.update({**SERVER_ENV, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
         try:
             multiprocessing.forkserver.ensure_running()
         finally:
