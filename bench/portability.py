@@ -91,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     engine = load_engine("cpu")
     passages = load_documents([args.doc], Segmenter(engine.tokenizer, engine.config.max_passage_tokens))[0]
-    group = engine.encode_exact([passages])[0][0]
+    group = engine.encode_exact([passages], lmcode.GROUP_PASSAGES)[0][0]
     members = passages[: lmcode.GROUP_PASSAGES]
     here = logits_probe(engine)
     rows = {}

@@ -249,6 +249,47 @@ def test_recall_is_exact_from_the_code_and_names_the_method(tmp_path, tiny_model
     assert checked["ok"] and checked["decode"]["exact"] == checked["decode"]["passages"] == len(out["passages"])
 
 
+@pytest.mark.parametrize("flags,group", [((), 2), (("--no-keep-source",), 8), (("--code-group", "5"), 5)])
+def test_codes_are_written_in_groups_sized_by_what_the_archive_keeps(tmp_path, tiny_model_dir, flags, group):
+    """Groups of 2 passages where the text is kept (recall reads at most 2 against it), of 8 in a
+    pure-memory archive, or as `--code-group` says: one code per group, on the group's first
+    passage, with the group size in its tag; every passage decodes exactly."""
+    from .helpers import SENTENCES
+
+    root = tmp_path / "archive"
+    assert r3mem(root, "init", "--model", str(tiny_model_dir), *flags).exit_code == 0
+    assert as_json(r3mem(root, "stats", "--json"))["exact"] == "code"
+    note = tmp_path / "note.txt"
+    note.write_text("\n\n".join(SENTENCES * 3) + "\n")
+    doc = as_json(r3mem(root, "ingest", str(note), "--json"))["added"][0]
+    assert doc["passages"] >= 9, doc  # more than one group of 8
+    with sqlite3.connect(root / "manifest.sqlite") as c:
+        rows = c.execute("SELECT p.idx, c.tag FROM residuals r JOIN passages p ON p.id = r.passage_id "
+                         "JOIN coders c ON c.id = r.coder ORDER BY p.idx").fetchall()
+        settings = json.loads(c.execute("SELECT value FROM archive_info WHERE key = 'settings'").fetchone()[0])
+    assert settings["code_group"] == group
+    assert [idx for idx, _ in rows] == list(range(0, doc["passages"], group))
+    assert {json.loads(tag)["group"] for _, tag in rows} == {group}
+    out = as_json(r3mem(root, "recall", "--doc", doc["id"], "--json"))
+    assert out["exact_rate"] == 1.0 and {p["method"] for p in out["passages"]} == {"code"}
+    last = doc["passages"] - 1  # one passage alone, the last of its group or of the document
+    one = as_json(r3mem(root, "recall", "--doc", doc["id"], "--passage", str(last), "--json"))
+    assert one["exact_rate"] == 1.0 and one["passages"][0]["text"] == out["passages"][last]["text"]
+    checked = as_json(r3mem(root, "verify", "--decode", "--json"))
+    assert checked["ok"] and checked["decode"]["exact"] == doc["passages"]
+
+
+def test_code_group_setting_is_checked_and_older_archives_read_as_groups_of_8():
+    from r3mem_cli.archive import ArchiveSettings
+    from r3mem_cli.errors import BadParameter
+
+    for bad in (0, 65, 2.5, True):
+        with pytest.raises(BadParameter):
+            ArchiveSettings(code_group=bad)
+    assert ArchiveSettings.from_dict({"exact": "code"}).coded_group == 8  # written before the setting
+    assert ArchiveSettings(code_group=2).coded_group == 2 and ArchiveSettings().coded_group == 8
+
+
 def test_a_code_that_does_not_decode_falls_back_to_the_kept_source_and_says_so(tmp_path, tiny_model_dir):
     root, doc = _archive(tmp_path, tiny_model_dir)
     _damage_codes(root)

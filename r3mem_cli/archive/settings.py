@@ -8,6 +8,12 @@ from dataclasses import asdict, dataclass, field, fields
 from r3mem_cli.choices import EXACT_METHODS, KEY_PRECISIONS, MEMORY_PRECISIONS
 from r3mem_cli.errors import BadParameter
 
+# Passages per group of the exact code, by what the archive keeps (docs/decisions/0032): with kept
+# text, recall reads a passage's group up to it against that text, so a short group bounds its time;
+# without it, a longer group gives each passage more context and fewer code bits.
+CODE_GROUP_KEPT_TEXT = 2
+CODE_GROUP_PURE_MEMORY = 8
+
 
 @dataclass
 class ArchiveSettings:
@@ -34,6 +40,12 @@ class ArchiveSettings:
     search_key_precision: str = field(default="int8", metadata={
         "help": "how search keys are stored: int8 (one byte a value plus a float16 scale per key) or float16; "
                 "int8 halves them for the same recall (bench/results/search_keys.md, decision 0027)"})
+    code_group: int | None = field(default=None, metadata={
+        "help": "passages per group of the exact code: each passage is coded with the earlier passages of its "
+                "group as context and recalled by reading its group up to it; None = 2 where the archive keeps its "
+                "text (recall of any passage reads at most 2 passages against it: under 1 s on 2 CPU cores) and 8 "
+                "in a pure-memory archive (more context: 15-21% fewer code bits); archives made before this "
+                "setting coded groups of 8 (bench/results/code_groups.md, decision 0032)"})
     refine_steps: int = field(default=200, metadata={"help": "at most this many optimiser steps per passage "
                                                              "with exact=refine"})
     refine_lr: float = field(default=0.03, metadata={"help": "learning rate of refinement"})
@@ -67,6 +79,11 @@ class ArchiveSettings:
                 raise BadParameter("compression_ratio", f"must be a whole number of at least 1, "
                                                         f"not {self.compression_ratio!r}")
             self.compression_ratio = int(self.compression_ratio)
+        if self.code_group is not None:
+            if isinstance(self.code_group, bool) or int(self.code_group) != self.code_group \
+                    or not 1 <= self.code_group <= 64:
+                raise BadParameter("code_group", f"must be a whole number from 1 to 64, not {self.code_group!r}")
+            self.code_group = int(self.code_group)
         if int(self.refine_steps) < 0:
             raise BadParameter("refine_steps", f"must be at least 0 (got {self.refine_steps})")
         if not float(self.refine_lr) > 0:
@@ -89,6 +106,11 @@ class ArchiveSettings:
     def residual(self) -> bool:
         return self.exact == "residual"
 
+    @property
+    def coded_group(self) -> int:
+        """Passages per group of the exact code written now (code_group, else the pure-memory size)."""
+        return self.code_group or CODE_GROUP_PURE_MEMORY
+
     @classmethod
     def from_dict(cls, data: dict | None) -> "ArchiveSettings":
         """Settings as an archive's manifest stores them, including archives written by earlier
@@ -101,6 +123,7 @@ class ArchiveSettings:
         data.setdefault("store_memory", True)  # and every passage stored its memory
         data.setdefault("search_keys", True)  # and its search keys
         data.setdefault("search_key_precision", "float16")  # in float16
+        data.setdefault("code_group", 8)  # and codes were written in groups of 8
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -131,6 +131,9 @@ def init(
     search_key_precision: KeyPrecision = typer.Option("int8", "--search-key-precision",
                                                       help="How search keys are stored: int8 (half the bytes) | "
                                                            "float16."),
+    code_group: Optional[int] = typer.Option(None, "--code-group", min=1, max=64,
+                                             help="Passages per group of the exact code (default: 2 with kept text, "
+                                                  "so recall reads at most 2; 8 in a pure-memory archive)."),
     refine_steps: int = typer.Option(200, "--refine-steps", min=1, help="Step budget per passage for --exact refine."),
     refine_lr: float = typer.Option(0.03, "--refine-lr", min=0.0, help="Adam learning rate for --exact refine."),
     memory_precision: Optional[MemoryPrecision] = typer.Option(None, "--memory-precision",
@@ -148,7 +151,7 @@ def init(
         raise ArchiveError(f"an archive already exists at {root}")
     settings = ArchiveSettings(compression_ratio=compression_ratio, exact=exact.value, store_memory=store_memory,
                                search_keys=search_keys, search_key_precision=search_key_precision.value,
-                               refine_steps=refine_steps, refine_lr=refine_lr,
+                               code_group=code_group, refine_steps=refine_steps, refine_lr=refine_lr,
                                memory_precision=memory_precision.value if memory_precision is not None else None)
     archive, warnings = create_archive(root, model=model, keep_source=not no_keep_source, adapter=adapter,
                                        settings=settings, encrypt=encrypt)

@@ -245,9 +245,9 @@ class MemoryEngine:
                                            fingerprint)
         return self._exact_coder
 
-    def encode_exact(self, documents: list[list[list[int]]]) -> list[list[GroupCode]]:
-        """Token ids per passage per document -> each document's group codes."""
-        return self.exact_coder.encode_documents(documents)
+    def encode_exact(self, documents: list[list[list[int]]], group: int) -> list[list[GroupCode]]:
+        """Token ids per passage per document -> each document's codes, in groups of `group` passages."""
+        return self.exact_coder.encode_documents(documents, group)
 
     def decode_exact(self, jobs: list[DecodeJob]) -> list[list[str] | None]:
         """Groups' codes -> the text of each group's wanted passages, None where a code is damaged

@@ -43,7 +43,7 @@ from .memory import pad_batch
 
 CODER = "lm64-v2"  # float64 throughout
 LEGACY_CODER = "lm64-v1"  # float32 RMSNorm and rotary angles inside the float64 forward
-GROUP_PASSAGES = 8  # passages per coded group: the context a passage is coded under
+GROUP_PASSAGES = 8  # passages per coded group unless told otherwise (ArchiveSettings.code_group)
 GRID_NATS = 1 / 8  # logit grid: quantisation costs about GRID^2/24 nats a token
 FLOOR_STEPS = 160  # grid steps below the best logit (20 nats) after which every token weighs the same
 GUARD_NATS = 1e-8  # a logit this close to a grid line escapes the step
@@ -63,10 +63,10 @@ def _table() -> np.ndarray:
 WEIGHTS = _table()
 
 
-def coder_tag(model_fingerprint: str) -> str:
-    """What a code depends on: this coder's constants and the base model; not the device,
-    the thread count or the precision the rest of ingest used."""
-    return json.dumps({"coder": CODER, "group": GROUP_PASSAGES, "grid": GRID_NATS, "guard": GUARD_NATS,
+def coder_tag(model_fingerprint: str, group: int = GROUP_PASSAGES) -> str:
+    """What a code depends on: this coder's constants, the group size it was written with and the
+    base model; not the device, the thread count or the precision the rest of ingest used."""
+    return json.dumps({"coder": CODER, "group": int(group), "grid": GRID_NATS, "guard": GUARD_NATS,
                        "model": model_fingerprint}, sort_keys=True)
 
 
@@ -222,12 +222,15 @@ class ExactCoder:
         self.device = "cpu" if str(device).startswith("mps") else device  # MPS has no float64
         self.start_token = int(start_token)
         self.fingerprint = fingerprint
-        self.tag = coder_tag(fingerprint)
         self._make_model = make_model
         self._models_by_coder: dict[str, torch.nn.Module] = {}
         self._entropy: _Models | None = None
         self.noise = 0.0  # tests only: add this much uniform noise to every logit (decode side)
         self.seconds = {"forward": 0.0, "steps": 0.0, "coding": 0.0}  # encode time by part, for the benches
+
+    def tag_for(self, group: int) -> str:
+        """The tag of codes this coder writes in groups of `group` passages."""
+        return coder_tag(self.fingerprint, group)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -249,10 +252,11 @@ class ExactCoder:
 
     # ------------------------------------------------------------------ encode
     @torch.inference_mode()
-    def encode_documents(self, documents: list[list[list[int]]]) -> list[list[GroupCode]]:
-        """Token ids per passage per document -> the codes of each document's groups."""
-        groups = [(d, first, passages[first:first + GROUP_PASSAGES])
-                  for d, passages in enumerate(documents) for first in range(0, len(passages), GROUP_PASSAGES)]
+    def encode_documents(self, documents: list[list[list[int]]], group: int = GROUP_PASSAGES) -> list[list[GroupCode]]:
+        """Token ids per passage per document -> the codes of each document's groups of `group`
+        passages (their tag: `tag_for(group)`)."""
+        groups = [(d, first, passages[first:first + group])
+                  for d, passages in enumerate(documents) for first in range(0, len(passages), group)]
         out: list[list[GroupCode]] = [[] for _ in documents]
         for batch in self._batches(list(range(len(groups))), lambda g: 1 + sum(map(len, groups[g][2]))):
             for index, code in zip(batch, self._encode_batch([groups[i][2] for i in batch])):

@@ -27,7 +27,8 @@ class CompressedDocument:
 def compress_for_archive(engine: MemoryEngine, settings: ArchiveSettings,
                          documents: list[list[list[int]]]) -> list[CompressedDocument]:
     """Token ids per passage per document -> what the archive stores for each passage."""
-    codes = [{group.first: group.code for group in groups} for groups in engine.encode_exact(documents)] \
+    group = settings.coded_group
+    codes = [{g.first: g.code for g in groups} for groups in engine.encode_exact(documents, group)] \
         if settings.code else [{} for _ in documents]
     if not settings.store_memory and settings.search_keys is False:  # nothing the compress pass makes is kept
         out = [CompressedDocument([StoredMemory(memory=None) for _ in doc], None, [None] * len(doc))
@@ -36,7 +37,7 @@ def compress_for_archive(engine: MemoryEngine, settings: ArchiveSettings,
         out = _compressed(engine, settings, documents)
     for document, doc_codes in zip(out, codes):  # a group's code goes with its first passage
         for first, code in doc_codes.items():
-            document.passages[first].residual, document.passages[first].coder = code, engine.exact_coder.tag
+            document.passages[first].residual, document.passages[first].coder = code, engine.exact_coder.tag_for(group)
     return out
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import platformdirs
 
 from ..archive import Archive, ArchiveSettings
+from ..archive.settings import CODE_GROUP_KEPT_TEXT, CODE_GROUP_PURE_MEMORY
 from ..errors import ArchiveError, BadParameter
 from ..model.loading import DEFAULT_MODEL
 from ..model.config import MemoryConfig
@@ -38,6 +39,8 @@ def create_archive(root: Path, *, model: str = DEFAULT_MODEL, keep_source: bool 
     settings = settings or ArchiveSettings()
     if settings.search_keys is None:  # the memory path is a pure-memory archive's only search
         settings = replace(settings, search_keys=not keep_source)
+    if settings.code_group is None:  # short groups where recall reads against kept text (decision 0032)
+        settings = replace(settings, code_group=CODE_GROUP_KEPT_TEXT if keep_source else CODE_GROUP_PURE_MEMORY)
     temporary = None
     if adapter is None:
         adapter = shipped_adapter(model)

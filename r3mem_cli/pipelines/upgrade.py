@@ -40,10 +40,11 @@ def upgrade(archive: Archive, engine: MemoryEngine, *, keep_memory: bool = False
                          "cannot be given an exact code; nothing was changed")
     tokens = [[engine.token_ids(texts[p.id]) for p in archive.passages(d.id)] for d in documents]
     codes = {}
-    for document, doc_codes in zip(documents, engine.encode_exact(tokens)):
+    group = archive.settings.coded_group
+    for document, doc_codes in zip(documents, engine.encode_exact(tokens, group)):
         passages = archive.passages(document.id)
-        for group in doc_codes:
-            codes[passages[group.first].id] = (group.code, engine.exact_coder.tag)
+        for coded in doc_codes:
+            codes[passages[coded.first].id] = (coded.code, engine.exact_coder.tag_for(group))
     before = archive.stats()["archive_bytes"]
     archive.adopt_codes(codes, replace(archive.settings, exact="code", store_memory=keep_memory))
     return {"upgraded": True, "documents": len(documents), "passages": len(texts), "codes": len(codes),
