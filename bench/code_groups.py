@@ -22,11 +22,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import locomo_exports
-from common import RESULTS, essays_folder, machine, pyplot, write_results
+from common import RESULTS, essays_folder, ingest_timed, machine, pyplot, write_results
 
 from r3mem_cli.archive import ArchiveSettings
-from r3mem_cli.model.engine import engine_for
-from r3mem_cli.pipelines.ingest import ingest
 from r3mem_cli.pipelines.recall import decode_exact
 from r3mem_cli.pipelines.setup import create_archive
 from r3mem_cli.sources import iter_inputs, supported
@@ -50,11 +48,7 @@ def measure(files: list[Path], group: int, tmp: Path, device: str) -> dict:
     root = tmp / f"g{group}-{time.monotonic_ns()}"
     archive, _ = create_archive(root, settings=replace(ArchiveSettings(), code_group=group))
     with archive:
-        engine = engine_for(archive.model, archive.adapter_dir, device)
-        started = time.perf_counter()
-        report = ingest(archive, files, engine)
-        seconds = time.perf_counter() - started
-        assert not report.errors, report.errors
+        engine, seconds = ingest_timed(archive, files, device)
         passages = [p for d in archive.documents() for p in archive.passages(d.id)]
         tokens = sum(p.tokens for p in passages)
         code_bytes = archive.stats()["residual_bytes"]

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
-from r3mem_cli.model.engine import MemoryEngine, shipped_adapter  # noqa: E402
+from r3mem_cli.model.engine import MemoryEngine, engine_for, shipped_adapter  # noqa: E402
 from r3mem_cli.model.loading import DEFAULT_MODEL  # noqa: E402
 from r3mem_cli.segment.segmenter import Segmenter  # noqa: E402
 from r3mem_cli.sources import iter_inputs, supported  # noqa: E402
@@ -72,6 +72,20 @@ def machine(engine: MemoryEngine) -> dict:
             "cpus": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "device": engine.device,
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def ingest_timed(archive, files: list[Path], device: str) -> tuple[MemoryEngine, float]:
+    """Ingest `files` into `archive` (every file must read): its engine, and the seconds ingest took."""
+    import time
+
+    from r3mem_cli.pipelines.ingest import ingest
+
+    engine = engine_for(archive.model, archive.adapter_dir, device)
+    started = time.perf_counter()
+    report = ingest(archive, files, engine)
+    seconds = time.perf_counter() - started
+    assert not report.errors, report.errors
+    return engine, seconds
 
 
 def write_results(name: str, result: dict, markdown: str, output: Path = RESULTS) -> None:

@@ -25,16 +25,13 @@ import json
 import math
 import sqlite3
 import tempfile
-import time
 from pathlib import Path
 
 import locomo_exports
 import torch
 import zstandard
-from common import RESULTS, essays_folder, machine, pyplot, write_results
+from common import RESULTS, essays_folder, ingest_timed, machine, pyplot, write_results
 
-from r3mem_cli.model.engine import engine_for
-from r3mem_cli.pipelines.ingest import ingest
 from r3mem_cli.pipelines.recall import check_decoding
 from r3mem_cli.pipelines.setup import create_archive
 from r3mem_cli.sources import iter_inputs, supported
@@ -105,11 +102,7 @@ def measure(corpus: str, files: list[Path], tmp: Path, device: str, decode: bool
         root = tmp / f"{corpus}-{kind.replace(' ', '-')}"
         archive, _ = create_archive(root, keep_source=keep)
         with archive:
-            engine = engine_for(archive.model, archive.adapter_dir, device)
-            started = time.perf_counter()
-            report = ingest(archive, files, engine)
-            seconds = time.perf_counter() - started
-            assert not report.errors, report.errors
+            engine, seconds = ingest_timed(archive, files, device)
             decoded, failed = check_decoding(archive, engine) if decode else ({}, [])
             tokens = sum(p.tokens for d in archive.documents() for p in archive.passages(d.id))
             texts = [[archive.source_text(p.id) for p in archive.passages(d.id)] for d in archive.documents()] \
