@@ -18,7 +18,7 @@ import json
 
 import zstandard
 
-LOCATION_GROUP = 8  # passages whose locations are packed together (the exact code's group too)
+LOCATION_GROUP = 8  # passages whose locations are packed together (a pure-memory archive's code group too)
 _LOCATION_FORMAT = 1  # the first byte of packed locations: a JSON list, zstd against _LOCATION_DICTIONARY
 _LOCATION_DICTIONARY = (
     b'{"file":"2024-01-01.json","thread":"1700000000.000100","ts":"1700000000.000100"}'
