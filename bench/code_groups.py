@@ -88,7 +88,8 @@ def markdown(results: dict, command: str) -> str:
                          f"{last:.0f} |")
     m = next(iter(results.values()))[0]["machine"]
     lines += ["", f"Machine: {m.get('cpu_model') or m['processor']} (native bf16: {m.get('native_bf16')}), "
-              f"{m['cpus']} CPUs, torch {m['torch']}, device {m['device']}.", f"Command: `.venv/bin/python {command}`", ""]
+              f"{m['cpus']} CPUs, torch {m['torch']}, device {m['device']}.",
+              f"Command: `.venv/bin/python {command}`", ""]
     return "\n".join(lines)
 
 

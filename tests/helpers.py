@@ -237,12 +237,12 @@ def run(archive: Path, *args: str, crash: str | None = None, timeout: int = 300)
     return forkserver.run(["--archive", str(archive), *args], env, timeout=timeout)
 
 
-def start(archive: Path, *args: str, env: dict | None = None):
+def start(archive: Path, *args: str):
     """`r3mem --archive ARCHIVE ARGS` started in a process of its own (a forkserver.Process, like
     Popen), output discarded: for the tests that kill it."""
     from tests import forkserver
 
-    return forkserver.Process(["--archive", str(archive), *args], env or harness_env(), capture=False)
+    return forkserver.Process(["--archive", str(archive), *args], harness_env(), capture=False)
 
 
 def _tensor_sha(t) -> str:

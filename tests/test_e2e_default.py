@@ -91,7 +91,7 @@ def test_default_model_answers_the_demo_question_with_a_citation(tmp_path):
     archive = tmp_path / "archive"
     assert r3mem(archive, "ingest", str(SAMPLE.parent), "--json").returncode == 0
     out = forked(archive, "ask", "-", "--json",
-                input="Who gave me the runner bean seeds?\nWhat is the capital of Mongolia?\n")
+                 input="Who gave me the runner bean seeds?\nWhat is the capital of Mongolia?\n")
     assert out.returncode == 0, out.stderr
     seeds, absent = [json.loads(line) for line in out.stdout.splitlines()]
     assert "Tom" in seeds["answer"], seeds["answer"]

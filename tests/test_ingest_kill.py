@@ -1,8 +1,8 @@
 """SIGKILL safety of `r3mem ingest` (issue 4, DESIGN.md §3).
 
 A folder of small documents and chats in several formats is ingested by a process of its own
-(`r3mem ingest`, forked from tests/forkserver.py's server) that is killed with SIGKILL at a seeded random moment. After each
-kill `verify` is clean (a shard or temp file left by the killed writer is only a note: nothing refers
+(`r3mem ingest`, forked from tests/forkserver.py's server) that is killed with SIGKILL at a seeded
+random moment. After each kill `verify` is clean (a shard or temp file left by the killed writer is only a note: nothing refers
 to it and the next write-open removes it), and re-running the same command must exit 0 and give exactly the archive of
 an uninterrupted run: the same document ids, passage counts and per-passage text hashes, no
 duplicates, and a clean `verify`. The same holds for a kill while changed files replace their
