@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import locomo_exports
-from common import RESULTS, essays_folder, ingest_timed, machine, pyplot, write_results
+from common import RESULTS, essays_folder, footer, ingest_timed, machine, pyplot, write_results
 
 from r3mem_cli.archive import ArchiveSettings
 from r3mem_cli.pipelines.recall import decode_exact
@@ -87,9 +87,7 @@ def markdown(results: dict, command: str) -> str:
                          f"{r['ingest_tokens_per_s']:.0f} | {r['recall_mean_s']:.2f} | {r['recall_max_s']:.2f} | "
                          f"{last:.0f} |")
     m = next(iter(results.values()))[0]["machine"]
-    lines += ["", f"Machine: {m.get('cpu_model') or m['processor']} (native bf16: {m.get('native_bf16')}), "
-              f"{m['cpus']} CPUs, torch {m['torch']}, device {m['device']}.",
-              f"Command: `.venv/bin/python {command}`", ""]
+    lines += footer(m, command)
     return "\n".join(lines)
 
 

@@ -88,6 +88,13 @@ def ingest_timed(archive, files: list[Path], device: str) -> tuple[MemoryEngine,
     return engine, seconds
 
 
+def footer(m: dict, command: str) -> list[str]:
+    """The closing lines of a result's markdown: the machine (`machine()`) and the command that made it."""
+    return ["", f"Machine: {m.get('cpu_model') or m['processor']} (native bf16: {m.get('native_bf16')}), "
+                f"{m['cpus']} CPUs, torch {m['torch']}, device {m['device']}.",
+            f"Command: `.venv/bin/python {command}`", ""]
+
+
 def write_results(name: str, result: dict, markdown: str, output: Path = RESULTS) -> None:
     output.mkdir(parents=True, exist_ok=True)
     (output / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")

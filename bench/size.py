@@ -30,7 +30,7 @@ from pathlib import Path
 import locomo_exports
 import torch
 import zstandard
-from common import RESULTS, essays_folder, ingest_timed, machine, pyplot, write_results
+from common import RESULTS, essays_folder, footer, ingest_timed, machine, pyplot, write_results
 
 from r3mem_cli.pipelines.recall import check_decoding
 from r3mem_cli.pipelines.setup import create_archive
@@ -170,9 +170,7 @@ def markdown(results: dict, command: str) -> str:
             b, n = r[kind]["bytes"], r[kind]["tokens"]
             lines.append(f"| {corpus} | {kind} | " + " | ".join(f"{b[p] / n:.2f}" for p in names) + " |")
     m = next(iter(results.values()))["machine"]
-    lines += ["", f"Machine: {m.get('cpu_model') or m['processor']} (native bf16: {m.get('native_bf16')}), "
-              f"{m['cpus']} CPUs, torch {m['torch']}, device {m['device']}.",
-              f"Command: `.venv/bin/python {command}`", ""]
+    lines += footer(m, command)
     return "\n".join(lines)
 
 
