@@ -176,8 +176,28 @@ def _passage_frames(c: sqlite3.Connection) -> None:
     c.executemany("UPDATE sources SET zstd = ? WHERE passage_id = ?", rows)
 
 
+def _indexed_passage_rows(c: sqlite3.Connection) -> None:
+    """Before 0011 a passage row held its whole sha256 (from the kept text) and the table had the
+    (doc_id, idx) index and the foreign key to its document; documents had no first_passage."""
+    from r3mem_cli.archive import manifest as mf
+    from r3mem_cli.archive import texts
+
+    whole = {pid: hashlib.sha256(text.encode("utf-8")).digest()
+             for pid, text, _ in texts.checked_sources(c) if text is not None}
+    seq = c.execute("SELECT seq FROM sqlite_sequence WHERE name = 'passages'").fetchone()
+    rows = [(pid, doc, idx, whole.get(pid, sha), tokens, location) for pid, doc, idx, sha, tokens, location in
+            c.execute("SELECT id, doc_id, idx, text_sha256, tokens, location FROM passages ORDER BY id")]
+    c.execute("DROP TABLE passages")
+    c.execute(mf.table_sql("passages", 10))
+    c.executemany("INSERT INTO passages (id, doc_id, idx, text_sha256, tokens, location) VALUES (?,?,?,?,?,?)", rows)
+    if seq is not None:
+        c.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'passages'", seq)
+    c.execute("ALTER TABLE documents DROP COLUMN first_passage")
+
+
 # Turning a current archive manifest back into an older schema, to test the upgrade path.
 _UNDO = {  # migration -> SQL (or a function of the connection) that undoes it
+    "0011_lean_passage_rows": [_indexed_passage_rows],
     "0010_keyword_index_without_function_words": [_fts_with_function_words],
     "0009_kept_text_in_frames": [_passage_frames],
     "0008_keyword_index_without_positions": [_fts_with_positions],
@@ -198,6 +218,8 @@ def downgrade(manifest: Path | sqlite3.Connection, to_version: int) -> None:
     `manifest`: the database file, or an open connection (an encrypted archive's unsealed image)."""
     names = sorted(_UNDO, reverse=True)
     c = manifest if isinstance(manifest, sqlite3.Connection) else sqlite3.connect(manifest)
+    keys = c.execute("PRAGMA foreign_keys").fetchone()[0]
+    c.execute("PRAGMA foreign_keys=OFF")  # 0011's undo drops and makes again the table others refer to
     try:
         with c:
             for name in names[: len(names) + 1 - to_version]:
@@ -208,6 +230,7 @@ def downgrade(manifest: Path | sqlite3.Connection, to_version: int) -> None:
                         c.execute(sql)
                 c.execute("DELETE FROM migrations WHERE name = ?", (name,))
     finally:
+        c.execute(f"PRAGMA foreign_keys={'ON' if keys else 'OFF'}")
         if c is not manifest:
             c.close()
 

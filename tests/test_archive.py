@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -28,7 +29,7 @@ from r3mem_cli.archive import (
     export_archive,
     import_archive,
 )
-from r3mem_cli.archive.manifest import index_text
+from r3mem_cli.archive.manifest import index_text, transaction
 from r3mem_cli.durable import atomic_write_bytes
 from r3mem_cli.archive.adapters import NEW_DIR as ADAPTER_NEW
 from r3mem_cli.archive.adapters import OLD_DIR as ADAPTER_OLD
@@ -142,7 +143,10 @@ def test_add_list_show(archive):
     assert [p.index for p in ps] == [0, 1, 2]
     assert all(p.doc_id == a.id and p.slots == 3 for p in ps)
     assert ps[1].location == {"lines": [3, 4]}
-    assert ps[0].text_sha256 == hashlib.sha256(make_doc("alpha").passages[0].text.encode()).hexdigest()
+    # a new row keeps the first 8 bytes of the text's sha256 (decision 0033), and checks text against them
+    alpha_text = make_doc("alpha").passages[0].text
+    assert ps[0].text_sha256 == hashlib.sha256(alpha_text.encode()).hexdigest()[:16]
+    assert ps[0].holds(alpha_text) and not ps[0].holds(alpha_text + " ")
     assert archive.passage(ps[2].id) == ps[2]
     assert len(archive.all_passages()) == 4
     s = archive.stats()
@@ -961,6 +965,65 @@ def test_passage_rows_of_the_previous_schema_are_compacted_on_open(tmp_path):
         assert a.verify() == []
     assert row_bytes() == compact
 
+
+def test_passage_rows_of_schema_10_lose_their_index_and_long_digests_on_open(tmp_path):
+    """0011 (docs/decisions/0033): a passage row keeps 8 bytes of its sha256 and the (doc_id, idx) index and the
+    foreign key to documents go; a document finds its passages by id from documents.first_passage. Every passage
+    reads back the same, the id counter keeps forgotten ids used, forget still removes everything, verify is clean
+    and the file is smaller."""
+    root = tmp_path / "a"
+    with Archive.create(root, model="m", memory_config={}) as a:
+        a.add_documents([make_doc(f"d{i}", n=12) for i in range(4)])
+        a.forget([a.documents()[-1].id])  # the largest ids: the counter is past every id left
+        before = {d.id: [(p.id, p.index, p.text_sha256, p.location, a.source_text(p.id)) for p in a.passages(d.id)]
+                  for d in a.documents()}
+        seq = a.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'passages'").fetchone()[0]
+    manifest = root / "manifest.sqlite"
+
+    def stored():
+        with contextlib.closing(sqlite3.connect(manifest)) as c:
+            index = c.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'sqlite_autoindex_passages_1'")
+            return (index.fetchone()[0], {n for (n,) in c.execute("SELECT DISTINCT length(text_sha256) FROM passages")},
+                    os.path.getsize(manifest))
+
+    assert stored()[:2] == (0, {8})
+    downgrade(manifest, to_version=10)
+    with contextlib.closing(sqlite3.connect(manifest)) as c:
+        c.execute("VACUUM")
+    index, lengths, size_before = stored()
+    assert (index, lengths) == (1, {32})
+    with Archive.open(root, write=True) as a:
+        assert a.schema_version == SCHEMA_VERSION
+        assert {d.id: [(p.id, p.index, p.text_sha256, p.location, a.source_text(p.id)) for p in a.passages(d.id)]
+                for d in a.documents()} == before
+        assert all(list(d.passage_ids()) == [row[0] for row in before[d.id]] for d in a.documents())
+        assert a.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'passages'").fetchone()[0] == seq
+        assert a.verify() == []
+        added = a.add_documents([make_doc("new", n=3)])[0]
+        assert added.first_passage == seq + 1 and [p.id for p in a.passages(added.id)] == [seq + 1, seq + 2, seq + 3]
+        gone = a.documents()[0]
+        a.forget([gone.id])
+        ids = [row[0] for row in before[gone.id]]
+        for table, column in (("passages", "id"), ("sources", "passage_id")):
+            left = a.conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {column} IN ({','.join('?' * len(ids))})", ids)
+            assert left.fetchone()[0] == 0
+        assert a.verify() == []
+    index, lengths, size_after = stored()
+    assert (index, lengths) == (0, {8}) and size_after < size_before
+
+
+def test_verify_names_passages_whose_ids_do_not_run_on_or_whose_document_is_gone(tmp_path):
+    root = tmp_path / "a"
+    with Archive.create(root, model="m", memory_config={}) as a:
+        first, second = a.add_documents([make_doc("one", n=3), make_doc("two", n=3)])
+        with transaction(a.conn) as c:
+            c.execute("UPDATE documents SET first_passage = first_passage + 1 WHERE id = ?", (first.id,))
+            c.execute("INSERT INTO passages (doc_id, idx, text_sha256, tokens, location) "
+                      "VALUES ('feedbeef', 0, ?, 1, ?)", (b"\0" * 8, b""))
+        found = [p.message for p in a.verify()]
+    assert any(first.id in m and "do not run on" in m for m in found)
+    assert any("'feedbeef', which is not in the archive" in m for m in found)
+    assert not any(second.id in m for m in found)
 
 @given(st.lists(st.text(min_size=1, max_size=60), min_size=1, max_size=12), st.integers(1, 120))
 @settings(max_examples=40, deadline=None)

@@ -778,7 +778,8 @@ def test_fuzz_chat_db_odd_rows(tmp_path, rows, chat_ids):
                    "item_type, group_title, guid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'g' || random())", rows)
     db.executemany("INSERT INTO chat_message_join (chat_id, message_id) VALUES (?, ?)",
                    [(chat_ids[number - 1], number) for number in range(1, len(rows) + 1)])
-    db.execute("INSERT INTO handle (ROWID, id, service) VALUES (1, ?, 'x')", (rows[0][0] or "",))
+    handle = rows[0][0] if isinstance(rows[0][0], str) else ""  # a NaN would be stored as NULL
+    db.execute("INSERT INTO handle (ROWID, id, service) VALUES (1, ?, 'x')", (handle,))
     db.execute("INSERT INTO chat (ROWID, guid, display_name) VALUES (1, 'c', ?)", (rows[0][1],))
     db.commit()
     db.close()

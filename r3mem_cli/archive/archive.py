@@ -395,7 +395,11 @@ class Archive:
 
     def passages(self, doc_id: str) -> list[PassageInfo]:
         doc = self.document(doc_id)
-        rows = self.conn.execute(mf.PASSAGE_QUERY + " WHERE p.doc_id = ? ORDER BY p.idx", (doc.id,))
+        ids = doc.passage_ids()
+        if not ids:
+            return []
+        rows = self.conn.execute(mf.PASSAGE_QUERY + " WHERE p.id BETWEEN ? AND ? AND p.doc_id = ? ORDER BY p.id",
+                                 (ids[0], ids[-1], doc.id))
         return [passage_info(r) for r in rows]
 
     def passage(self, passage_id: int) -> PassageInfo:
@@ -555,15 +559,18 @@ class Archive:
                     locations = packed_rows({p.index: p.location for p in doc.passages})
                     ordered = sorted(zip(doc.passages, raws), key=lambda pair: pair[0].index)
                     frames = texts.frame_blobs([raw for _, raw in ordered], cctx) if cctx is not None else None
+                    first = None
                     for n, (p, raw) in enumerate(ordered):
                         pid = c.execute(
                             "INSERT INTO passages (doc_id, idx, text_sha256, tokens, location) VALUES (?,?,?,?,?)",
                             (doc_id, p.index, text_digest(raw), int(p.tokens), locations[p.index]),
                         ).lastrowid
+                        first = pid if first is None else first
                         memories[pid] = p.memory
                         if frames is not None:
                             source_rows.append((pid, frames[n], len(raw)))
                             fts_rows.append((pid, mf.index_text(p.text)))
+                    c.execute("UPDATE documents SET first_passage = ? WHERE id = ?", (first, doc_id))
                 if memories:  # None when no passage has a memory tensor
                     shard = self.memory.write(c, memories, now, int8=self.settings.int8, stage="add",
                                               key_precision=self.settings.search_key_precision)
@@ -700,6 +707,8 @@ class Archive:
                 # The index keeps no text: its rows go with their original text, read from the
                 # kept sources before these rows are deleted (manifest.unindex).
                 rebuild = not self._unindex(c, chunk) or rebuild
+                # No foreign key deletes passages with their document (0011); one scan per chunk.
+                c.execute(f"DELETE FROM passages WHERE doc_id IN ({mf.placeholders(len(chunk))})", chunk)
                 c.execute(f"DELETE FROM documents WHERE id IN ({mf.placeholders(len(chunk))})", chunk)
             if rebuild:  # some indexed text is unknown: rebuild the index from what is left
                 mf.recreate_fts(c, ((pid, text) for pid, text, _ in texts.checked_sources(c) if text is not None))

@@ -288,6 +288,36 @@ def _index_kept_sources(conn: sqlite3.Connection, create: str) -> None:
     _replace_index(conn, create, rows)
 
 
+def _m0011_lean_passage_rows(conn: sqlite3.Connection) -> None:
+    """Passage rows without what their text does not need (docs/decisions/0033): a row keeps the first
+    8 bytes of its text's sha256 (packing.DIGEST_BYTES), and a document's passages are found by their
+    ids (ingest has always given a document's passages consecutive ids in index order), from
+    `documents.first_passage`, so the (doc_id, idx) index, an entry per passage, goes with the foreign
+    key that needed a lookup per passage. The table is rebuilt without them: migrate() turns foreign
+    keys off around this migration, as SQLite's way to change a table's constraints requires, and the
+    AUTOINCREMENT counter keeps its value so no forgotten id is given out again."""
+    seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'passages'").fetchone()
+    conn.execute("ALTER TABLE documents ADD COLUMN first_passage INTEGER")
+    conn.execute("UPDATE documents SET first_passage = (SELECT MIN(id) FROM passages WHERE doc_id = documents.id)")
+    conn.execute("""CREATE TABLE passages_0011 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            doc_id TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            text_sha256 BLOB NOT NULL,
+            tokens INTEGER NOT NULL,
+            location BLOB NOT NULL
+        )""")
+    conn.execute("INSERT INTO passages_0011 SELECT id, doc_id, idx, CASE WHEN typeof(text_sha256) = 'blob' AND "
+                 "length(text_sha256) = 32 THEN substr(text_sha256, 1, 8) ELSE text_sha256 END, "
+                 "tokens, location FROM passages ORDER BY id")
+    conn.execute("DROP TABLE passages")
+    conn.execute("ALTER TABLE passages_0011 RENAME TO passages")
+    if seq is not None:
+        conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'passages'", seq)
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) SELECT 'passages', ? WHERE NOT EXISTS "
+                     "(SELECT 1 FROM sqlite_sequence WHERE name = 'passages')", seq)
+
+
 # The keyword index's table since 0008 (0010 keeps it and changes what it is given).
 _INDEX_WITHOUT_POSITIONS = ("CREATE VIRTUAL TABLE passages_fts USING fts5(text, content='', detail=none, "
                             "tokenize='unicode61 remove_diacritics 2')")
@@ -326,12 +356,17 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0008_keyword_index_without_positions", _m0008_keyword_index_without_positions),
     ("0009_kept_text_in_frames", _m0009_kept_text_in_frames),
     ("0010_keyword_index_without_function_words", _m0010_keyword_index_without_function_words),
+    ("0011_lean_passage_rows", _m0011_lean_passage_rows),
 ]
+# Migrations that rebuild a table another one refers to: run with foreign keys off (a DROP TABLE would
+# otherwise delete every row that refers to it).
+_REBUILDS_TABLES = frozenset({"0011_lean_passage_rows"})
 # Migrations that free a large part of the file: an archive upgraded past one is VACUUMed once
 # afterwards, so the space comes back (0006 drops the second copy of every kept text, 0007 halves
 # the passage rows, 0008 and 0010 the keyword index, 0009 the kept text).
 _VACUUM_AFTER = frozenset({"0006_fts_without_text", "0007_compact_rows", "0008_keyword_index_without_positions",
-                           "0009_kept_text_in_frames", "0010_keyword_index_without_function_words"})
+                           "0009_kept_text_in_frames", "0010_keyword_index_without_function_words",
+                           "0011_lean_passage_rows"})
 SCHEMA_VERSION = len(MIGRATIONS)
 # Every table and index takes at least one page, so the page size sets what an archive costs
 # before it holds any text (docs/decisions/0026). Existing files keep the size they were made with.
@@ -482,9 +517,16 @@ def migrate(conn: sqlite3.Connection, upto: int | None = None) -> int:
     done = start = schema_version(applied)
     vacuum = False
     for name, fn in MIGRATIONS[done : upto if upto is not None else None]:
-        with transaction(conn):
-            fn(conn)
-            conn.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, utc_now()))
+        keys_off = name in _REBUILDS_TABLES and conn.execute("PRAGMA foreign_keys").fetchone()[0]
+        if keys_off:  # a no-op inside a transaction: set before BEGIN
+            conn.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with transaction(conn):
+                fn(conn)
+                conn.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, utc_now()))
+        finally:
+            if keys_off:
+                conn.execute("PRAGMA foreign_keys=ON")
         done += 1
         vacuum = vacuum or name in _VACUUM_AFTER
     if vacuum and start:  # an existing archive (a new one has nothing to give back)
@@ -590,9 +632,13 @@ def placeholders(n: int) -> str:
     return ",".join("?" * n)
 
 
-DOCUMENT_COLUMNS = "id, source, kind, title, content_sha256, passage_count, tokens, ingested_at, metadata"
+DOCUMENT_COLUMNS = ("id, source, kind, title, content_sha256, passage_count, tokens, ingested_at, metadata, "
+                    "first_passage")
 # A passage's location is packed with its group's, on the group's first passage (packing.py).
-GROUP_JOIN = f"LEFT JOIN passages g ON g.doc_id = p.doc_id AND g.idx = p.idx - p.idx % {LOCATION_GROUP}"
+# A document's passages have consecutive ids in index order (0011): the group's first is found by id,
+# and a document's passages, in a query that joins documents d and passages p, by their id range.
+DOCUMENT_PASSAGES = "p.id BETWEEN d.first_passage AND d.first_passage + d.passage_count - 1 AND p.doc_id = d.id"
+GROUP_JOIN = f"LEFT JOIN passages g ON g.id = p.id - p.idx % {LOCATION_GROUP} AND g.doc_id = p.doc_id"
 PASSAGE_QUERY = (
     "SELECT p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, g.location, m.slots, m.sentence_rows, m.state_rows "
     f"FROM passages p {GROUP_JOIN} LEFT JOIN memory m ON m.passage_id = p.id"

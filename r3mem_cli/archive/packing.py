@@ -2,12 +2,12 @@
 that the manifest's migrations can use them.
 
 A passage row is small beside its text, but there is one per fifty tokens: its sha256 is kept as
-32 bytes, not 64 hex digits, and the locations of each LOCATION_GROUP passages of a document are
-packed together on the group's first passage (the other rows hold an empty value): canonical JSON
-compressed by zstd against a dictionary of the keys the readers write (a location repeats the same
-few keys, and a chat's neighbouring passages the same speakers, session and day), in a frame
-without zstd's magic number: the format byte says what it is. Both stay in the columns 0001 made:
-SQLite keeps a BLOB as it is.
+bytes, only its first 8 since decision 0033 (all 32 before), not as 64 hex digits, and the locations
+of each LOCATION_GROUP passages of a document are packed together on the group's first passage (the
+other rows hold an empty value): canonical JSON compressed by zstd against a dictionary of the keys
+the readers write (a location repeats the same few keys, and a chat's neighbouring passages the same
+speakers, session and day), in a frame without zstd's magic number: the format byte says what it is.
+Both stay in BLOB values: SQLite keeps a BLOB as it is.
 """
 
 from __future__ import annotations
@@ -38,14 +38,27 @@ def _location_dictionary() -> zstandard.ZstdCompressionDict:
 _MAX_LOCATION_BYTES = 1 << 20
 
 
+# What a new passage row keeps of its text's sha256: its first 8 bytes (docs/decisions/0033). Rows
+# written before keep all 32 and are checked against all 32; every check goes through digest_matches.
+DIGEST_BYTES = 8
+STORED_DIGEST_BYTES = (DIGEST_BYTES, 32)  # the lengths a stored digest may have
+
+
 def text_digest(raw: bytes) -> bytes:
     """What a passage row stores of its text's sha256."""
-    return hashlib.sha256(raw).digest()
+    return hashlib.sha256(raw).digest()[:DIGEST_BYTES]
 
 
 def digest_hex(stored) -> str:
     """A stored text digest as the hex that readers and exports show (rows before 0007 hold hex)."""
     return stored.hex() if isinstance(stored, bytes) else str(stored)
+
+
+def digest_matches(raw: bytes, stored) -> bool:
+    """Whether `raw` is the text whose digest a passage row stores (bytes, or hex before 0007): the
+    stored digest is all of sha256 or its first DIGEST_BYTES, and nothing shorter is accepted."""
+    want = digest_hex(stored)
+    return len(want) in (2 * n for n in STORED_DIGEST_BYTES) and hashlib.sha256(raw).hexdigest()[:len(want)] == want
 
 
 def pack_locations(locations: list[dict]) -> bytes:

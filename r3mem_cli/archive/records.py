@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .packing import digest_hex, json_text, key_bytes, location_of  # noqa: F401  (json_text, key_bytes: re-exported)
+from .packing import digest_hex, digest_matches, json_text, key_bytes, location_of  # noqa: F401  (json_text, key_bytes: re-exported)
 
 if TYPE_CHECKING:  # torch is imported where tensors are made or read, so commands that need none start fast
     import torch
@@ -77,6 +77,13 @@ class DocumentInfo:
     tokens: int
     ingested_at: str
     metadata: dict
+    first_passage: int | None = None  # the id of its passage 0; the others follow it (docs/decisions/0033)
+
+    def passage_ids(self) -> range:
+        """Its passages' ids, in index order."""
+        if self.first_passage is None:
+            return range(0)
+        return range(self.first_passage, self.first_passage + self.passages)
 
 
 @dataclass
@@ -90,6 +97,10 @@ class PassageInfo:
     slots: int | None  # memory slots; None only in a damaged archive (verify reports it)
     sentence_rows: int = 0
     state_rows: int = 0
+
+    def holds(self, text: str) -> bool:
+        """Whether `text` is this passage's original text, by its stored digest."""
+        return digest_matches(text.encode("utf-8"), self.text_sha256)
 
 
 @dataclass
@@ -116,6 +127,7 @@ def document_info(row) -> DocumentInfo:
         tokens=row[6],
         ingested_at=row[7],
         metadata=json.loads(row[8]),
+        first_passage=row[9],
     )
 
 

@@ -104,7 +104,7 @@ class PassageFilter:
         """SQL conditions on `p` (passages) and `d` (documents), and their arguments."""
         sql, args = "", []
         if self.doc is not None:
-            sql, args = sql + " AND p.doc_id = ?", args + [self.doc]
+            sql, args = sql + f" AND d.id = ? AND {mf.DOCUMENT_PASSAGES}", args + [self.doc]
         if self.kind is not None:
             sql, args = sql + " AND d.kind = ?", args + [self.kind]
         return sql, args
@@ -279,7 +279,7 @@ def memory_search(conn: sqlite3.Connection, index: KeyIndex, query_key: torch.Te
     if coarse_documents:
         docs = conn.execute(
             "SELECT k.doc_id, k.key FROM document_keys k JOIN documents d ON d.id = k.doc_id "
-            "JOIN passages p ON p.doc_id = d.id AND p.idx = 0 WHERE 1=1" + where, args).fetchall()
+            "JOIN passages p ON p.id = d.first_passage AND p.doc_id = d.id WHERE 1=1" + where, args).fetchall()
         if docs:
             dims = query.numel()
             scores = torch.stack([key_from_blob(blob, key_precision, dims) for _, blob in docs]) @ query

@@ -16,7 +16,6 @@ without one. A shipped dictionary never changes: a better one gets a new id and 
 from __future__ import annotations
 
 import functools
-import hashlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ import zstandard
 
 from r3mem_cli.errors import ArchiveError, NotFound
 
-from .packing import digest_hex
+from .packing import digest_matches
 
 ZSTD_LEVEL = 19
 MAX_SOURCE_BYTES = 1 << 30  # refuse to inflate a stored frame past this (corrupt/hostile blob)
@@ -74,7 +73,8 @@ def frame_blobs(raws: list[bytes], cctx: zstandard.ZstdCompressor | None = None)
 
 def _rows(conn: sqlite3.Connection, where: str, args: list) -> Iterator[tuple]:
     """(passage id, doc id, idx, zstd or None, raw_bytes or None, text_sha256, source file) of the
-    passages `where` selects, by document and index; zstd is None where the passage has no row."""
+    passages `where` selects, by document and index; zstd is None where the passage has no row.
+    Migrations before 0011 read through here too: only columns every schema has."""
     return conn.execute(
         "SELECT p.id, p.doc_id, p.idx, s.zstd, s.raw_bytes, p.text_sha256, d.source FROM passages p "
         "LEFT JOIN sources s ON s.passage_id = p.id LEFT JOIN documents d ON d.id = p.doc_id "
@@ -114,7 +114,7 @@ def _check_frame(frame: list[tuple]) -> Iterator[tuple[int, str | None, str]]:
     for row in frame:
         piece = raw[start:start + row[4]]
         start += row[4]
-        if hashlib.sha256(piece).hexdigest() != digest_hex(row[5]):
+        if not digest_matches(piece, row[5]):
             yield row[0], None, f"does not match its recorded sha256 {of(row)}"
             continue
         try:
@@ -153,17 +153,19 @@ def source_text(conn: sqlite3.Connection, passage_id: int) -> str | None:
                             f"passage {idx}, from {source}); run `r3mem verify --repair`")
 
     # The frame starts at the last row at or before this one whose value is not empty.
+    # A document's passages have consecutive ids in index order (docs/decisions/0033): its passage 0
+    # is this id less this index.
     start, first = (idx, blob) if len(blob) else conn.execute(
         "SELECT p.idx, s.zstd FROM passages p JOIN sources s ON s.passage_id = p.id "
-        "WHERE p.doc_id = ? AND p.idx < ? AND length(s.zstd) > 0 ORDER BY p.idx DESC LIMIT 1",
-        (doc_id, idx)).fetchone() or (None, None)
+        "WHERE p.id BETWEEN ? AND ? AND p.doc_id = ? AND length(s.zstd) > 0 ORDER BY p.id DESC LIMIT 1",
+        (passage_id - idx, passage_id - 1, doc_id)).fetchone() or (None, None)
     if start is None:
         raise damaged("belongs to no frame of kept text")
     passages, kept, before, lengths_ok = conn.execute(
         "SELECT count(*), count(s.passage_id), sum(CASE WHEN p.idx < ? THEN s.raw_bytes END), "
         "min(typeof(s.raw_bytes) = 'integer' AND s.raw_bytes >= 0) FROM passages p "
-        "LEFT JOIN sources s ON s.passage_id = p.id WHERE p.doc_id = ? AND p.idx BETWEEN ? AND ?",
-        (idx, doc_id, start, idx)).fetchone()
+        "LEFT JOIN sources s ON s.passage_id = p.id WHERE p.id BETWEEN ? AND ? AND p.doc_id = ? AND p.idx >= ?",
+        (idx, passage_id - idx + start, passage_id, doc_id, start)).fetchone()
     if passages != idx - start + 1 or kept != passages:  # a row without a source ends the frame before it
         raise damaged("belongs to no frame of kept text")
     try:
@@ -174,7 +176,7 @@ def source_text(conn: sqlite3.Connection, passage_id: int) -> str | None:
     if not lengths_ok or before + size > len(raw):
         raise damaged("does not match its recorded sha256")
     piece = raw[before:before + size]
-    if hashlib.sha256(piece).hexdigest() != digest_hex(digest):
+    if not digest_matches(piece, digest):
         raise damaged("does not match its recorded sha256")
     try:
         return piece.decode("utf-8")

@@ -43,7 +43,7 @@ from .adapters import ADAPTER_DIR, adapter_name_ok
 from .files import list_files
 from .lock import active_writer_pid
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, transaction
-from .packing import LOCATION_GROUP, key_bytes, unpack_locations
+from .packing import LOCATION_GROUP, STORED_DIGEST_BYTES, key_bytes, unpack_locations
 from .records import SHA256_HEX, Problem
 from .texts import checked_sources
 
@@ -121,14 +121,22 @@ def _check_codes(c, db, add) -> None:
 
 
 def _check_documents(a, c, db, add) -> dict[int, str | None]:
-    for doc_id, want, have, max_idx in c.execute(
-        "SELECT d.id, d.passage_count, COUNT(p.id), MAX(p.idx) FROM documents d "
-        "LEFT JOIN passages p ON p.doc_id = d.id GROUP BY d.id"
-    ):
+    # Each document's passages: how many, and whether their ids run on from documents.first_passage
+    # in index order, which is how they are found (docs/decisions/0033). One pass over the passages.
+    found = {doc_id: rest for doc_id, *rest in c.execute(
+        "SELECT doc_id, COUNT(*), MAX(idx), MIN(id - idx), MAX(id - idx) FROM passages GROUP BY doc_id")}
+    for doc_id, want, first in c.execute("SELECT id, passage_count, first_passage FROM documents"):
+        have, max_idx, low, high = found.pop(doc_id, (0, None, None, None))
         if want != have:
             add("passages", db, f"document {doc_id} records {want} passages but has {have}")
         elif have and max_idx != have - 1:
             add("passages", db, f"document {doc_id} has passage indexes that are not 0..{have - 1}")
+        elif have and not (low == high == first):
+            add("passages", db, f"document {doc_id}: its passages' ids do not run on from its first passage's "
+                                "(damaged rows)")
+    for doc_id, (have, *_rest) in sorted(found.items(), key=lambda item: str(item[0])):
+        add("passages", db, f"{have} passages belong to document {doc_id!r}, which is not in the archive "
+                            "(damaged rows)")
     if a.settings.store_memory:
         for (pid,) in c.execute(
             "SELECT p.id FROM passages p LEFT JOIN memory m ON m.passage_id = p.id WHERE m.passage_id IS NULL"
@@ -170,7 +178,7 @@ def _check_rows(a, c, db, add) -> None:
     for pid, doc_id, idx, sha, location, tokens in c.execute(
         "SELECT id, doc_id, idx, text_sha256, location, tokens FROM passages"
     ):
-        if not (isinstance(sha, bytes) and len(sha) == 32):
+        if not (isinstance(sha, bytes) and len(sha) in STORED_DIGEST_BYTES):
             add("passage", db, f"passage {pid} (document {doc_id}): text_sha256 is not a sha256 (damaged row)")
         if not _locations_ok(location, idx, counts.get(doc_id, 0)):
             add("passage", db, f"passage {pid} (document {doc_id}): its group's locations do not unpack (damaged row)")

@@ -15,7 +15,6 @@ sentence from its own sentence memory, `document` the document's opening from it
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 from ..archive import Archive
@@ -26,10 +25,6 @@ from .documents import resolve_document
 
 CODE = "code"
 NO_CODE_HERE = "the exact code did not decode on this machine"
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _group_size(coder: str) -> int | None:
@@ -68,7 +63,7 @@ def decode_exact(archive: Archive, engine: MemoryEngine, passages) -> dict[int, 
         decoded_groups = [_decode_one(engine, job) for job in jobs]
     for (members, wanted), decoded in zip(members_of, decoded_groups):
         for info, text in zip(members, decoded or []):
-            if info.index in wanted and _sha(text) == info.text_sha256:
+            if info.index in wanted and info.holds(text):
                 out[info.id] = text
     return out
 
@@ -171,7 +166,7 @@ def rebuild(archive: Archive, engine: MemoryEngine, passages, *, amortised: bool
         method = f"amortised{recomputed}" if amortised else "memory"
         if info.id in residuals and not _group_size(residuals[info.id][1]):
             decoded = engine.decode_residual(levels[info.id].memory, residuals[info.id][0], info.tokens)
-            if _sha(decoded) == info.text_sha256:
+            if info.holds(decoded):
                 text, method = decoded, "residual"
             else:
                 method = "memory (the residual did not decode on this machine's numerics)"
@@ -199,7 +194,7 @@ def recall(archive: Archive, engine: MemoryEngine, doc: str, passage: int | None
     results = []
     for info in passages:
         text, method = rebuilt[info.id]
-        exact = text is not None and _sha(text) == info.text_sha256
+        exact = text is not None and info.holds(text)
         # an exact text is the original; only a lossy rebuild is compared with the kept source
         original = text if exact and archive.keep_source else None if exact else archive.source_text(info.id)
         results.append({

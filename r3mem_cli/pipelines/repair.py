@@ -23,7 +23,6 @@ adapter with no identical shipped copy (restore an export).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,7 +182,7 @@ def _repair(a: Archive, report: RepairReport, make_engine) -> None:
                 texts = {c.id: rebuild(a, get_engine(), [c])[c.id][0] for c in candidates}
             for info in candidates:
                 text = texts[info.id]
-                if text is not None and hashlib.sha256(text.encode("utf-8")).hexdigest() == info.text_sha256:
+                if text is not None and info.holds(text):
                     restored[info.id] = text
         if restored:
             fix.restore_sources(a, restored)
