@@ -1,12 +1,14 @@
 """How big an archive is against its text: the default archive (kept source) and a pure-memory
 archive, on held-out essays, LoCoMo-dev chats and the demo notes.
 
-    .venv/bin/python bench/size.py [--essays 2] [--chat conv-42] [--chat-turns 200] [--decode notes]
+    .venv/bin/python bench/size.py [--essays 2] [--chat conv-42] [--chat-turns 200] [--decode notes] [--name size]
 
 Each corpus is ingested through the real readers with `r3mem`'s default settings into a fresh
 archive of each kind. Counted: the whole archive folder except the shipped adapter (which every
-archive of that model shares). "pure memory, no search keys" is the pure-memory archive less its
-search-key tables (their dbstat pages), i.e. `init --no-keep-source --no-search-keys`. Parts: the
+archive of that model shares). A pure-memory archive has a keyword index and no search keys by
+default (decision 0033); "pure memory, no keyword index" is that archive less its keyword-index
+tables (their dbstat pages), i.e. `init --no-keep-source --no-keyword-index --no-search-keys`: the
+exact code and the passage rows alone. Parts: the
 manifest's tables by SQLite's dbstat (kept sources, keyword index, exact codes, search keys, the
 rest: passages, documents, schema and indexes), plus memory shards. Against: the raw UTF-8 of the
 text the archive holds, zstd -19 of each document's text, and the LM-coding floor: -log2 p of
@@ -14,7 +16,7 @@ every token under the base model given up to 512 preceding tokens of its documen
 (teacher-forced float32, windows of 512 scoring the last 256), what an ideal arithmetic coder
 with that model would need. The exact code's own bits per token is reported with it, and for
 the corpora in --decode every passage of both archives is decoded and compared with its hash
-(decoding runs at about 7 tokens/s on 2 cores). Writes bench/results/size.{json,md,png}.
+(decoding runs at about 7 tokens/s on 2 cores). Writes bench/results/NAME.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from r3mem_cli.training.train import split_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW, STRIDE = 512, 256
-KINDS = ("default", "pure memory", "pure memory, no search keys")
+KINDS = ("default", "pure memory", "pure memory, no keyword index")
 
 
 def corpora(args, tmp: Path) -> dict[str, list[Path]]:
@@ -128,10 +130,10 @@ def measure(corpus: str, files: list[Path], tmp: Path, device: str, decode: bool
         result[kind]["empty_archive_bytes"] = result[kind]["empty_archive"]["total"]
     text = result["text"]
     pure = result["pure memory"]
-    keys = pure["bytes"]["search keys"]
-    result["pure memory, no search keys"] = {  # the same archive less its search-key tables (dbstat pages)
-        **pure, "bytes": {**pure["bytes"], "search keys": 0, "total": pure["bytes"]["total"] - keys},
-        "empty_archive_bytes": pure["empty_archive_bytes"] - pure["empty_archive"]["search keys"]}
+    index = pure["bytes"]["keyword index"]
+    result["pure memory, no keyword index"] = {  # the same archive less its keyword-index tables (dbstat pages)
+        **pure, "bytes": {**pure["bytes"], "keyword index": 0, "total": pure["bytes"]["total"] - index},
+        "empty_archive_bytes": pure["empty_archive_bytes"] - pure["empty_archive"]["keyword index"]}
     for kind in KINDS:
         total = result[kind]["bytes"]["total"]
         result[kind]["x_raw_beyond_empty"] = round((total - result[kind]["empty_archive_bytes"]) / text["raw_bytes"], 3)
@@ -174,7 +176,7 @@ def markdown(results: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-def plot(results: dict) -> None:
+def plot(results: dict, name: str) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     names = [n for n in next(iter(results.values()))["default"]["bytes"] if n != "total"]
@@ -200,7 +202,7 @@ def plot(results: dict) -> None:
     ax.legend(fontsize=7, ncol=2)
     ax.set_title("r3mem archive size by part")
     fig.tight_layout()
-    fig.savefig(RESULTS / "size.png", dpi=120)
+    fig.savefig(RESULTS / f"{name}.png", dpi=120)
 
 
 def main() -> None:
@@ -210,16 +212,17 @@ def main() -> None:
     parser.add_argument("--chat-turns", type=int, default=200, help="its first N turns")
     parser.add_argument("--decode", default="notes", help="corpora whose archives are decoded in full and checked")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--name", default="size", help="results file name (bench/results/NAME.*)")
     args = parser.parse_args()
     command = (f"bench/size.py --essays {args.essays} --chat {args.chat} --chat-turns {args.chat_turns} "
-               f"--decode {args.decode}")
+               f"--decode {args.decode}" + (f" --name {args.name}" if args.name != "size" else ""))
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for corpus, files in corpora(args, Path(tmp)).items():
             results[corpus] = measure(corpus, files, Path(tmp), args.device, corpus in args.decode.split(","))
             print(corpus, json.dumps({k: results[corpus][k] for k in ("text", *KINDS)}), flush=True)
-    write_results("size", {"corpora": results, "command": command}, markdown(results, command))
-    plot(results)
+    write_results(args.name, {"corpora": results, "command": command}, markdown(results, command))
+    plot(results, args.name)
     print(markdown(results, command))
 
 

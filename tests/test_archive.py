@@ -29,6 +29,7 @@ from r3mem_cli.archive import (
     export_archive,
     import_archive,
 )
+from r3mem_cli.archive import manifest as mf
 from r3mem_cli.archive.manifest import index_text, transaction
 from r3mem_cli.durable import atomic_write_bytes
 from r3mem_cli.archive.adapters import NEW_DIR as ADAPTER_NEW
@@ -1011,6 +1012,38 @@ def test_passage_rows_of_schema_10_lose_their_index_and_long_digests_on_open(tmp
     index, lengths, size_after = stored()
     assert (index, lengths) == (0, {8}) and size_after < size_before
 
+
+def _index_state(conn) -> tuple:
+    """A keyword index as search sees it: each passage's terms and token count, and FTS5's totals."""
+    conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.state_terms USING fts5vocab(main, passages_fts, 'instance')")
+    terms = sorted(conn.execute("SELECT doc, term FROM temp.state_terms"))
+    sizes = sorted(conn.execute("SELECT id, sz FROM passages_fts_docsize"))
+    return terms, sizes, conn.execute("SELECT block FROM passages_fts_data WHERE id = 1").fetchone()
+
+
+def test_forget_in_a_pure_memory_archive_deletes_index_entries_by_the_terms_they_hold(tmp_path):
+    """Decision 0033: with no kept text to delete by, forget deletes a passage's entry by what the index holds
+    of it; what is left equals an index of the other passages alone, totals included, and verify is clean."""
+    from r3mem_cli.archive import ArchiveSettings
+
+    docs = [make_doc(f"d{i}", n=4) for i in range(3)]
+    for d in docs:  # repeated words: an entry's token count is more than its terms
+        for p in d.passages:
+            p.text += " sparrow sparrow heron, and the sparrow again"
+    with Archive.create(tmp_path / "a", model="m", keep_source=False, memory_config={},
+                        settings=ArchiveSettings(exact="none", keyword_index=True, search_keys=False)) as a:
+        added = a.add_documents(docs)
+        assert [info.doc_id for info, _ in a.keyword_search(f"{docs[1].passages[2].text.split()[0]} heron")]
+        a.forget([added[1].id])
+        text_of = {(d.source, p.index): p.text for d in docs for p in d.passages}
+        left = [(p.id, index_text(text_of[d.source, p.index])) for d in a.documents() for p in a.passages(d.id)]
+        assert len(left) == 8
+        with contextlib.closing(sqlite3.connect(":memory:")) as ref:  # an index of what is left, made afresh
+            ref.execute(mf.table_sql(mf.FTS_TABLE))
+            ref.executemany("INSERT INTO passages_fts (rowid, text) VALUES (?, ?)", left)
+            assert _index_state(a.conn) == _index_state(ref)
+        assert a.verify() == []
+        assert all(info.doc_id != added[1].id for info, _ in a.keyword_search("sparrow heron", top_k=50))
 
 def test_verify_names_passages_whose_ids_do_not_run_on_or_whose_document_is_gone(tmp_path):
     root = tmp_path / "a"

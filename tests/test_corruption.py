@@ -417,6 +417,32 @@ def test_pure_memory_archive_says_which_documents_are_lost(tmp_path, tiny_model_
     assert verify_json(root) == (0, [])
 
 
+def test_pure_memory_keyword_index_is_checked_and_rebuilt_from_the_exact_code(tmp_path, tiny_model_dir):
+    """Decision 0033: a pure-memory archive's keyword index has no text to be checked against: verify runs
+    FTS5's own integrity-check and checks which passages it holds; repair indexes every passage again from
+    the text its exact code decodes to."""
+    notes = _write_notes(tmp_path / "notes")
+    root = tmp_path / "pure"
+    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--no-keep-source").exit_code == 0
+    report = as_json(r3mem(root, "ingest", str(notes), "--json"))
+    garden = next(d["id"] for d in report["added"] if d["source"].endswith("garden.md"))
+    assert verify_json(root) == (0, [])
+    hits = as_json(r3mem(root, "search", "tomato", "--mode", "keyword", "--json"))["results"]
+    assert [h["doc"] for h in hits] == [garden] and "tomato" in hits[0]["text"]
+    with sqlite3.connect(root / "manifest.sqlite") as c:
+        pid = c.execute("SELECT id FROM passages WHERE doc_id = ? AND idx = 0", (garden,)).fetchone()[0]
+        c.execute("DELETE FROM passages_fts_docsize WHERE id = ?", (pid,))
+    c.close()
+    code, problems = verify_json(root)
+    assert code == 1 and names(problems, f"passage {pid} is missing from the keyword index"), problems
+    result = r3mem(root, "verify", "--repair", "--json")
+    assert result.exit_code == 0, result.output
+    assert any(r["kind"] == "fts" and "decoded from their exact code" in r["message"]
+               for r in json.loads(result.stdout)["repaired"])
+    assert verify_json(root) == (0, [])
+    hits = as_json(r3mem(root, "search", "tomato", "--mode", "keyword", "--json"))["results"]
+    assert [h["doc"] for h in hits] == [garden] and "tomato" in hits[0]["text"]
+
 def test_source_rewritten_from_memory_when_the_residual_proves_it_exact(tmp_path, tiny_model_dir):
     notes = _write_notes(tmp_path / "notes")
     root = tmp_path / "exact"

@@ -214,17 +214,37 @@ def test_memory_path_finds_a_sentence_by_its_memory(archive):
     assert len({r["doc"] for r in coarse["results"]}) == 1
 
 
-def test_pure_memory_archive_searches_memory_and_rebuilds_text(tmp_path, tiny_model_dir):
+def test_pure_memory_archive_searches_its_keyword_index_and_rebuilds_text(tmp_path, tiny_model_dir):
+    """Decision 0033: a pure-memory archive indexes its words (no copy of the text) and stores no search
+    keys by default; its results are decoded from memory + residual, exactly."""
     root = tmp_path / "pure"
     assert r3mem(root, "init", "--model", str(tiny_model_dir), "--no-keep-source", "--exact", "residual").exit_code == 0
     notes, _ = _write_inputs(tmp_path)
     assert r3mem(root, "ingest", str(notes)).exit_code == 0
+    with Archive.open(root) as a:
+        assert a.settings.keyword_index and not a.settings.search_keys and not a.has_search_keys()
+        indexed = {pid for (pid,) in a.conn.execute("SELECT id FROM passages_fts_docsize")}
+        assert indexed == {p.id for p in a.all_passages()} and a.verify() == []
+    out = search(root, VAULT, "--mode", "auto")
+    assert out["mode"] == "keyword" and sources(out)[0] == "vault.txt"
+    assert out["results"][0]["text"] == VAULT  # rebuilt from memory + residual, exactly
+    assert search(root, "garden", "--mode", "keyword")["results"]
+    result = r3mem(root, "search", "garden", "--mode", "memory", "--json")
+    assert result.exit_code == 2 and "stores no search keys" in result.stderr and result.stdout == ""
+
+
+def test_pure_memory_archive_without_keyword_index_searches_memory(tmp_path, tiny_model_dir):
+    root = tmp_path / "pure"
+    assert r3mem(root, "init", "--model", str(tiny_model_dir), "--no-keep-source", "--no-keyword-index",
+                 "--exact", "residual").exit_code == 0
+    notes, _ = _write_inputs(tmp_path)
+    assert r3mem(root, "ingest", str(notes)).exit_code == 0
     result = r3mem(root, "search", "garden", "--mode", "keyword", "--json")
     assert result.exit_code == 2
-    assert "keyword search needs kept sources; this archive is pure memory" in result.stderr
+    assert "this pure-memory archive has no keyword index" in result.stderr
     assert result.stdout == ""
     with Archive.open(root) as a:
-        assert a.conn.execute("SELECT COUNT(*) FROM passages_fts").fetchone()[0] == 0
+        assert a.settings.search_keys and a.conn.execute("SELECT COUNT(*) FROM passages_fts").fetchone()[0] == 0
     out = search(root, VAULT, "--mode", "auto")
     assert out["mode"] == "memory" and sources(out)[0] == "vault.txt"
     assert out["results"][0]["text"] == VAULT  # rebuilt from memory + residual, exactly

@@ -425,13 +425,21 @@ class Archive:
         return search.passage_filter(doc_id=self.document(doc).id if doc is not None else None, kind=kind,
                                      since=since, until=until, speaker=speaker)
 
+    @property
+    def keyword_indexed(self) -> bool:
+        """Whether every passage is in the keyword index: where the text is kept, and in a pure-memory
+        archive made with settings.keyword_index (decision 0033)."""
+        return self.keep_source or self.settings.keyword_index
+
     def keyword_search(self, query: str, *, top_k: int = 10,
                        wanted: search.PassageFilter | None = None) -> list[tuple[PassageInfo, float]]:
-        """Passages ranked by BM25 over their kept text, best first (search.keyword_search)."""
-        if not self.keep_source:
-            raise R3memError("keyword search needs kept sources; this archive is pure memory")
+        """Passages ranked by BM25 over their words, best first (search.keyword_search); each hit is
+        checked against its kept text where there is one."""
+        if not self.keyword_indexed:
+            raise R3memError("this pure-memory archive has no keyword index (it was made before pure-memory "
+                             "archives had one); search its memory instead")
         return search.keyword_search(self.conn, query, top_k=top_k, wanted=wanted or search.PassageFilter(),
-                                     source_text=self.source_text)
+                                     source_text=self.source_text if self.keep_source else None)
 
     def memory_search(self, query_key: torch.Tensor, *, top_k: int, wanted: search.PassageFilter,
                       coarse_documents: int | None = None) -> list[tuple[PassageInfo, float]]:
@@ -569,6 +577,7 @@ class Archive:
                         memories[pid] = p.memory
                         if frames is not None:
                             source_rows.append((pid, frames[n], len(raw)))
+                        if self.keyword_indexed:
                             fts_rows.append((pid, mf.index_text(p.text)))
                     c.execute("UPDATE documents SET first_passage = ? WHERE id = ?", (first, doc_id))
                 if memories:  # None when no passage has a memory tensor
@@ -705,12 +714,14 @@ class Archive:
             rebuild = False
             for chunk in mf.chunked(resolved):
                 # The index keeps no text: its rows go with their original text, read from the
-                # kept sources before these rows are deleted (manifest.unindex).
-                rebuild = not self._unindex(c, chunk) or rebuild
+                # kept sources before these rows are deleted (manifest.unindex), or in a pure-memory
+                # archive by the terms it holds of them (manifest.unindex_by_terms).
+                rebuild = not mf.unindex_documents(c, chunk, by_text=self.keep_source) or rebuild
                 # No foreign key deletes passages with their document (0011); one scan per chunk.
                 c.execute(f"DELETE FROM passages WHERE doc_id IN ({mf.placeholders(len(chunk))})", chunk)
                 c.execute(f"DELETE FROM documents WHERE id IN ({mf.placeholders(len(chunk))})", chunk)
-            if rebuild:  # some indexed text is unknown: rebuild the index from what is left
+            if rebuild:  # some indexed text is unknown: rebuild the index from what is left (in a
+                # pure-memory archive nothing: no term outlives forget; `verify --repair` indexes the rest again)
                 mf.recreate_fts(c, ((pid, text) for pid, text, _ in texts.checked_sources(c) if text is not None))
             # FTS5 keeps deleted terms in its segment b-trees until they are merged; 'optimize'
             # merges everything now, so (with secure_delete + the VACUUM below) no term is left.
@@ -719,22 +730,6 @@ class Archive:
         crashpoint("forget.deleted")
         self._finish_forget()
         return resolved
-
-    @staticmethod
-    def _unindex(c: sqlite3.Connection, doc_ids: list[str]) -> bool:
-        """Delete the keyword-index rows of the documents `doc_ids` (their sources still present);
-        False, deleting nothing, when an indexed passage has no source that passes its checksum
-        (its indexed text is unknown, so its terms cannot be deleted one by one)."""
-        indexed = {pid for (pid,) in c.execute(
-            f"SELECT x.id FROM {mf.FTS_DOCSIZE} x JOIN passages p ON p.id = x.id "
-            f"WHERE p.doc_id IN ({mf.placeholders(len(doc_ids))})", doc_ids)}
-        if not indexed:
-            return True
-        originals = {pid: text for pid, text, _ in texts.checked_sources(c, doc_ids) if text is not None}
-        if indexed - set(originals):
-            return False
-        mf.unindex(c, sorted((pid, originals[pid]) for pid in indexed))
-        return True
 
     def _finish_forget(self) -> None:
         """Compact, VACUUM and truncate the WAL (which still holds the page images written

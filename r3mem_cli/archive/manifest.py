@@ -594,10 +594,73 @@ def unindex(conn: sqlite3.Connection, texts: Iterable[tuple[int, str]]) -> None:
     FTS5 removes a contentless row by deleting the terms of the text it was indexed with, so
     each passage comes with its ORIGINAL text (checked against its sha256); a wrong text would
     leave terms behind and damage the index. Passages that are not indexed are skipped."""
-    for pid, text in texts:
+    _delete_entries(conn, ((pid, index_text(text)) for pid, text in texts))
+
+
+def unindex_documents(conn: sqlite3.Connection, doc_ids: list[str], *, by_text: bool) -> bool:
+    """Delete the keyword-index rows of the documents `doc_ids` (their sources still present), inside
+    the caller's transaction: `by_text`, by their original kept text (unindex), else (a pure-memory
+    archive) by the terms the index holds of them (unindex_by_terms). False, deleting nothing, when an
+    indexed passage's kept source fails its checksum (its indexed text is unknown) or the index
+    cannot be read."""
+    indexed = {pid for (pid,) in conn.execute(
+        f"SELECT x.id FROM {FTS_DOCSIZE} x JOIN passages p ON p.id = x.id "
+        f"WHERE p.doc_id IN ({placeholders(len(doc_ids))})", doc_ids)}
+    if not indexed:
+        return True
+    if not by_text:
+        try:
+            return unindex_by_terms(conn, indexed) == indexed
+        except (sqlite3.DatabaseError, IndexError):  # IndexError: a truncated FTS5 record
+            return False
+    originals = {pid: text for pid, text, _ in checked_sources(conn, doc_ids) if text is not None}
+    if indexed - set(originals):
+        return False
+    unindex(conn, sorted((pid, originals[pid]) for pid in indexed))
+    return True
+
+
+def unindex_by_terms(conn: sqlite3.Connection, passage_ids: Iterable[int]) -> set[int]:
+    """Delete passages whose text is not known (a pure-memory archive: decision 0033) from the
+    keyword index, inside the caller's transaction, by what the index itself holds of them: without
+    positions (detail=none) a passage's entry is the set of its terms and its token count, and
+    deleting its terms once each, the first repeated up to that count, takes exactly that entry
+    and its share of the totals BM25 uses. One pass over the index. Returns the ids deleted."""
+    wanted = {int(pid) for pid in passage_ids}
+    sizes = {}
+    for chunk in chunked(sorted(wanted)):
+        sizes.update((pid, fts_varint(size, 0)[0]) for pid, size in conn.execute(
+            f"SELECT id, sz FROM {FTS_DOCSIZE} WHERE id IN ({placeholders(len(chunk))})", chunk))
+    if not sizes:
+        return set()
+    conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{FTS_TABLE}_instances "
+                 f"USING fts5vocab(main, {FTS_TABLE}, 'instance')")
+    terms: dict[int, list[str]] = {}
+    for term, doc in conn.execute(f"SELECT term, doc FROM temp.{FTS_TABLE}_instances"):
+        if doc in sizes:
+            terms.setdefault(doc, []).append(term)
+    entries = [(pid, " ".join(held + held[:1] * (sizes[pid] - len(held)))) for pid, held in sorted(terms.items())]
+    _delete_entries(conn, entries)
+    return {pid for pid, _ in entries}
+
+
+def _delete_entries(conn: sqlite3.Connection, entries: Iterable[tuple[int, str]]) -> None:
+    """FTS5 'delete' of each (passage id, the words it was indexed with) that the index holds."""
+    for pid, words in entries:
         if conn.execute(f"SELECT 1 FROM {FTS_DOCSIZE} WHERE id = ?", (pid,)).fetchone():
             conn.execute(f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, text) VALUES ('delete', ?, ?)",
-                         (pid, index_text(text)))
+                         (pid, words))
+
+
+def fts_varint(blob: bytes, at: int) -> tuple[int, int]:
+    """SQLite's variable-length integer (FTS5's record format) at `at` -> (value, next offset)."""
+    value = 0
+    for i in range(8):
+        byte = blob[at + i]
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            return value, at + i + 1
+    return (value << 8) | blob[at + 8], at + 9
 
 
 # --- archive_info -------------------------------------------------------------------------

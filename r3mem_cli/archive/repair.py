@@ -35,7 +35,7 @@ def checked_sources(a) -> tuple[dict[int, str], dict[int, str]]:
 def damaged_memory(a) -> tuple[set[str], set[int]]:
     """(shards whose file is missing, resized, damaged or unreadable;
     passages whose memory cannot be read correctly: in such a shard, tensor missing or misshapen,
-    no memory row at all)."""
+    no memory row at all where the archive stores memory)."""
     c = a.conn
     bad_shards: set[str] = set()
     headers = {}
@@ -54,8 +54,9 @@ def damaged_memory(a) -> tuple[set[str], set[int]]:
         h = headers.get(shard, {}).get(tensor)
         if h is None or len(h.shape) != 2 or h.shape[0] != rows:
             bad.add(pid)
-    bad |= {pid for (pid,) in c.execute(
-        "SELECT p.id FROM passages p LEFT JOIN memory m ON m.passage_id = p.id WHERE m.passage_id IS NULL")}
+    if a.settings.store_memory:
+        bad |= {pid for (pid,) in c.execute(
+            "SELECT p.id FROM passages p LEFT JOIN memory m ON m.passage_id = p.id WHERE m.passage_id IS NULL")}
     return bad_shards, bad
 
 

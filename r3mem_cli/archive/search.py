@@ -151,8 +151,8 @@ def passages_where(conn: sqlite3.Connection, where: str, args: list) -> list[tup
 
 
 def keyword_search(conn: sqlite3.Connection, query: str, *, top_k: int, wanted: PassageFilter,
-                   source_text: Callable[[int], str | None]) -> list[tuple[PassageInfo, float]]:
-    """Passages ranked by BM25 over their kept text, best first; score > 0.
+                   source_text: Callable[[int], str | None] | None) -> list[tuple[PassageInfo, float]]:
+    """Passages ranked by BM25 over their words, best first; score > 0.
 
     Every term of `query` (query_terms) is looked up on its own and a passage scores the BM25
     weight of each term it holds, counted once: the index keeps which passages hold a term but
@@ -161,7 +161,8 @@ def keyword_search(conn: sqlite3.Connection, query: str, *, top_k: int, wanted: 
     query can reach the parser. The index keeps no text either (contentless, decision 0016);
     `source_text` gives a passage's checked source, and a hit is only returned when that
     source itself matches the query (tokenized as the index does), so an index that points at
-    the wrong passage is refused rather than answered from.
+    the wrong passage is refused rather than answered from. A pure-memory archive keeps no text
+    to check against (`source_text` None): its hits are the index's (decision 0033).
     """
     if top_k < 1:
         raise BadParameter("top_k", f"must be at least 1 (got {top_k})")
@@ -188,11 +189,12 @@ def keyword_search(conn: sqlite3.Connection, query: str, *, top_k: int, wanted: 
             info = passage_info(row[:9])
             if not wanted.accepts(info, row[9]):
                 continue
-            text = source_text(info.id)  # raises when the source fails its checksum
-            if text is None:
-                raise ArchiveError(f"the keyword index holds passage {info.id} (document {info.doc_id}), which has "
-                                   "no stored source; run `r3mem verify --repair`")
-            found[info.id] = text
+            if source_text is not None:
+                text = source_text(info.id)  # raises when the source fails its checksum
+                if text is None:
+                    raise ArchiveError(f"the keyword index holds passage {info.id} (document {info.doc_id}), which "
+                                       "has no stored source; run `r3mem verify --repair`")
+                found[info.id] = text
             out.append((info, scores[pid]))
             if len(out) >= top_k:
                 break
@@ -211,8 +213,8 @@ def _bm25_scores(conn: sqlite3.Connection, terms: list[str]) -> dict[int, float]
     totals = conn.execute(f"SELECT block FROM {mf.FTS_TABLE}_data WHERE id = 1").fetchone()  # FTS5's averages
     if not totals or not totals[0]:
         return {}
-    rows, at = _varint(totals[0], 0)
-    average = max(_varint(totals[0], at)[0] / max(rows, 1), 1e-9)
+    rows, at = mf.fts_varint(totals[0], 0)
+    average = max(mf.fts_varint(totals[0], at)[0] / max(rows, 1), 1e-9)
     scores: dict[int, float] = {}
     for term in terms:
         hits = conn.execute(f"SELECT f.rowid, x.sz FROM {mf.FTS_TABLE} f JOIN {mf.FTS_DOCSIZE} x ON x.id = f.rowid "
@@ -221,20 +223,9 @@ def _bm25_scores(conn: sqlite3.Connection, terms: list[str]) -> dict[int, float]
             continue
         idf = max(math.log((max(rows, len(hits)) - len(hits) + 0.5) / (len(hits) + 0.5)), BM25_MIN_IDF)
         for pid, size in hits:
-            norm = 1 - BM25_B + BM25_B * _varint(size, 0)[0] / average
+            norm = 1 - BM25_B + BM25_B * mf.fts_varint(size, 0)[0] / average
             scores[pid] = scores.get(pid, 0.0) + idf * (BM25_K1 + 1) / (1 + BM25_K1 * norm)
     return scores
-
-
-def _varint(blob: bytes, at: int) -> tuple[int, int]:
-    """SQLite's variable-length integer (FTS5's record format) at `at` -> (value, next offset)."""
-    value = 0
-    for i in range(8):
-        byte = blob[at + i]
-        value = (value << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            return value, at + i + 1
-    return (value << 8) | blob[at + 8], at + 9
 
 
 def matching(match: str, texts: dict[int, str]) -> set[int]:

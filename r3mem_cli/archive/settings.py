@@ -32,11 +32,16 @@ class ArchiveSettings:
                 "bytes a token) for amortised recall and reranking from stored memory; None = only where exact "
                 "recall needs them (refine, residual). Without them the archive keeps the exact code and the "
                 "search keys, and memory is recomputed from the exact text when asked for"})
+    keyword_index: bool = field(default=True, metadata={
+        "help": "index every passage for keyword search (FTS5/BM25: which passages hold which words, no copy of "
+                "the text, about a fifth of the text's size), also in a pure-memory archive, where it is the best "
+                "search there is (an archive that keeps its text always has it); pure-memory archives made before "
+                "this setting have none (decision 0033)"})
     search_keys: bool | None = field(default=None, metadata={
-        "help": "store search keys for the memory search path (a float16 key per sentence, tens of bytes a "
-                "token); None = only in a pure-memory archive, whose only search they are: with kept sources "
-                "BM25 ranks better and the keys add nothing to the default search (bench/results/"
-                "search_keys.md, decision 0017)"})
+        "help": "store search keys for the memory search path (an int8 key per sentence, about 30 bytes a "
+                "token); None = only in a pure-memory archive without a keyword index, whose only search they "
+                "are: BM25 ranks better and the keys add nothing to the default search where it has one "
+                "(bench/results/search_keys.md, decisions 0017 and 0033)"})
     search_key_precision: str = field(default="int8", metadata={
         "help": "how search keys are stored: int8 (one byte a value plus a float16 scale per key) or float16; "
                 "int8 halves them for the same recall (bench/results/search_keys.md, decision 0027)"})
@@ -89,6 +94,7 @@ class ArchiveSettings:
         if not float(self.refine_lr) > 0:
             raise BadParameter("refine_lr", f"must be above 0 (got {self.refine_lr})")
         self.refine_steps, self.refine_lr = int(self.refine_steps), float(self.refine_lr)
+        self.keyword_index = bool(self.keyword_index)
 
     @property
     def int8(self) -> bool:
@@ -124,6 +130,7 @@ class ArchiveSettings:
         data.setdefault("search_keys", True)  # and its search keys
         data.setdefault("search_key_precision", "float16")  # in float16
         data.setdefault("code_group", 8)  # and codes were written in groups of 8
+        data.setdefault("keyword_index", False)  # and only kept text was indexed
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

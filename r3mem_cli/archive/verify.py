@@ -220,8 +220,41 @@ def _json_ok(text) -> bool:
 
 
 def _check_fts(a, c, db, add, kept: dict[int, str | None]) -> None:
-    for message in fts_problems(c, kept):
+    if a.keep_source or not a.keyword_indexed:
+        problems = fts_problems(c, kept)
+    else:
+        problems = index_problems_without_text(c, {pid for (pid,) in c.execute("SELECT id FROM passages")})
+    for message in problems:
         add("fts", db, message)
+
+
+def index_problems_without_text(c: sqlite3.Connection, passage_ids: set[int]) -> list[str]:
+    """What is wrong with a pure-memory archive's keyword index (decision 0033), which has no text to
+    be checked against: FTS5's own integrity-check of its structure and totals, run on a private
+    in-memory copy of its tables (as fts_problems does), and whether it holds every passage and no
+    other. Its terms are checked against the text by `verify --decode`'s decoding only."""
+    p = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        p.execute("PRAGMA temp_store=MEMORY")
+        p.execute(mf.table_sql(mf.FTS_TABLE))
+        try:
+            for shadow in mf.FTS_SHADOWS:
+                table = f"{mf.FTS_TABLE}_{shadow}"
+                cur = c.execute(f"SELECT * FROM {table}")
+                p.execute(f"DELETE FROM {table}")
+                p.executemany(f"INSERT INTO {table} VALUES ({mf.placeholders(len(cur.description))})", cur)
+            indexed = {pid for (pid,) in p.execute(f"SELECT id FROM {mf.FTS_DOCSIZE}")}
+        except sqlite3.Error as e:
+            return [f"keyword index (FTS5) cannot be read for its integrity-check: {e}"]
+        out = [f"passage {pid} is missing from the keyword index" for pid in sorted(passage_ids - indexed)]
+        out += [f"keyword index holds row {pid}, which is no passage" for pid in sorted(indexed - passage_ids)]
+        try:
+            p.execute(f"INSERT INTO {mf.FTS_TABLE} ({mf.FTS_TABLE}) VALUES ('integrity-check')")
+        except sqlite3.Error as e:
+            out.append(f"keyword index (FTS5) fails its integrity-check: {e}")
+        return out
+    finally:
+        p.close()
 
 
 def fts_problems(c: sqlite3.Connection, kept: dict[int, str | None]) -> list[str]:

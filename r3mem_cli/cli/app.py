@@ -125,9 +125,13 @@ def init(
     store_memory: Optional[bool] = typer.Option(None, "--store-memory/--no-store-memory",
                                                 help="Store every passage's memory tensors (thousands of bytes a "
                                                      "token; default: only for --exact refine|residual)."),
+    keyword_index: bool = typer.Option(True, "--keyword-index/--no-keyword-index",
+                                       help="Keyword index of a pure-memory archive's words (no copy of the text; an "
+                                            "archive that keeps its text always has one)."),
     search_keys: Optional[bool] = typer.Option(None, "--search-keys/--no-search-keys",
                                                help="Store keys for the memory search path (default: only in a "
-                                                    "pure-memory archive, where they are the only search)."),
+                                                    "pure-memory archive with --no-keyword-index, where they are "
+                                                    "the only search)."),
     search_key_precision: KeyPrecision = typer.Option("int8", "--search-key-precision",
                                                       help="How search keys are stored: int8 (half the bytes) | "
                                                            "float16."),
@@ -150,7 +154,8 @@ def init(
     if Archive.exists(root):
         raise ArchiveError(f"an archive already exists at {root}")
     settings = ArchiveSettings(compression_ratio=compression_ratio, exact=exact.value, store_memory=store_memory,
-                               search_keys=search_keys, search_key_precision=search_key_precision.value,
+                               keyword_index=keyword_index, search_keys=search_keys,
+                               search_key_precision=search_key_precision.value,
                                code_group=code_group, refine_steps=refine_steps, refine_lr=refine_lr,
                                memory_precision=memory_precision.value if memory_precision is not None else None)
     archive, warnings = create_archive(root, model=model, keep_source=not no_keep_source, adapter=adapter,

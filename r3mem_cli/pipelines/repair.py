@@ -209,6 +209,16 @@ def _repair(a: Archive, report: RepairReport, make_engine) -> None:
         count = fix.rebuild_fts(a, good)
         report.repaired.append({"kind": "fts", "path": manifest,
                                 "message": f"rebuilt the keyword index from {count} kept sources"})
+    # ... or in a pure-memory archive, from every passage its exact code gives back (decision 0033)
+    elif a.keyword_indexed and a.settings.code and adapter_ok and any(p.kind == "fts" for p in a.verify()):
+        from .recall import decode_exact
+
+        decoded = {pid: text for pid, text in decode_exact(a, get_engine(), a.all_passages()).items()
+                   if text is not None}
+        count = fix.rebuild_fts(a, decoded)
+        report.repaired.append({"kind": "fts", "path": manifest,
+                                "message": f"rebuilt the keyword index from {count} passages decoded from their "
+                                           "exact code"})
 
 
 def _shard_paths(a: Archive, bad_shards: set[str], passages) -> str | None:

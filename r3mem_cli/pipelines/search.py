@@ -12,7 +12,8 @@ with memory hits, so a query that shares no word with the archive still finds so
 weaker ranker and fusing it in lowers recall, so it fills in rather than votes (decision 0009).
 An optional rerank orders the best candidates by the backward model's likelihood of the query
 given each passage's memory (stored, or recomputed from the exact text). A pure-memory archive
-uses the memory path only, and its result text is decoded from the exact code.
+has the keyword index too (since decision 0033; before, the memory path only), and its result
+text is decoded from the exact code.
 """
 
 from __future__ import annotations
@@ -61,13 +62,14 @@ def search(
         raise BadParameter("top_k", f"must be at least 1 (got {top_k})")
     doc_id = resolve_document(archive, doc).id if doc is not None else None
     wanted = archive.passage_filter(doc=doc_id, kind=kind, since=since, until=until, speaker=speaker)
-    use_keyword = archive.keep_source and mode in ("auto", "hybrid", "keyword")
+    use_keyword = archive.keyword_indexed and mode in ("auto", "hybrid", "keyword")
     use_memory = mode in ("auto", "hybrid", "memory") and engine is not None and archive.has_search_keys()
-    if mode == "keyword" and not archive.keep_source:
-        raise R3memError("keyword search needs kept sources; this archive is pure memory (search its memory instead)")
+    if mode == "keyword" and not archive.keyword_indexed:
+        raise R3memError("this pure-memory archive has no keyword index (it was made before pure-memory archives "
+                         "had one); search its memory instead")
     if mode in ("memory", "hybrid") and not use_memory:
         raise R3memError("this archive stores no search keys for the memory path (they are off by default where "
-                         "sources are kept: `r3mem init --search-keys` stores them); search by keyword")
+                         "there is a keyword index: `r3mem init --search-keys` stores them); search by keyword")
     depth = max(50, 5 * top_k)
     ranked: dict[str, list] = {}
     if use_keyword:

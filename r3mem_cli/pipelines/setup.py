@@ -37,8 +37,8 @@ def create_archive(root: Path, *, model: str = DEFAULT_MODEL, keep_source: bool 
 
     warnings: list[str] = []
     settings = settings or ArchiveSettings()
-    if settings.search_keys is None:  # the memory path is a pure-memory archive's only search
-        settings = replace(settings, search_keys=not keep_source)
+    if settings.search_keys is None:  # only where the memory path would be the archive's only search
+        settings = replace(settings, search_keys=not (keep_source or settings.keyword_index))
     if settings.code_group is None:  # short groups where recall reads against kept text (decision 0032)
         settings = replace(settings, code_group=CODE_GROUP_KEPT_TEXT if keep_source else CODE_GROUP_PURE_MEMORY)
     temporary = None
