@@ -166,7 +166,7 @@ def keyword_search(conn: sqlite3.Connection, query: str, *, top_k: int, wanted: 
     """
     if top_k < 1:
         raise BadParameter("top_k", f"must be at least 1 (got {top_k})")
-    terms = [t for t in query_terms(query) if t not in mf.INDEX_STOP_WORDS]  # the index has none of those
+    terms = query_terms(mf.index_text(query))  # without the words the index leaves out, then stemmed as it is
     if not terms:
         return []
     try:
