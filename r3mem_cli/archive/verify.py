@@ -228,6 +228,15 @@ def _check_fts(a, c, db, add, kept: dict[int, str | None]) -> None:
         add("fts", db, message)
 
 
+def _copy_index(c: sqlite3.Connection, p: sqlite3.Connection) -> None:
+    """Copy the keyword index's own tables (FTS_SHADOWS) from `c` into the FTS5 table made in `p`."""
+    for shadow in mf.FTS_SHADOWS:
+        table = f"{mf.FTS_TABLE}_{shadow}"
+        cur = c.execute(f"SELECT * FROM {table}")
+        p.execute(f"DELETE FROM {table}")
+        p.executemany(f"INSERT INTO {table} VALUES ({mf.placeholders(len(cur.description))})", cur)
+
+
 def index_problems_without_text(c: sqlite3.Connection, passage_ids: set[int]) -> list[str]:
     """What is wrong with a pure-memory archive's keyword index (decision 0033), which has no text to
     be checked against: FTS5's own integrity-check of its structure and totals, run on a private
@@ -238,11 +247,7 @@ def index_problems_without_text(c: sqlite3.Connection, passage_ids: set[int]) ->
         p.execute("PRAGMA temp_store=MEMORY")
         p.execute(mf.table_sql(mf.FTS_TABLE))
         try:
-            for shadow in mf.FTS_SHADOWS:
-                table = f"{mf.FTS_TABLE}_{shadow}"
-                cur = c.execute(f"SELECT * FROM {table}")
-                p.execute(f"DELETE FROM {table}")
-                p.executemany(f"INSERT INTO {table} VALUES ({mf.placeholders(len(cur.description))})", cur)
+            _copy_index(c, p)
             indexed = {pid for (pid,) in p.execute(f"SELECT id FROM {mf.FTS_DOCSIZE}")}
         except sqlite3.Error as e:
             return [f"keyword index (FTS5) cannot be read for its integrity-check: {e}"]
@@ -282,11 +287,7 @@ def fts_problems(c: sqlite3.Connection, kept: dict[int, str | None]) -> list[str
         config = f"{mf.FTS_TABLE}_config"
         new_config = sorted(p.execute(f"SELECT k, v FROM {config}"))
         try:
-            for shadow in mf.FTS_SHADOWS:
-                table = f"{mf.FTS_TABLE}_{shadow}"
-                cur = c.execute(f"SELECT * FROM {table}")
-                p.execute(f"DELETE FROM {table}")
-                p.executemany(f"INSERT INTO {table} VALUES ({mf.placeholders(len(cur.description))})", cur)
+            _copy_index(c, p)
         except sqlite3.Error as e:
             return [f"keyword index (FTS5) cannot be read for its integrity-check: {e}"]
         # FTS5 reads its settings once per connection: compared here, not by the integrity-check.
