@@ -64,17 +64,19 @@ RETRIEVERS = {"bm25_turns": "turn (baseline)", "keyword": "passage", "evidence":
 
 
 class TurnBM25:
-    """The baseline: SQLite FTS5 BM25 over raw turns, one row per turn."""
+    """The baseline: SQLite FTS5 BM25 over raw turns, one row per turn, words as they are."""
+
+    TOKENIZE = "unicode61 remove_diacritics 2"
 
     def __init__(self, turns: list[dict]):
         self.db = sqlite3.connect(":memory:")
         self.db.execute("CREATE VIRTUAL TABLE t USING fts5(conv UNINDEXED, dia UNINDEXED, speaker UNINDEXED, "
-                        "text, tokenize='unicode61 remove_diacritics 2')")
+                        f"text, tokenize='{self.TOKENIZE}')")
         self.db.executemany("INSERT INTO t VALUES (?,?,?,?)",
                             [(t["conv"], t["dia_id"], t["speaker"], t["text"]) for t in turns])
 
     def top(self, conv: str, question: str, k: int) -> list[tuple[str, str, str]]:
-        match = fts_query(question)
+        match = fts_query(question, self.TOKENIZE)
         if match is None:
             return []
         return self.db.execute("SELECT dia, speaker, text FROM t WHERE t MATCH ? AND conv = ? ORDER BY bm25(t) "

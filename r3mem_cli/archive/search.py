@@ -30,12 +30,13 @@ _PASSAGE_COLUMNS = ("p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, g.location,
                     "m.state_rows, d.ingested_at")
 
 
-def query_terms(text: str) -> list[str]:
+def query_terms(text: str, tokenize: str = mf.FTS_TOKENIZE) -> list[str]:
     """Free text -> the keyword index's own tokens for it (the same tokenizer, so each is one
-    term of the index), in order, duplicates dropped, at most MAX_QUERY_TERMS."""
+    term of the index; or those of another FTS5 `tokenize` setting), in order, duplicates
+    dropped, at most MAX_QUERY_TERMS."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
-        conn.execute(f"CREATE VIRTUAL TABLE q USING fts5(text, tokenize='{mf.FTS_TOKENIZE}')")
+        conn.execute(f"CREATE VIRTUAL TABLE q USING fts5(text, tokenize='{tokenize}')")
         conn.execute("CREATE VIRTUAL TABLE temp.v USING fts5vocab(main, q, 'instance')")
         conn.execute("INSERT INTO q (rowid, text) VALUES (1, ?)", (str(text or ""),))
         terms = [term for (term,) in conn.execute("SELECT term FROM temp.v ORDER BY offset")]
@@ -49,10 +50,10 @@ def quoted(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
-def fts_query(text: str) -> str | None:
-    """Free text -> a safe FTS5 query: its terms (query_terms), each quoted, OR-ed together;
-    None when the text has no words."""
-    terms = query_terms(text)
+def fts_query(text: str, tokenize: str = mf.FTS_TOKENIZE) -> str | None:
+    """Free text -> a safe FTS5 query: its terms (query_terms, by `tokenize`), each quoted, OR-ed
+    together; None when the text has no words."""
+    terms = query_terms(text, tokenize)
     return " OR ".join(map(quoted, terms)) if terms else None
 
 
