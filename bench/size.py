@@ -176,7 +176,7 @@ def markdown(results: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-def plot(results: dict, name: str) -> None:
+def plot(results: dict, stem: str) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     names = [n for n in next(iter(results.values()))["default"]["bytes"] if n != "total"]
@@ -202,7 +202,7 @@ def plot(results: dict, name: str) -> None:
     ax.legend(fontsize=7, ncol=2)
     ax.set_title("r3mem archive size by part")
     fig.tight_layout()
-    fig.savefig(RESULTS / f"{name}.png", dpi=120)
+    fig.savefig(RESULTS / f"{stem}.png", dpi=120)
 
 
 def main() -> None:

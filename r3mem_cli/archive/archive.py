@@ -720,8 +720,9 @@ class Archive:
                 # No foreign key deletes passages with their document (0011); one scan per chunk.
                 c.execute(f"DELETE FROM passages WHERE doc_id IN ({mf.placeholders(len(chunk))})", chunk)
                 c.execute(f"DELETE FROM documents WHERE id IN ({mf.placeholders(len(chunk))})", chunk)
-            if rebuild:  # some indexed text is unknown: rebuild the index from what is left (in a
-                # pure-memory archive nothing: no term outlives forget; `verify --repair` indexes the rest again)
+            if rebuild:
+                # Some indexed text is unknown: rebuild the index from what is left. In a pure-memory
+                # archive that is nothing, so no term outlives forget; `verify --repair` indexes the rest.
                 mf.recreate_fts(c, ((pid, text) for pid, text, _ in texts.checked_sources(c) if text is not None))
             # FTS5 keeps deleted terms in its segment b-trees until they are merged; 'optimize'
             # merges everything now, so (with secure_delete + the VACUUM below) no term is left.

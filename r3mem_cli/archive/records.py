@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .packing import digest_hex, digest_matches, json_text, key_bytes, location_of  # noqa: F401  (json_text, key_bytes: re-exported)
+from .packing import (  # noqa: F401  (json_text, key_bytes: re-exported)
+    digest_hex, digest_matches, json_text, key_bytes, location_of)
 
 if TYPE_CHECKING:  # torch is imported where tensors are made or read, so commands that need none start fast
     import torch
