@@ -110,9 +110,10 @@ def _m0002_files(conn: sqlite3.Connection) -> None:
 
 
 FTS_TABLE = "passages_fts"
-# The keyword index's tokenizer: words folded to their Porter stems since 0011 (docs/decisions/0033);
-# 0003-0010 indexed the words as they are ('unicode61 remove_diacritics 2').
-FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
+# The keyword index's tokenizer: words (WORD_TOKENIZE: folded, without diacritics) indexed as their
+# Porter stems since 0011 (docs/decisions/0033); 0003-0010 indexed the words themselves.
+WORD_TOKENIZE = "unicode61 remove_diacritics 2"
+FTS_TOKENIZE = f"porter {WORD_TOKENIZE}"
 # English function words: in nearly every passage, they say nothing about what it is about. The
 # keyword index leaves them out (since 0010, docs/decisions/0030), with the tails of contractions
 # that its tokenizer splits off ("I'm" -> i, m). Never change these: the index deletes a passage by

@@ -45,6 +45,27 @@ def query_terms(text: str, tokenize: str = mf.FTS_TOKENIZE) -> list[str]:
     return list(dict.fromkeys(terms))[:MAX_QUERY_TERMS]
 
 
+def index_words(text: str) -> list[str]:
+    """The words `text` searches the keyword index with: without the function words the index leaves
+    out, folded as it folds them, one per Porter stem. Words, not stems: FTS5 stems each word of a
+    query as it looks it up, and a stem stemmed again can be another ("convers" -> "conver")."""
+    words = query_terms(mf.index_text(text), mf.WORD_TOKENIZE)
+    if not words:
+        return []
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        conn.execute(f"CREATE VIRTUAL TABLE q USING fts5(text, tokenize='{mf.FTS_TOKENIZE}')")
+        conn.execute("CREATE VIRTUAL TABLE temp.v USING fts5vocab(main, q, 'instance')")
+        conn.executemany("INSERT INTO q (rowid, text) VALUES (?, ?)", enumerate(words, 1))
+        stem_of = dict(conn.execute("SELECT doc, term FROM temp.v"))
+    finally:
+        conn.close()
+    firsts = {}
+    for n, word in enumerate(words, 1):
+        firsts.setdefault(stem_of.get(n, word), word)
+    return list(firsts.values())
+
+
 def quoted(term: str) -> str:
     """One term as an FTS5 string, so AND/OR/NEAR/*/( in it are plain words."""
     return '"' + term.replace('"', '""') + '"'
@@ -155,7 +176,7 @@ def keyword_search(conn: sqlite3.Connection, query: str, *, top_k: int, wanted: 
                    source_text: Callable[[int], str | None] | None) -> list[tuple[PassageInfo, float]]:
     """Passages ranked by BM25 over their words, best first; score > 0.
 
-    Every term of `query` (query_terms) is looked up on its own and a passage scores the BM25
+    Every word of `query` (index_words) is looked up on its own and a passage scores the BM25
     weight of each term it holds, counted once: the index keeps which passages hold a term but
     not where or how often (detail=none, docs/decisions/0027), and in passages of a few dozen
     words a second occurrence is rare (the same recall@5 on LoCoMo dev). No FTS5 syntax in the
@@ -167,7 +188,7 @@ def keyword_search(conn: sqlite3.Connection, query: str, *, top_k: int, wanted: 
     """
     if top_k < 1:
         raise BadParameter("top_k", f"must be at least 1 (got {top_k})")
-    terms = query_terms(mf.index_text(query))  # without the words the index leaves out, then stemmed as it is
+    terms = index_words(query)
     if not terms:
         return []
     try:
