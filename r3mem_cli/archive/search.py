@@ -30,10 +30,10 @@ _PASSAGE_COLUMNS = ("p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, g.location,
                     "m.state_rows, d.ingested_at")
 
 
-def query_terms(text: str, tokenize: str = mf.FTS_TOKENIZE) -> list[str]:
-    """Free text -> the keyword index's own tokens for it (the same tokenizer, so each is one
-    term of the index; or those of another FTS5 `tokenize` setting), in order, duplicates
-    dropped, at most MAX_QUERY_TERMS."""
+def query_terms(text: str, tokenize: str = mf.WORD_TOKENIZE) -> list[str]:
+    """Free text -> its words as the keyword index's tokenizer folds them before it stems them (or
+    the tokens of another FTS5 `tokenize` setting), in order, duplicates dropped, at most
+    MAX_QUERY_TERMS. Words, not stems, are what a MATCH takes: FTS5 stems them as it looks them up."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
         conn.execute(f"CREATE VIRTUAL TABLE q USING fts5(text, tokenize='{tokenize}')")
@@ -49,7 +49,7 @@ def index_words(text: str) -> list[str]:
     """The words `text` searches the keyword index with: without the function words the index leaves
     out, folded as it folds them, one per Porter stem. Words, not stems: FTS5 stems each word of a
     query as it looks it up, and a stem stemmed again can be another ("convers" -> "conver")."""
-    words = query_terms(mf.index_text(text), mf.WORD_TOKENIZE)
+    words = query_terms(mf.index_text(text))
     if not words:
         return []
     conn = sqlite3.connect(":memory:", isolation_level=None)
@@ -71,7 +71,7 @@ def quoted(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
-def fts_query(text: str, tokenize: str = mf.FTS_TOKENIZE) -> str | None:
+def fts_query(text: str, tokenize: str = mf.WORD_TOKENIZE) -> str | None:
     """Free text -> a safe FTS5 query: its terms (query_terms, by `tokenize`), each quoted, OR-ed
     together; None when the text has no words."""
     terms = query_terms(text, tokenize)
