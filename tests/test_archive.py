@@ -1040,6 +1040,7 @@ def test_forget_in_a_pure_memory_archive_deletes_index_entries_by_the_terms_they
     for d in docs:  # repeated words: an entry's token count is more than its terms
         for p in d.passages:
             p.text += " sparrow sparrow heron, and the sparrow again"
+    docs[1].passages[3].text = "And I am, as it is."  # function words only: an entry with no terms at all
     with Archive.create(tmp_path / "a", model="m", keep_source=False, memory_config={},
                         settings=ArchiveSettings(exact="none", keyword_index=True, search_keys=False)) as a:
         added = a.add_documents(docs)

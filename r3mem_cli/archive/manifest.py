@@ -632,7 +632,8 @@ def unindex_by_terms(conn: sqlite3.Connection, passage_ids: Iterable[int]) -> se
     keyword index, inside the caller's transaction, by what the index itself holds of them: without
     positions (detail=none) a passage's entry is the set of its terms and its token count, and
     deleting its terms once each, the first repeated up to that count, takes exactly that entry
-    and its share of the totals BM25 uses. One pass over the index. Returns the ids deleted."""
+    and its share of the totals BM25 uses (an entry of no terms, a passage of function words only,
+    is deleted with no words). One pass over the index. Returns the ids deleted."""
     wanted = {int(pid) for pid in passage_ids}
     sizes = {}
     for chunk in chunked(sorted(wanted)):
@@ -646,7 +647,10 @@ def unindex_by_terms(conn: sqlite3.Connection, passage_ids: Iterable[int]) -> se
     for term, doc in conn.execute(f"SELECT term, doc FROM temp.{FTS_TABLE}_instances"):
         if doc in sizes:
             terms.setdefault(doc, []).append(term)
-    entries = [(pid, " ".join(held + held[:1] * (sizes[pid] - len(held)))) for pid, held in sorted(terms.items())]
+    entries = []
+    for pid in sorted(sizes):
+        held = terms.get(pid, [])
+        entries.append((pid, " ".join(held + held[:1] * (sizes[pid] - len(held)))))
     _delete_entries(conn, entries)
     return {pid for pid, _ in entries}
 
