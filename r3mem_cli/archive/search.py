@@ -30,19 +30,26 @@ _PASSAGE_COLUMNS = ("p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, g.location,
                     "m.state_rows, d.ingested_at")
 
 
-def query_terms(text: str, tokenize: str = mf.WORD_TOKENIZE) -> list[str]:
-    """Free text -> its words as the keyword index's tokenizer folds them before it stems them (or
-    the tokens of another FTS5 `tokenize` setting), in order, duplicates dropped, at most
-    MAX_QUERY_TERMS. Words, not stems, are what a MATCH takes: FTS5 stems them as it looks them up."""
+def _tokens(texts: list[str], tokenize: str) -> list[list[str]]:
+    """Each text's tokens under an FTS5 `tokenize` setting, in order (a private in-memory table)."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
         conn.execute(f"CREATE VIRTUAL TABLE q USING fts5(text, tokenize='{tokenize}')")
         conn.execute("CREATE VIRTUAL TABLE temp.v USING fts5vocab(main, q, 'instance')")
-        conn.execute("INSERT INTO q (rowid, text) VALUES (1, ?)", (str(text or ""),))
-        terms = [term for (term,) in conn.execute("SELECT term FROM temp.v ORDER BY offset")]
+        conn.executemany("INSERT INTO q (rowid, text) VALUES (?, ?)", enumerate(texts, 1))
+        out: list[list[str]] = [[] for _ in texts]
+        for doc, term in conn.execute("SELECT doc, term FROM temp.v ORDER BY doc, offset"):
+            out[doc - 1].append(term)
+        return out
     finally:
         conn.close()
-    return list(dict.fromkeys(terms))[:MAX_QUERY_TERMS]
+
+
+def query_terms(text: str, tokenize: str = mf.WORD_TOKENIZE) -> list[str]:
+    """Free text -> its words as the keyword index's tokenizer folds them before it stems them (or
+    the tokens of another FTS5 `tokenize` setting), in order, duplicates dropped, at most
+    MAX_QUERY_TERMS. Words, not stems, are what a MATCH takes: FTS5 stems them as it looks them up."""
+    return list(dict.fromkeys(_tokens([str(text or "")], tokenize)[0]))[:MAX_QUERY_TERMS]
 
 
 def index_words(text: str) -> list[str]:
@@ -50,19 +57,9 @@ def index_words(text: str) -> list[str]:
     out, folded as it folds them, one per Porter stem. Words, not stems: FTS5 stems each word of a
     query as it looks it up, and a stem stemmed again can be another ("convers" -> "conver")."""
     words = query_terms(mf.index_text(text))
-    if not words:
-        return []
-    conn = sqlite3.connect(":memory:", isolation_level=None)
-    try:
-        conn.execute(f"CREATE VIRTUAL TABLE q USING fts5(text, tokenize='{mf.FTS_TOKENIZE}')")
-        conn.execute("CREATE VIRTUAL TABLE temp.v USING fts5vocab(main, q, 'instance')")
-        conn.executemany("INSERT INTO q (rowid, text) VALUES (?, ?)", enumerate(words, 1))
-        stem_of = dict(conn.execute("SELECT doc, term FROM temp.v"))
-    finally:
-        conn.close()
-    firsts = {}
-    for n, word in enumerate(words, 1):
-        firsts.setdefault(stem_of.get(n, word), word)
+    firsts: dict[str, str] = {}
+    for word, stems in zip(words, _tokens(words, mf.FTS_TOKENIZE)):
+        firsts.setdefault(stems[0] if stems else word, word)
     return list(firsts.values())
 
 
