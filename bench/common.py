@@ -54,14 +54,21 @@ def percentile(values: list[float], q: float) -> float:
 
 def cpu_model() -> str:
     """The CPU's model name (speed figures are meaningless without it)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
             for line in info:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip().lower(), value.strip())
+                if not line.strip():
+                    break  # the first CPU says it for all
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    # A virtual machine may name only the vendor's line ("AMD EPYC"): family and model tell its generation.
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def machine(engine: MemoryEngine) -> dict:
@@ -69,6 +76,7 @@ def machine(engine: MemoryEngine) -> dict:
 
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_model": cpu_model(), "native_bf16": cpu_has_native_bf16(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cpus": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "device": engine.device,
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
@@ -90,7 +98,8 @@ def ingest_timed(archive, files: list[Path], device: str) -> tuple[MemoryEngine,
 
 def footer(m: dict, command: str) -> list[str]:
     """The closing lines of a result's markdown: the machine (`machine()`) and the command that made it."""
-    return ["", f"Machine: {m.get('cpu_model') or m['processor']} (native bf16: {m.get('native_bf16')}), "
+    isa = f", torch kernels {m['cpu_capability']}" if m.get("cpu_capability") else ""
+    return ["", f"Machine: {m.get('cpu_model') or m['processor']} (native bf16: {m.get('native_bf16')}{isa}), "
                 f"{m['cpus']} CPUs, torch {m['torch']}, device {m['device']}.",
             f"Command: `.venv/bin/python {command}`", ""]
 

@@ -1,6 +1,7 @@
 """Does an exact code written under one numeric setting decode under others? With the default model.
 
     .venv/bin/python bench/portability.py [--doc examples/notes/garden-log.md]
+    .venv/bin/python bench/portability.py --fixture   # this machine's codes, for the cross-machine test
 
 Writes the exact code of one document here (default settings), then in a fresh process per
 setting (thread count, ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, a forced bf16/fp32 ingest
@@ -38,6 +39,9 @@ SETTINGS = {
     "ATEN_CPU_CAPABILITY=default": {"ATEN_CPU_CAPABILITY": "default"},
     "ONEDNN_MAX_CPU_ISA=SSE41 + ATEN default": {"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default"},
     "R3MEM_PRECISION=bf16": {"R3MEM_PRECISION": "bf16"},
+    # What a machine without AVX-512 runs: on one that has it, torch's own kernels and oneDNN's limited to AVX2.
+    "ATEN_CPU_CAPABILITY=avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
+    "ONEDNN_MAX_CPU_ISA=AVX2 + ATEN avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
 }
 
 CHILD = """
@@ -54,7 +58,7 @@ started = time.perf_counter()
 decoded = engine.exact_coder.decode_group(bytes.fromhex(job["code"]), job["lengths"])
 np.save(sys.argv[2], probe["float32"]); np.save(sys.argv[3], probe["float64"])
 print(json.dumps({{"decoded": decoded == job["want"], "seconds": time.perf_counter() - started,
-                  "threads": torch.get_num_threads()}}))
+                  "threads": torch.get_num_threads(), "capability": torch.backends.cpu.get_cpu_capability()}}))
 """
 
 
@@ -84,12 +88,40 @@ def logits_probe(engine: MemoryEngine) -> dict[str, np.ndarray]:
     return out
 
 
+FIXTURES = ROOT / "tests" / "data" / "exact-codes"
+FIXTURE_DOC = ROOT / "examples" / "notes" / "book-club.txt"
+FIXTURE_GROUP = 2  # a default archive's code group (ArchiveSettings.code_group)
+
+
+def write_fixture(engine: MemoryEngine) -> Path:
+    """The exact codes of a demo note as a default archive writes them, with the token ids they stand for
+    and the machine that wrote them, for tests/test_e2e_default.py to decode on every later machine."""
+    m = machine(engine)
+    passages = load_documents([FIXTURE_DOC], Segmenter(engine.tokenizer, engine.config.max_passage_tokens))[0]
+    groups = engine.encode_exact([passages], FIXTURE_GROUP)[0]
+    slug = "-".join("".join(c if c.isalnum() else " " for c in f"{m['cpu_model']} {m['cpu_capability']}").lower().split())
+    out = FIXTURES / f"{slug}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "written_on": {k: m[k] for k in ("cpu_model", "cpu_capability", "native_bf16", "torch", "platform")},
+        "model": DEFAULT_MODEL, "tag": engine.exact_coder.tag_for(FIXTURE_GROUP),
+        "document": FIXTURE_DOC.relative_to(ROOT).as_posix(),
+        "groups": [{"code": g.code.hex(), "passages": passages[g.first:g.first + FIXTURE_GROUP]} for g in groups],
+        "command": ".venv/bin/python bench/portability.py --fixture"}, indent=1) + "\n")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--doc", type=Path, default=ROOT / "examples" / "notes" / "garden-log.md")
     parser.add_argument("--device", default="cpu", help="where the other processes decode (cpu or cuda)")
+    parser.add_argument("--fixture", action="store_true",
+                        help=f"only write this machine's codes of {FIXTURE_DOC.name} into {FIXTURES.relative_to(ROOT)}/")
     args = parser.parse_args()
     engine = load_engine("cpu")
+    if args.fixture:
+        print(write_fixture(engine))
+        return
     passages = load_documents([args.doc], Segmenter(engine.tokenizer, engine.config.max_passage_tokens))[0]
     group = engine.encode_exact([passages], lmcode.GROUP_PASSAGES)[0][0]
     members = passages[: lmcode.GROUP_PASSAGES]
@@ -119,16 +151,17 @@ def main() -> None:
     lines = ["# Exact code across numeric settings (default model)", "",
              f"{args.doc.name}: {tokens} tokens in one group, code {len(group.code)} bytes, written in this process "
              f"on the CPU; decoded on {args.device}. Coder guard {lmcode.GUARD_NATS} nats.", "",
-             "| setting | max logit difference float32 | float64 (the coder's) | decoded exactly | decode s |",
-             "|---|---|---|---|---|"]
+             "| setting | torch kernels | max logit difference float32 | float64 (the coder's) | decoded exactly | decode s |",
+             "|---|---|---|---|---|---|"]
     for name, r in rows.items():
         if "error" in r:
-            lines.append(f"| {name} | error | | | |")
+            lines.append(f"| {name} | error | | | | |")
             continue
-        lines.append(f"| {name} | {r['max_logit_difference_float32']:.2e} | {r['max_logit_difference_float64']:.2e} | "
+        lines.append(f"| {name} | {r.get('capability', '')} | {r['max_logit_difference_float32']:.2e} | {r['max_logit_difference_float64']:.2e} | "
                      f"{r['decoded']} | {r['seconds']:.1f} |")
     m = result["machine"]
-    lines += ["", f"Machine: {m['cpu_model']} ({'native bf16' if m['native_bf16'] else 'no native bf16'}), {m['cpus']} CPUs, torch {m['torch']}; GPU {m['gpu'] or 'none'}.",
+    lines += ["", f"Machine: {m['cpu_model']} ({'native bf16' if m['native_bf16'] else 'no native bf16'}, torch kernels "
+                  f"{m['cpu_capability']}), {m['cpus']} CPUs, torch {m['torch']}; GPU {m['gpu'] or 'none'}.",
               f"Command: `.venv/bin/python {result['command']}`", ""]
     write_results("portability", result, "\n".join(lines), RESULTS)
     print("\n".join(lines))

@@ -99,3 +99,27 @@ def test_default_model_answers_the_demo_question_with_a_citation(tmp_path):
     cited = [p["text"] for doc, p in shown if f"[{doc}:{p['passage']}]" in seeds["answer"]]
     assert cited and "Tom gave me the seeds" in cited[0]
     assert absent["answer"] == NOT_IN_ARCHIVE and absent["sources"] == []
+
+
+CODES_FROM_OTHER_MACHINES = sorted((Path(__file__).resolve().parent / "data" / "exact-codes").glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def default_coder():
+    from r3mem_cli.model.engine import MemoryEngine
+
+    return MemoryEngine(DEFAULT_MODEL, shipped_adapter(DEFAULT_MODEL), "cpu").exact_coder
+
+
+@pytest.mark.parametrize("written", CODES_FROM_OTHER_MACHINES, ids=lambda p: p.stem)
+def test_codes_written_on_other_machines_decode_here(written, default_coder):
+    """The exact codes of a demo note as each machine in tests/data/exact-codes wrote them (another CPU
+    model, instruction set or torch build: `bench/portability.py --fixture` adds this machine's), decoded
+    here token by token, as a pure-memory archive's recall does: every token as written."""
+    from r3mem_cli.model.lmcode import DecodeJob
+
+    fixture = json.loads(written.read_text(encoding="utf-8"))
+    jobs = [DecodeJob(bytes.fromhex(g["code"]), [len(p) for p in g["passages"]], fixture["tag"])
+            for g in fixture["groups"]]
+    decoded = default_coder.decode_groups(jobs)
+    assert decoded == [g["passages"] for g in fixture["groups"]], f"codes written on {fixture['written_on']}"
