@@ -195,8 +195,37 @@ def _indexed_passage_rows(c: sqlite3.Connection) -> None:
     c.execute("ALTER TABLE documents DROP COLUMN first_passage")
 
 
+def _location_groups_of_8(c: sqlite3.Connection) -> None:
+    """Before 0012 a document's passage locations were packed in groups of 8 (format 1)."""
+    from r3mem_cli.archive import manifest as mf
+    from r3mem_cli.archive.packing import LEGACY_LOCATION_GROUP, location_of, packed_rows
+
+    by_doc: dict[str, dict[int, tuple[int, dict]]] = {}
+    for pid, doc, idx, group in c.execute(f"SELECT p.id, p.doc_id, p.idx, {mf.GROUP_LOCATIONS} FROM passages p "
+                                          f"{mf.GROUP_JOIN}").fetchall():
+        by_doc.setdefault(doc, {})[idx] = (pid, location_of(group, idx))
+    for passages in by_doc.values():
+        packed = packed_rows({idx: loc for idx, (_pid, loc) in passages.items()}, LEGACY_LOCATION_GROUP)
+        c.executemany("UPDATE passages SET location = ? WHERE id = ?",
+                      [(stored, passages[idx][0]) for idx, stored in packed.items()])
+
+
+def _key_tables_with_rowid(c: sqlite3.Connection) -> None:
+    """Before 0013 the tables of files' checksums were rowid tables, with an index on the name."""
+    from r3mem_cli.archive import manifest as mf
+
+    for name in ("shards", "files"):
+        rows = c.execute(f"SELECT * FROM {name}").fetchall()
+        c.execute(f"DROP TABLE {name}")
+        c.execute(mf.table_sql(name, 12))
+        if rows:
+            c.executemany(f"INSERT INTO {name} VALUES ({','.join('?' * len(rows[0]))})", rows)
+
+
 # Turning a current archive manifest back into an older schema, to test the upgrade path.
 _UNDO = {  # migration -> SQL (or a function of the connection) that undoes it
+    "0013_key_tables_without_rowid": [_key_tables_with_rowid],
+    "0012_location_groups_of_64": [_location_groups_of_8],
     "0011_lean_passage_rows": [_indexed_passage_rows],
     "0010_keyword_index_without_function_words": [_fts_with_function_words],
     "0009_kept_text_in_frames": [_passage_frames],

@@ -934,14 +934,15 @@ _LOCATIONS = st.dictionaries(st.text(max_size=12), st.recursive(
     max_leaves=12), max_size=8)
 
 
-@given(st.lists(_LOCATIONS, min_size=1, max_size=20))
+@given(st.lists(_LOCATIONS, min_size=1, max_size=150), st.sampled_from([8, 64, 3]))
 @settings(max_examples=80, deadline=None)
-def test_packed_locations_read_back_as_they_were(locations):
-    from r3mem_cli.archive.packing import location_of, packed_rows
+def test_packed_locations_read_back_as_they_were(locations, group):
+    from r3mem_cli.archive.packing import group_size, location_of, packed_rows
 
-    rows = packed_rows(dict(enumerate(locations)))
-    assert [location_of(rows[i - i % 8], i) for i in range(len(locations))] == locations
-    assert all(rows[i] == b"" for i in range(len(locations)) if i % 8)
+    rows = packed_rows(dict(enumerate(locations)), group)
+    assert [location_of(rows[i - i % group], i) for i in range(len(locations))] == locations
+    assert all(rows[i] == b"" for i in range(len(locations)) if i % group)
+    assert {group_size(rows[i]) for i in range(0, len(locations), group)} == {group}
 
 
 def test_passage_rows_of_the_previous_schema_are_compacted_on_open(tmp_path):
@@ -1021,6 +1022,95 @@ def test_passage_rows_of_schema_10_lose_their_index_and_long_digests_on_open(tmp
         assert a.verify() == []
     index, lengths, size_after = stored()
     assert (index, lengths) == (0, {8}) and size_after < size_before
+
+
+def test_locations_packed_in_groups_of_8_are_repacked_in_groups_of_64_on_open(tmp_path):
+    """0012 (docs/decisions/0034): a document's passage locations go from groups of 8 (format 1) to groups of 64
+    (format 2); every passage reads back the same location, search finds the same passages with them, verify is
+    clean before and after, a new document is packed in groups of 64 beside them, and the file is smaller."""
+    from r3mem_cli.archive.packing import LOCATION_GROUP, group_size
+
+    root = tmp_path / "a"
+    docs = [make_doc(f"d{i}", n=n) for i, n in enumerate((150, 9, 64, 1))]
+    for d in docs:  # a chat's locations: the same speakers and session, a turn and time apart
+        for p in d.passages:
+            p.location = {"speakers": ["Ada", "Bo"], "session": p.index // 40, "turns": [2 * p.index, 2 * p.index + 1],
+                          "timestamps": [f"2024-01-02T10:{p.index % 60:02d}:00"]}
+    with Archive.create(root, model="m", memory_config={}) as a:
+        a.add_documents(docs)
+        before = {d.id: [(p.id, p.location) for p in a.passages(d.id)] for d in a.documents()}
+        found = [hit.id for hit, _ in a.keyword_search("passage", top_k=40)]
+    manifest = root / "manifest.sqlite"
+
+    def groups():
+        with contextlib.closing(sqlite3.connect(manifest)) as c:
+            return sorted({group_size(loc) for (loc,) in c.execute("SELECT location FROM passages WHERE length(location)")})
+
+    assert groups() == [LOCATION_GROUP]
+    downgrade(manifest, to_version=11)
+    with contextlib.closing(sqlite3.connect(manifest)) as c:
+        c.execute("VACUUM")
+    size_before = os.path.getsize(manifest)
+    assert groups() == [8]
+    with Archive.open(root, write=True) as a:
+        assert a.schema_version == SCHEMA_VERSION and a.verify() == []
+        assert {d.id: [(p.id, p.location) for p in a.passages(d.id)] for d in a.documents()} == before
+        assert [hit.id for hit, _ in a.keyword_search("passage", top_k=40)] == found
+        assert all(a.passage(pid).location == loc for rows in before.values() for pid, loc in rows)
+    assert groups() == [LOCATION_GROUP] and os.path.getsize(manifest) < size_before
+    with Archive.open(root, write=True) as a:
+        added = a.add_documents([make_doc("new", n=70)])[0]
+        assert [p.location for p in a.passages(added.id)] == [{"lines": [i * 2 + 1, i * 2 + 2]} for i in range(70)]
+        assert a.verify() == []
+
+
+def test_tables_of_file_checksums_lose_their_rowid_on_open(tmp_path):
+    """0013 (docs/decisions/0034): shards and files keep their rows in their name's b-tree (WITHOUT ROWID): the
+    same rows, no separate index, fewer pages; verify is clean and forget still rewrites the shards."""
+    root = tmp_path / "a"
+    tables = ("shards", "files")
+    with Archive.create(root, model="m", memory_config={}) as a:
+        a.add_documents([make_doc(f"d{i}") for i in range(3)])
+    manifest = root / "manifest.sqlite"
+
+    def state():
+        with contextlib.closing(sqlite3.connect(manifest)) as c:
+            rows = {t: sorted(c.execute(f"SELECT * FROM {t}")) for t in tables}
+            plain = {n for (n, sql) in c.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+                     if n in tables and "WITHOUT ROWID" not in sql}
+            return rows, plain, c.execute("PRAGMA page_count").fetchone()[0]
+
+    rows, plain, _ = state()
+    assert plain == set() and rows["shards"]
+    downgrade(manifest, to_version=12)
+    with contextlib.closing(sqlite3.connect(manifest)) as c:
+        c.execute("VACUUM")
+    old_rows, plain, pages_before = state()
+    assert plain == set(tables)
+    with Archive.open(root, write=True) as a:
+        assert a.schema_version == SCHEMA_VERSION and a.verify() == []
+    new_rows, plain, pages_after = state()
+    assert plain == set() and pages_after < pages_before and new_rows == old_rows
+    with Archive.open(root, write=True) as a:
+        a.forget([a.documents()[0].id])
+        assert len(a.documents()) == 2 and a.verify() == []
+
+
+def test_verify_names_a_passage_whose_location_group_does_not_fit_its_document(tmp_path):
+    """A row that holds packed locations where its document's groups say it holds none, or a group of another
+    size than its document's, is named by verify."""
+    from r3mem_cli.archive.packing import pack_locations
+
+    root = tmp_path / "a"
+    with Archive.create(root, model="m", memory_config={}) as a:
+        ids = list(a.add_documents([make_doc("d", n=70)])[0].passage_ids())
+        assert a.verify() == []
+    with contextlib.closing(sqlite3.connect(root / "manifest.sqlite")) as c, c:
+        c.execute("UPDATE passages SET location = ? WHERE id = ?", (pack_locations([{}], 64), ids[3]))
+        c.execute("UPDATE passages SET location = ? WHERE id = ?", (pack_locations([{}] * 6, 8), ids[64]))
+    with Archive.open(root) as a:
+        problems = "\n".join(p.message for p in a.verify())
+    assert f"passage {ids[3]} " in problems and f"passage {ids[64]} " in problems
 
 
 def _index_state(conn) -> tuple:

@@ -133,7 +133,8 @@ def test_every_flip_or_truncation_of_a_checksummed_file_is_named(built, tmp_path
 
 
 def _rows(db: Path) -> dict[str, dict]:
-    """Every row of every table (FTS shadow tables and sqlite_sequence included), by rowid."""
+    """Every row of every table (FTS shadow tables and sqlite_sequence included), by rowid (or, in a
+    WITHOUT ROWID table, by place)."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         out = {"sqlite_master": {r[1]: r for r in conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")}}
@@ -142,9 +143,9 @@ def _rows(db: Path) -> dict[str, dict]:
                 cur = conn.execute(f'SELECT rowid, * FROM "{table}"')
                 cols = [d[0] for d in cur.description][1:]
                 out[table] = {"__cols__": cols, **{r[0]: r[1:] for r in cur}}
-            except sqlite3.OperationalError:  # WITHOUT ROWID
+            except sqlite3.OperationalError:  # WITHOUT ROWID: rows by their place in key order
                 cur = conn.execute(f'SELECT * FROM "{table}"')
-                out[table] = {"__cols__": [d[0] for d in cur.description], **{repr(r): r for r in cur}}
+                out[table] = {"__cols__": [d[0] for d in cur.description], **dict(enumerate(cur))}
         return out
     finally:
         conn.close()

@@ -258,7 +258,7 @@ def test_archive_from_previous_schema_gets_its_index_on_open(tmp_path, tiny_mode
     want = search(archive, "garden lemon")
     downgrade(archive / "manifest.sqlite", to_version=2)
     with Archive.open(archive) as a:  # a reader upgrades under a short writer lock
-        assert a.schema_version == SCHEMA_VERSION == 11
+        assert a.schema_version == SCHEMA_VERSION == 13
         n = a.conn.execute("SELECT COUNT(*) FROM passages_fts").fetchone()[0]
         assert n == a.conn.execute("SELECT COUNT(*) FROM sources").fetchone()[0] > 0
         assert a.verify() == []

@@ -20,7 +20,7 @@ from urllib.request import pathname2url
 
 from r3mem_cli.errors import ArchiveError, ManifestDamaged
 
-from .packing import LOCATION_GROUP, packed_rows
+from .packing import LEGACY_LOCATION_GROUP, LOCATION_GROUP, location_of, packed_rows
 from .texts import checked_sources, compressor, decompress, frame_blobs
 
 MANIFEST_NAME = "manifest.sqlite"
@@ -233,7 +233,8 @@ def _m0007_compact_rows(conn: sqlite3.Connection) -> None:
     rows = []
     for passages in by_doc.values():
         try:
-            packed = packed_rows({idx: json.loads(location) for idx, (_pid, _sha, location) in passages.items()})
+            packed = packed_rows({idx: json.loads(location) for idx, (_pid, _sha, location) in passages.items()},
+                                 LEGACY_LOCATION_GROUP)
         except (TypeError, ValueError):
             packed = {idx: location for idx, (_pid, _sha, location) in passages.items()}
         for idx, (pid, sha, _location) in passages.items():
@@ -325,6 +326,46 @@ def _m0011_lean_passage_rows(conn: sqlite3.Connection) -> None:
                    [(pid, index_text(text)) for pid, text, _ in checked_sources(conn) if text is not None])
 
 
+def _m0012_location_groups_of_64(conn: sqlite3.Connection) -> None:
+    """Each document's passage locations packed in groups of LOCATION_GROUP instead of 8 (format 2,
+    docs/decisions/0034): a chat's neighbouring passages repeat the same speakers, session and day, and
+    a larger group stores that once for more of them. A document with a group that does not unpack
+    stays as it is, for verify to report."""
+    by_doc: dict[str, dict[int, tuple[int, bytes]]] = {}
+    for pid, doc_id, idx, location in conn.execute("SELECT id, doc_id, idx, location FROM passages"):
+        by_doc.setdefault(doc_id, {})[idx] = (pid, location)
+    rows = []
+    for passages in by_doc.values():
+        try:
+            locations = {idx: location_of(passages[idx - idx % LEGACY_LOCATION_GROUP][1], idx) for idx in passages}
+        except (KeyError, TypeError, ValueError):
+            continue
+        rows += [(stored, passages[idx][0]) for idx, stored in packed_rows(locations, LOCATION_GROUP).items()]
+    conn.executemany("UPDATE passages SET location = ? WHERE id = ?", rows)
+
+
+# 0013's tables: the same columns, without a rowid.
+_KEY_TABLES = {
+    "shards": "name TEXT PRIMARY KEY, sha256 TEXT NOT NULL, bytes INTEGER NOT NULL, tensors INTEGER NOT NULL, "
+              "created_at TEXT NOT NULL",
+    "files": "name TEXT PRIMARY KEY, sha256 TEXT NOT NULL, bytes INTEGER NOT NULL, updated_at TEXT NOT NULL",
+}
+
+
+def _m0013_key_tables_without_rowid(conn: sqlite3.Connection) -> None:
+    """The tables of files' checksums keep their rows in their name's b-tree (WITHOUT ROWID,
+    docs/decisions/0034): as rowid tables each needed a second b-tree for the text key, a page or more
+    for a few short rows. Tables whose rows can be long stay rowid tables (a WITHOUT ROWID row over a
+    quarter page spills into a page of its own): archive_info's settings, document_keys' keys. The
+    same rows, columns and constraints; migrate() turns foreign keys off around it, as 0011, since
+    memory rows refer to shards."""
+    for name, columns in _KEY_TABLES.items():
+        conn.execute(f"CREATE TABLE {name}_0013 ({columns}) WITHOUT ROWID")
+        conn.execute(f"INSERT INTO {name}_0013 SELECT * FROM {name}")
+        conn.execute(f"DROP TABLE {name}")
+        conn.execute(f"ALTER TABLE {name}_0013 RENAME TO {name}")
+
+
 # The keyword index's table in 0008-0010 (0010 keeps it and changes what it is given).
 _INDEX_WITHOUT_POSITIONS = ("CREATE VIRTUAL TABLE passages_fts USING fts5(text, content='', detail=none, "
                             "tokenize='unicode61 remove_diacritics 2')")
@@ -364,16 +405,19 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0009_kept_text_in_frames", _m0009_kept_text_in_frames),
     ("0010_keyword_index_without_function_words", _m0010_keyword_index_without_function_words),
     ("0011_lean_passage_rows", _m0011_lean_passage_rows),
+    ("0012_location_groups_of_64", _m0012_location_groups_of_64),
+    ("0013_key_tables_without_rowid", _m0013_key_tables_without_rowid),
 ]
 # Migrations that rebuild a table another one refers to: run with foreign keys off (a DROP TABLE would
 # otherwise delete every row that refers to it).
-_REBUILDS_TABLES = frozenset({"0011_lean_passage_rows"})
+_REBUILDS_TABLES = frozenset({"0011_lean_passage_rows", "0013_key_tables_without_rowid"})
 # Migrations that free a large part of the file: an archive upgraded past one is VACUUMed once
 # afterwards, so the space comes back (0006 drops the second copy of every kept text, 0007 halves
-# the passage rows, 0008 and 0010 the keyword index, 0009 the kept text).
+# the passage rows, 0008 and 0010 the keyword index, 0009 the kept text, 0011 and 0012 the passage rows,
+# 0013 a page per table looked up by a text key).
 _VACUUM_AFTER = frozenset({"0006_fts_without_text", "0007_compact_rows", "0008_keyword_index_without_positions",
                            "0009_kept_text_in_frames", "0010_keyword_index_without_function_words",
-                           "0011_lean_passage_rows"})
+                           "0011_lean_passage_rows", "0012_location_groups_of_64", "0013_key_tables_without_rowid"})
 SCHEMA_VERSION = len(MIGRATIONS)
 # Every table and index takes at least one page, so the page size sets what an archive costs
 # before it holds any text (docs/decisions/0026). Existing files keep the size they were made with.
@@ -521,7 +565,7 @@ def migrate(conn: sqlite3.Connection, upto: int | None = None) -> int:
     """Apply the pending migrations (up to `upto`), each in its own recorded transaction."""
     conn.execute(_MIGRATIONS_TABLE)
     applied = applied_migrations(conn)
-    done = start = schema_version(applied)
+    done = schema_version(applied)
     vacuum = False
     for name, fn in MIGRATIONS[done : upto if upto is not None else None]:
         keys_off = name in _REBUILDS_TABLES and conn.execute("PRAGMA foreign_keys").fetchone()[0]
@@ -536,7 +580,7 @@ def migrate(conn: sqlite3.Connection, upto: int | None = None) -> int:
                 conn.execute("PRAGMA foreign_keys=ON")
         done += 1
         vacuum = vacuum or name in _VACUUM_AFTER
-    if vacuum and start:  # an existing archive (a new one has nothing to give back)
+    if vacuum:  # a new archive too: its migrations made and dropped tables, and left the schema's pages loose
         conn.execute("VACUUM")
         hook = getattr(conn, "after_commit", None)
         if hook is not None:  # an encrypted archive: seal the smaller image
@@ -712,8 +756,12 @@ DOCUMENT_COLUMNS = ("id, source, kind, title, content_sha256, passage_count, tok
 # A document's passages have consecutive ids in index order (0011): the group's first is found by id,
 # and a document's passages, in a query that joins documents d and passages p, by their id range.
 DOCUMENT_PASSAGES = "p.id BETWEEN d.first_passage AND d.first_passage + d.passage_count - 1 AND p.doc_id = d.id"
-GROUP_JOIN = f"LEFT JOIN passages g ON g.id = p.id - p.idx % {LOCATION_GROUP} AND g.doc_id = p.doc_id"
+# A document packed before 0012 has groups of 8, one since of 64 (packing.py): the row 8 back holds the
+# group's locations in the first; in the second it holds nothing unless it is the first of the 64.
+GROUP_JOIN = (f"LEFT JOIN passages g ON g.id = p.id - p.idx % {LOCATION_GROUP} AND g.doc_id = p.doc_id "
+              f"LEFT JOIN passages g8 ON g8.id = p.id - p.idx % {LEGACY_LOCATION_GROUP} AND g8.doc_id = p.doc_id")
+GROUP_LOCATIONS = "CASE WHEN length(g8.location) > 0 THEN g8.location ELSE g.location END"
 PASSAGE_QUERY = (
-    "SELECT p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, g.location, m.slots, m.sentence_rows, m.state_rows "
+    f"SELECT p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, {GROUP_LOCATIONS}, m.slots, m.sentence_rows, m.state_rows "
     f"FROM passages p {GROUP_JOIN} LEFT JOIN memory m ON m.passage_id = p.id"
 )

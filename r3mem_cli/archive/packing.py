@@ -3,11 +3,13 @@ that the manifest's migrations can use them.
 
 A passage row is small beside its text, but there is one per fifty tokens: its sha256 is kept as
 bytes, only its first 8 since decision 0033 (all 32 before), not as 64 hex digits, and the locations
-of each LOCATION_GROUP passages of a document are packed together on the group's first passage (the
-other rows hold an empty value): canonical JSON compressed by zstd against a dictionary of the keys
-the readers write (a location repeats the same few keys, and a chat's neighbouring passages the same
-speakers, session and day), in a frame without zstd's magic number: the format byte says what it is.
-Both stay in BLOB values: SQLite keeps a BLOB as it is.
+of each group of a document's passages are packed together on the group's first passage (the other
+rows hold an empty value): canonical JSON compressed by zstd against a dictionary of the keys the
+readers write (a location repeats the same few keys, and a chat's neighbouring passages the same
+speakers, session and day), in a frame without zstd's magic number. The first byte says what it is:
+format 1, groups of LEGACY_LOCATION_GROUP (0007-0011); format 2, then the group's size, groups of
+LOCATION_GROUP (since 0012, docs/decisions/0034: a larger group repeats less). Both stay in BLOB
+values: SQLite keeps a BLOB as it is.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ import json
 
 import zstandard
 
-LOCATION_GROUP = 8  # passages whose locations are packed together (a pure-memory archive's code group too)
-_LOCATION_FORMAT = 1  # the first byte of packed locations: a JSON list, zstd against _LOCATION_DICTIONARY
+LOCATION_GROUP = 64  # passages whose locations are packed together (since 0012)
+LEGACY_LOCATION_GROUP = 8  # ... in 0007-0011
+# The first byte of packed locations: a JSON list, zstd against _LOCATION_DICTIONARY, of a group of
+# LEGACY_LOCATION_GROUP (format 1) or of the size the second byte gives (format 2).
+_LEGACY_FORMAT, _LOCATION_FORMAT = 1, 2
 _LOCATION_DICTIONARY = (
     b'{"file":"2024-01-01.json","thread":"1700000000.000100","ts":"1700000000.000100"}'
     b'{"index":0,"message_id":"1","reply_to":"1"}'
@@ -61,46 +66,67 @@ def digest_matches(raw: bytes, stored) -> bool:
     return len(want) in (2 * n for n in STORED_DIGEST_BYTES) and hashlib.sha256(raw).hexdigest()[:len(want)] == want
 
 
-def pack_locations(locations: list[dict]) -> bytes:
-    """The locations of one group of passages as stored: a format byte, then the zstd frame of
-    their canonical JSON list."""
+def pack_locations(locations: list[dict], group: int = LOCATION_GROUP) -> bytes:
+    """The locations of one group of `group` passages (its last may hold fewer) as stored: the format
+    byte (and in format 2 the group size), then the zstd frame of their canonical JSON list."""
+    if not 1 <= len(locations) <= group <= 255:
+        raise ValueError(f"{len(locations)} locations do not make a group of {group}")
     # A (de)compressor per call: python-zstandard's objects are not for concurrent use (mcp serves threads).
     params = zstandard.ZstdCompressionParameters.from_level(
         19, format=zstandard.FORMAT_ZSTD1_MAGICLESS, write_checksum=False, write_dict_id=False)
     packer = zstandard.ZstdCompressor(compression_params=params, dict_data=_location_dictionary())
-    return bytes([_LOCATION_FORMAT]) + packer.compress(json_text(list(locations), "location").encode("utf-8"))
+    head = bytes([_LEGACY_FORMAT]) if group == LEGACY_LOCATION_GROUP else bytes([_LOCATION_FORMAT, group])
+    return head + packer.compress(json_text(list(locations), "location").encode("utf-8"))
+
+
+def group_size(stored) -> int:
+    """The size of the group whose packed locations `stored` holds; ValueError if it holds none."""
+    if isinstance(stored, bytes) and stored[:1] == bytes([_LEGACY_FORMAT]):
+        return LEGACY_LOCATION_GROUP
+    if isinstance(stored, bytes) and len(stored) > 2 and stored[0] == _LOCATION_FORMAT and stored[1] > 0:
+        return stored[1]
+    raise ValueError("not packed locations")
 
 
 def unpack_locations(stored) -> list[dict]:
     """Packed locations -> the group's list of locations; ValueError if they are not that."""
-    if not isinstance(stored, bytes) or not stored or stored[0] != _LOCATION_FORMAT:
-        raise ValueError("not packed locations")
+    return [json.loads(entry) for entry in _unpacked(stored)]
+
+
+@functools.lru_cache(maxsize=256)
+def _unpacked(stored: bytes) -> tuple[str, ...]:
+    """The canonical JSON of each location of a packed group. Cached: listing a document's passages
+    reads each group once per passage, and a group is up to LOCATION_GROUP of them."""
+    group = group_size(stored)
     unpacker = zstandard.ZstdDecompressor(dict_data=_location_dictionary(), format=zstandard.FORMAT_ZSTD1_MAGICLESS)
+    frame = stored[1:] if group == LEGACY_LOCATION_GROUP else stored[2:]
     try:
-        text = unpacker.decompress(stored[1:], max_output_size=_MAX_LOCATION_BYTES)
+        text = unpacker.decompress(frame, max_output_size=_MAX_LOCATION_BYTES)
     except zstandard.ZstdError as e:
         raise ValueError(f"packed locations do not decompress: {e}") from None
     value = json.loads(text)
-    if not isinstance(value, list) or not 1 <= len(value) <= LOCATION_GROUP or not all(isinstance(v, dict) for v in value):
+    if not isinstance(value, list) or not 1 <= len(value) <= group or not all(isinstance(v, dict) for v in value):
         raise ValueError("packed locations are not a list of JSON objects")
-    return value
+    return tuple(json_text(v, "location") for v in value)
 
 
 def location_of(group_locations, index: int) -> dict:
     """Passage `index`'s location, from the packed locations of its group (manifest.PASSAGE_QUERY
     reads them from the group's first passage)."""
-    group = unpack_locations(group_locations)
-    if index % LOCATION_GROUP >= len(group):
+    entries = _unpacked(group_locations) if isinstance(group_locations, bytes) else _unpacked(b"")
+    at = index % group_size(group_locations)
+    if at >= len(entries):
         raise ValueError(f"the packed locations of passage {index}'s group stop before it")
-    return group[index % LOCATION_GROUP]
+    return json.loads(entries[at])
 
 
-def packed_rows(locations: dict[int, dict]) -> dict[int, bytes]:
-    """{passage index: its location} of one document -> {passage index: what its row stores}."""
+def packed_rows(locations: dict[int, dict], group: int = LOCATION_GROUP) -> dict[int, bytes]:
+    """{passage index: its location} of one document -> {passage index: what its row stores}, in
+    groups of `group` passages."""
     out = {}
     for index in sorted(locations):
-        if index % LOCATION_GROUP == 0:
-            out[index] = pack_locations([locations[i] for i in range(index, index + LOCATION_GROUP) if i in locations])
+        if index % group == 0:
+            out[index] = pack_locations([locations[i] for i in range(index, index + group) if i in locations], group)
         else:
             out[index] = b""
     return out

@@ -26,8 +26,8 @@ MAX_QUERY_TERMS = 64
 # BM25's constants, as FTS5's own bm25() has them; FTS5 also floors a term's weight at 1e-6.
 BM25_K1, BM25_B, BM25_MIN_IDF = 1.2, 0.75, 1e-6
 # The columns of mf.PASSAGE_QUERY plus the document's ingested_at, for passages joined with documents.
-_PASSAGE_COLUMNS = ("p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, g.location, m.slots, m.sentence_rows, "
-                    "m.state_rows, d.ingested_at")
+_PASSAGE_COLUMNS = (f"p.id, p.doc_id, p.idx, p.text_sha256, p.tokens, {mf.GROUP_LOCATIONS}, m.slots, "
+                    "m.sentence_rows, m.state_rows, d.ingested_at")
 
 
 def _tokens(texts: list[str], tokenize: str) -> list[list[str]]:

@@ -43,7 +43,7 @@ from .adapters import ADAPTER_DIR, adapter_name_ok
 from .files import list_files
 from .lock import active_writer_pid
 from .manifest import MANIFEST_NAME, SCHEMA_VERSION, transaction
-from .packing import LOCATION_GROUP, STORED_DIGEST_BYTES, key_bytes, unpack_locations
+from .packing import LEGACY_LOCATION_GROUP, STORED_DIGEST_BYTES, group_size, key_bytes, unpack_locations
 from .records import SHA256_HEX, Problem
 from .texts import checked_sources
 
@@ -175,12 +175,14 @@ def _check_rows(a, c, db, add) -> None:
         if not _json_ok(metadata):
             add("document", db, f"document {doc_id}: metadata is not valid JSON (damaged row)")
     counts = dict(c.execute("SELECT doc_id, COUNT(*) FROM passages GROUP BY doc_id"))
+    groups = {doc_id: _group_of(location) for doc_id, location in c.execute("SELECT doc_id, location FROM passages "
+                                                                            "WHERE idx = 0")}
     for pid, doc_id, idx, sha, location, tokens in c.execute(
         "SELECT id, doc_id, idx, text_sha256, location, tokens FROM passages"
     ):
         if not (isinstance(sha, bytes) and len(sha) in STORED_DIGEST_BYTES):
             add("passage", db, f"passage {pid} (document {doc_id}): text_sha256 is not a sha256 (damaged row)")
-        if not _locations_ok(location, idx, counts.get(doc_id, 0)):
+        if not _locations_ok(location, idx, counts.get(doc_id, 0), groups.get(doc_id, LEGACY_LOCATION_GROUP)):
             add("passage", db, f"passage {pid} (document {doc_id}): its group's locations do not unpack (damaged row)")
         if not isinstance(tokens, int) or tokens < 0:
             add("passage", db, f"passage {pid} (document {doc_id}): token count {tokens!r} (damaged row)")
@@ -201,12 +203,21 @@ def _check_rows(a, c, db, add) -> None:
             add("search_keys", db, f"document key of document {doc_id} is {n} bytes, expected {width}")
 
 
-def _locations_ok(stored, idx, passages: int) -> bool:
+def _group_of(stored) -> int:
+    """The location group size of a document, from its first passage's packed locations (8 if they
+    do not say: that row is then reported as damaged)."""
+    try:
+        return group_size(stored)
+    except ValueError:
+        return LEGACY_LOCATION_GROUP
+
+
+def _locations_ok(stored, idx, passages: int, group: int) -> bool:
     """A group's first passage holds the packed locations of the group's passages; the others, nothing."""
-    if not isinstance(idx, int) or idx % LOCATION_GROUP:
+    if not isinstance(idx, int) or idx % group:
         return stored == b""
     try:
-        return len(unpack_locations(stored)) == min(LOCATION_GROUP, passages - idx)
+        return group_size(stored) == group and len(unpack_locations(stored)) == min(group, passages - idx)
     except (ValueError, TypeError):
         return False
 
