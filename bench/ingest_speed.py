@@ -201,7 +201,8 @@ def main() -> None:
               "|---|" + "---|" * (len(rows["chat"]["profile_s"]) + 1)]
     for name, r in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in r["profile_s"].values()) + f" | {r['seconds']:.1f} |")
-    lines += ["", f"Machine: {m['cpu_model']}, {m['cpus']} CPUs, torch {m['torch']}, {m['torch_threads']} threads.",
+    lines += ["", f"Machine: {m['cpu_model']} (native bf16: {m['native_bf16']}, torch kernels {m['cpu_capability']}), "
+                  f"{m['cpus']} CPUs, torch {m['torch']}, {m['torch_threads']} threads.",
               f"Command: `python {command}`", ""]
     name = "ingest_speed" + (f"-{args.tag}" if args.tag else "")
     write_results(name, result, "\n".join(lines), RESULTS)

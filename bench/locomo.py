@@ -279,7 +279,8 @@ def markdown(result: dict) -> str:
     m, ingest_info = result["machine"], result["ingest"]
     took = "(archive reused)" if ingest_info["seconds"] is None else f"in {ingest_info['seconds']} s"
     lines += ["", f"Model {ingest_info['model']} on {m['device']}. Ingest: {ingest_info['turns']} turns -> "
-              f"{ingest_info['passages']} passages {took}. Machine: {m['platform']}, {m['cpus']} CPUs.",
+              f"{ingest_info['passages']} passages {took}. Machine: {m.get('cpu_model') or m['platform']} "
+              f"(native bf16: {m.get('native_bf16')}, torch kernels {m.get('cpu_capability')}), {m['cpus']} CPUs.",
               f"Command: `{result.get('command', '.venv/bin/python bench/locomo.py')}`", ""]
     return "\n".join(lines)
 

@@ -71,6 +71,23 @@ def test_what_someone_else_said_is_not_in_the_archive(chat_archive):
     assert _ask(chat_archive, "What is the capital of Mongolia?")["answer"] == NOT_IN_ARCHIVE
 
 
+def test_what_someone_says_to_the_other_about_it_is_not_theirs():
+    """A line of the person a question names that speaks to the other one about it ("your necklace") is not
+    theirs: with nothing of their own, the question is declined; their own line about it ("my necklace") is."""
+    from r3mem_cli.pipelines.ask import ATTRIBUTION_FLOOR
+    from r3mem_cli.pipelines.reader import attribution
+
+    def results(reply: str) -> list[dict]:
+        text = f"Caroline: My grandma gave me a necklace from Sweden.\nMelanie: {reply}"
+        return [{"doc": "d", "passage": 0, "text": text, "location": {"speakers": ["Caroline", "Melanie"]}}]
+
+    addressed = results("Your necklace from Sweden is lovely, Caroline!")
+    assert attribution("What does Melanie's necklace from Sweden mean?", addressed) < ATTRIBUTION_FLOOR
+    assert attribution("What does Caroline's necklace from Sweden mean?", addressed) == 1.0
+    own = results("I have a necklace from Sweden too, from my aunt.")
+    assert attribution("What does Melanie's necklace from Sweden mean?", own) >= ATTRIBUTION_FLOOR
+
+
 def test_yes_no_questions_are_answered_yes_or_no_with_a_citation(chat_archive):
     answer = _ask(chat_archive, "Did Melanie paint a sunrise?")["answer"]
     assert answer.split(" [")[0] in ("Yes", "No") and citations(answer)

@@ -40,7 +40,7 @@ def _location_dictionary() -> zstandard.ZstdCompressionDict:
     return zstandard.ZstdCompressionDict(_LOCATION_DICTIONARY, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
 
 
-_MAX_LOCATION_BYTES = 1 << 20
+_MAX_LOCATION_BYTES = 1 << 24  # a group's JSON: pack_locations refuses more, a read inflates no more
 
 
 # What a new passage row keeps of its text's sha256: its first 8 bytes (docs/decisions/0033). Rows
@@ -76,7 +76,11 @@ def pack_locations(locations: list[dict], group: int = LOCATION_GROUP) -> bytes:
         19, format=zstandard.FORMAT_ZSTD1_MAGICLESS, write_checksum=False, write_dict_id=False)
     packer = zstandard.ZstdCompressor(compression_params=params, dict_data=_location_dictionary())
     head = bytes([_LEGACY_FORMAT]) if group == LEGACY_LOCATION_GROUP else bytes([_LOCATION_FORMAT, group])
-    return head + packer.compress(json_text(list(locations), "location").encode("utf-8"))
+    text = json_text(list(locations), "location").encode("utf-8")
+    if len(text) > _MAX_LOCATION_BYTES:
+        raise ValueError(f"the locations of {len(locations)} passages take {len(text)} bytes of JSON, "
+                         f"more than {_MAX_LOCATION_BYTES}")
+    return head + packer.compress(text)
 
 
 def group_size(stored) -> int:

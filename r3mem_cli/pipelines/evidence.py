@@ -101,7 +101,7 @@ def expanded_query(question: str, max_terms: int = 60) -> str:
 def named_speakers(question: str, found: list[dict]) -> set[str]:
     """The chat speakers a question names (first names count: "Mel" does not, "Melanie" does)."""
     speakers = {s for r in found for s in (r.get("location") or {}).get("speakers") or []}
-    asked = set(words(question))
+    asked = {w.removesuffix("'s") for w in words(question)}  # "Melanie's necklace" names Melanie
     return {s for s in speakers if s.casefold() in asked or s.split()[0].casefold() in asked}
 
 

@@ -35,6 +35,12 @@ REPLY_CREDIT = 0.8
 SPEAKER_CREDIT = 0.2
 # Lines this close to the best answer line may give a typed answer (a name, title, amount) instead.
 TYPED_MARGIN = 0.05
+# A line of the person a question names that speaks to the other one about it (second person, no first
+# person: "that necklace of yours is lovely") is not that person's own: it counts this much in `attribution`.
+# Chosen on LoCoMo conv-26/30 (the same from 0 to 0.6; docs/decisions/0025).
+ADDRESSED_CREDIT = 0.5
+_SECOND_PERSON = frozenset("you your yours yourself yourselves you're you've you'll you'd".split())
+_FIRST_PERSON = frozenset("i me my mine myself we us our ours ourselves i'm i've i'll i'd we're we've we'll".split())
 _CHAT_LINE = re.compile(r"^(?P<speaker>[^\s:][^:]{0,99}): (?P<text>.*)$")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
@@ -215,12 +221,17 @@ def yes_no_prefix(question: str) -> str:
 
 def attribution(question: str, results: list[dict]) -> float:
     """How much of what the windows say about the question the person it names says (0-1): the
-    best coverage among that person's lines over the best among all lines. LoCoMo's adversarial
-    questions, and people, ask about one person what another said; 1.0 when no one is named."""
+    best coverage among that person's lines over the best among all lines, a line of theirs that
+    speaks to the other person about it counting ADDRESSED_CREDIT. LoCoMo's adversarial questions,
+    and people, ask about one person what another said; 1.0 when no one is named. The person's name
+    is who the question is about, not what: people do not say their own name, so it is not counted."""
     speakers = named_speakers(question, results)
     if len(speakers) != 1:
         return 1.0
-    asked = list(dict.fromkeys(stem(w) for w in content_words(question)))
+    names = {stem(w) for s in speakers for w in words(s)}
+    asked = [w for w in dict.fromkeys(stem(w.removesuffix("'s")) for w in content_words(question)) if w not in names]
+    if not asked:
+        return 1.0
     best_any = best_theirs = 0.0
     for lines in lines_of(results):
         for i, line in enumerate(lines):
@@ -230,5 +241,8 @@ def attribution(question: str, results: list[dict]) -> float:
             if line.speaker in speakers:
                 if before is not None and before.text.rstrip().endswith("?") and before.speaker != line.speaker:
                     here = max(here, coverage(before.text, asked))
+                said = set(words(line.text))
+                if said & _SECOND_PERSON and not said & _FIRST_PERSON:
+                    here *= ADDRESSED_CREDIT
                 best_theirs = max(best_theirs, here)
     return best_theirs / best_any if best_any else 1.0
