@@ -75,6 +75,7 @@ def test_what_someone_says_to_the_other_about_it_is_not_theirs():
     """A line of the person a question names that speaks to the other one about it ("your necklace") is not
     theirs: with nothing of their own, the question is declined; their own line about it ("my necklace") is."""
     from r3mem_cli.pipelines.ask import ATTRIBUTION_FLOOR
+    from r3mem_cli.pipelines.evidence import named_speakers
     from r3mem_cli.pipelines.reader import attribution
 
     def results(reply: str) -> list[dict]:
@@ -82,6 +83,9 @@ def test_what_someone_says_to_the_other_about_it_is_not_theirs():
         return [{"doc": "d", "passage": 0, "text": text, "location": {"speakers": ["Caroline", "Melanie"]}}]
 
     addressed = results("Your necklace from Sweden is lovely, Caroline!")
+    # an owner is named for attribution, not for ranking (evidence.named_speakers)
+    assert named_speakers("What does Melanie's necklace mean?", addressed) == set()
+    assert named_speakers("What does Melanie's necklace mean?", addressed, possessive=True) == {"Melanie"}
     assert attribution("What does Melanie's necklace from Sweden mean?", addressed) < ATTRIBUTION_FLOOR
     assert attribution("What does Caroline's necklace from Sweden mean?", addressed) == 1.0
     own = results("I have a necklace from Sweden too, from my aunt.")

@@ -225,7 +225,7 @@ def attribution(question: str, results: list[dict]) -> float:
     speaks to the other person about it counting ADDRESSED_CREDIT. LoCoMo's adversarial questions,
     and people, ask about one person what another said; 1.0 when no one is named. The person's name
     is who the question is about, not what: people do not say their own name, so it is not counted."""
-    speakers = named_speakers(question, results)
+    speakers = named_speakers(question, results, possessive=True)
     if len(speakers) != 1:
         return 1.0
     names = {stem(w) for s in speakers for w in words(s)}
