@@ -154,6 +154,10 @@ def test_add_list_show(archive):
     assert (s["documents"], s["passages"], s["memory_slots"], s["shards"], s["model"]) == (2, 4, 12, 1, "test-model")
     assert s["source_bytes"] > 0 and s["source_raw_bytes"] > 0 and s["memory_bytes"] > 0
     assert s["archive_bytes"] >= s["memory_bytes"] + s["source_bytes"]
+    # what is stored: the manifest and its write-ahead log, not SQLite's -shm index of the log (deleted on close)
+    manifest = archive.root / "manifest.sqlite"
+    assert Path(f"{manifest}-shm").exists()
+    assert s["manifest_bytes"] == sum(f.stat().st_size for f in (manifest, Path(f"{manifest}-wal")) if f.exists())
     assert archive.verify() == []
 
 

@@ -485,7 +485,11 @@ class Archive:
         documents = one("SELECT COUNT(*) FROM documents")
         tokens = one("SELECT SUM(tokens) FROM documents")
         slots = one("SELECT SUM(slots) FROM memory")
-        archive_bytes = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file() and not p.is_symlink())
+        # SQLite's -shm file is an index of the write-ahead log that every open connection maps and the last
+        # close deletes (32 KiB while the archive is open): nothing is stored in it.
+        stored = [p for p in self.root.rglob("*") if p.is_file() and not p.is_symlink()
+                  and p.name != f"{mf.MANIFEST_NAME}-shm"]
+        archive_bytes = sum(p.stat().st_size for p in stored)
         return {
             "documents": documents,
             "passages": one("SELECT COUNT(*) FROM passages"),
@@ -500,7 +504,8 @@ class Archive:
             "residual_bytes": one("SELECT SUM(length(code)) FROM residuals"),
             "search_key_bytes": one("SELECT SUM(length(keys)) FROM search_keys")
             + one("SELECT SUM(length(key)) FROM document_keys"),
-            "manifest_bytes": sum(p.stat().st_size for p in self.root.glob(f"{mf.MANIFEST_NAME}*") if p.is_file()),
+            "manifest_bytes": sum(p.stat().st_size for p in stored if p.parent == self.root
+                                  and p.name.startswith(mf.MANIFEST_NAME)),
             "shards": one("SELECT COUNT(*) FROM shards"),
             "adapter_bytes": one("SELECT SUM(bytes) FROM files WHERE name LIKE 'adapter/%'"),
             "archive_bytes": archive_bytes,
