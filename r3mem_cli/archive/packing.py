@@ -117,7 +117,9 @@ def _unpacked(stored: bytes) -> tuple[str, ...]:
 def location_of(group_locations, index: int) -> dict:
     """Passage `index`'s location, from the packed locations of its group (manifest.PASSAGE_QUERY
     reads them from the group's first passage)."""
-    entries = _unpacked(group_locations) if isinstance(group_locations, bytes) else _unpacked(b"")
+    if not isinstance(group_locations, bytes):
+        raise ValueError("not packed locations")
+    entries = _unpacked(group_locations)
     at = index % group_size(group_locations)
     if at >= len(entries):
         raise ValueError(f"the packed locations of passage {index}'s group stop before it")

@@ -37,7 +37,8 @@ NOT_IN_ARCHIVE = "Not mentioned in the archive."
 EVIDENCE_FLOOR = 0.2
 # ... or when the person the question names says less than this share of what the best line
 # about it says (reader.attribution). Chosen on LoCoMo conv-26/30: 37% of adversarial questions
-# declined there, 9% of answerable ones; with reader.ADDRESSED_CREDIT, 48% and 11% (docs/decisions/0025).
+# declined there, 9% of answerable ones; since attribution reads possessives, leaves out the person's own name
+# and counts ADDRESSED_CREDIT, 56% and 9% (the same up to 0.8; docs/decisions/0025).
 ATTRIBUTION_FLOOR = 0.7
 # The memory path always ranks something; alone it counts as evidence only at near-duplicate
 # similarity (it is not calibrated to say "relevant" below that).
